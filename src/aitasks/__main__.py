@@ -1,0 +1,3 @@
+from aitasks.cli import main
+
+main()

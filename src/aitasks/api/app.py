@@ -1,0 +1,84 @@
+"""The gateway's app factory.
+
+`create_app()` builds the gateway alone (`aitasks api`); `create_app(embedded=True)` also runs a
+worker and an in-process queue inside it (`aitasks up`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from aitasks import __version__
+from aitasks.api.errors import install_error_handlers
+from aitasks.api.routes import conversations, files, health, models, submit, tasks
+from aitasks.config import Settings
+from aitasks.errors import ConfigError
+from aitasks.services import Services
+from aitasks.store.migrate import schema_state
+from aitasks.worker import Worker
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_WORKER_CONCURRENCY = 16
+
+
+def warn_mock_fallbacks(services: Services) -> None:
+    for spec in services.models.mock_fallbacks():
+        needs = spec.api_key_env or spec.base_url_env or f"provider {spec.provider!r}"
+        log.warning("model %s is served by the mock (needs %s)", spec.name, needs)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedded: bool = False,
+    in_process_queue: bool | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    use_memory_queue = embedded and not settings.redis_configured
+    if in_process_queue is not None:
+        use_memory_queue = in_process_queue
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.open(settings, in_process_queue=use_memory_queue)
+        app.state.services = services
+        stop = asyncio.Event()
+        worker_task: asyncio.Task[None] | None = None
+        try:
+            state = await schema_state(services.db)
+            if not state.up_to_date:
+                raise ConfigError(
+                    f"the database schema is at {state.current}, this code needs {state.head}: "
+                    "run `aitasks db upgrade`"
+                )
+            warn_mock_fallbacks(services)
+            if embedded:
+                worker = Worker(services, concurrency=EMBEDDED_WORKER_CONCURRENCY)
+                if use_memory_queue:
+                    count = await worker.republish_unfinished()
+                    if count:
+                        log.info("re-queued %d unfinished task(s) from the last run", count)
+                worker_task = asyncio.create_task(worker.run(stop))
+            yield
+        finally:
+            stop.set()
+            if worker_task is not None:
+                await worker_task
+            await services.close()
+
+    app = FastAPI(
+        title="aitasks",
+        version=__version__,
+        summary="Asynchronous AI tasks: submit chat and image requests, poll for results.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (submit, tasks, conversations, models, files, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,87 @@
+"""Every error becomes one JSON shape, in one place: {"error": {"type", "message", "param"}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException
+
+from aitasks.errors import AITasksError
+
+log = logging.getLogger(__name__)
+
+# How long a client should wait before retrying when a backing service is down.
+RETRY_AFTER_SECONDS = 2
+
+
+def error_body(
+    error_type: str, message: str, param: str | None = None, **details: Any
+) -> dict[str, Any]:
+    return {"error": {"type": error_type, "message": message, "param": param, **details}}
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str, str | None]:
+    """(type, message, param) for the first problem FastAPI found in the request."""
+    errors = exc.errors()
+    first: dict[str, Any] = (
+        dict(errors[0]) if errors else {"type": "invalid", "msg": "invalid request", "loc": ()}
+    )
+    if first["type"] == "json_invalid":
+        reason = (first.get("ctx") or {}).get("error", "")
+        return "invalid_json", f"the body is not valid JSON: {reason}".rstrip(": "), None
+    location = [str(part) for part in first["loc"] if part != "body"]
+    param = ".".join(location) or None
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = "field required"
+    elif first["type"] == "model_attributes_type" or (not location and "dict" in message):
+        message = "the body must be a JSON object"
+    return "invalid_request", f"{param}: {message}" if param else message, param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AITasksError)
+    async def domain_error(_: Request, exc: AITasksError) -> JSONResponse:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status_code == 503 else None
+        body = error_body(exc.error_type, exc.message, exc.param, **exc.details)
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        error_type, message, param = _validation_message(exc)
+        status = 400 if error_type == "invalid_json" else 422
+        return JSONResponse(error_body(error_type, message, param), status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        error_type = "not_found" if exc.status_code == 404 else "http_error"
+        return JSONResponse(
+            error_body(error_type, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(OSError)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            error_body("service_unavailable", "the database is unavailable; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log, never to the client.
+        log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            error_body("internal_error", "the server hit an unexpected error"), status_code=500
+        )

@@ -1,0 +1,40 @@
+"""GET /v1/models: the model table."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from aitasks.api.deps import ServicesDep
+from aitasks.api.schemas import ModelList, ModelView, PatternView
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(services: ServicesDep) -> ModelList:
+    """Every configured model, and the rules that route names not in the table."""
+    table = services.models
+    return ModelList(
+        data=[
+            ModelView(
+                id=m.name,
+                kind=m.kind,
+                queue=m.queue,
+                provider=m.provider,
+                served_by=m.served_by,
+                context_window=m.context_window,
+            )
+            for m in sorted(table.models.values(), key=lambda m: m.name)
+        ],
+        patterns=[
+            PatternView(
+                prefix=p.prefix,
+                contains=list(p.contains),
+                kind=p.template.kind,
+                queue=p.template.queue,
+                provider=p.template.provider,
+                served_by=p.template.served_by,
+            )
+            for p in table.patterns
+        ],
+    )

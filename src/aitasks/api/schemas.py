@@ -1,0 +1,109 @@
+"""The JSON shapes of the seed's API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aitasks.store.models import TaskStatus
+
+
+class SubmitRequest(BaseModel):
+    """A chat or image request, as the seed defines it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"prompt": "Hello, who are you?", "model": "gemini-2.5-flash",
+                          "conversation_id": None}]
+        }
+    )  # fmt: skip
+
+    prompt: str = Field(description="What to say to the model, or the picture to draw.")
+    model: str = Field(min_length=1, max_length=200, description="A name from GET /v1/models.")
+    conversation_id: str | None = Field(
+        default=None, description="Continue this conversation; null starts a new one."
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("prompt must not be empty")
+        return prompt
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _empty_is_none(cls, conversation_id: str | None) -> str | None:
+        return conversation_id or None
+
+
+class SubmitResponse(BaseModel):
+    task_id: str
+    conversation_id: str
+    status: TaskStatus
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+class TaskView(BaseModel):
+    task_id: str
+    conversation_id: str
+    kind: str
+    model: str
+    provider: str = Field(description="The provider that serves this task (mock when no key).")
+    status: TaskStatus
+    result: str | list[str] | None = Field(
+        description="The reply text for chat; the image URLs for images; null until SUCCESS."
+    )
+    error: dict[str, Any] | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class HistoryMessage(BaseModel):
+    role: str
+    content: str
+    images: list[str]
+    task_id: str | None
+    created_at: datetime
+
+
+class HistoryView(BaseModel):
+    conversation_id: str
+    messages: list[HistoryMessage]
+
+
+class ModelView(BaseModel):
+    id: str
+    kind: str
+    queue: str
+    provider: str = Field(description="The provider this model is configured for.")
+    served_by: str = Field(description="The provider that actually serves it now.")
+    context_window: int
+
+
+class PatternView(BaseModel):
+    prefix: str | None
+    contains: list[str]
+    kind: str
+    queue: str
+    provider: str
+    served_by: str
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[ModelView]
+    patterns: list[PatternView] = Field(
+        description="Rules for names not in the table, tried in order."
+    )

@@ -1,0 +1,50 @@
+"""Stored rows → the API's JSON shapes. Image URLs are made absolute for the caller's host."""
+
+from __future__ import annotations
+
+from starlette.datastructures import URL
+
+from aitasks.api.schemas import HistoryMessage, TaskView, as_utc
+from aitasks.store.models import Message, Task, TaskStatus
+
+
+def file_url(base_url: URL, file_id: str) -> str:
+    return f"{str(base_url).rstrip('/')}/v1/files/{file_id}"
+
+
+def task_view(task: Task, base_url: URL) -> TaskView:
+    result: str | list[str] | None = None
+    if task.result is not None:
+        if "files" in task.result:
+            result = [file_url(base_url, f) for f in task.result["files"]]
+        else:
+            result = task.result.get("text")
+    created_at, updated_at = as_utc(task.created_at), as_utc(task.updated_at)
+    assert created_at is not None and updated_at is not None
+    return TaskView(
+        task_id=task.id,
+        conversation_id=task.conversation_id,
+        kind=task.kind,
+        model=task.model,
+        provider=task.provider,
+        status=TaskStatus(task.status),
+        result=result,
+        error=task.error,
+        attempts=task.attempts,
+        created_at=created_at,
+        updated_at=updated_at,
+        started_at=as_utc(task.started_at),
+        finished_at=as_utc(task.finished_at),
+    )
+
+
+def history_message(message: Message, base_url: URL) -> HistoryMessage:
+    created_at = as_utc(message.created_at)
+    assert created_at is not None
+    return HistoryMessage(
+        role=message.role,
+        content=message.content,
+        images=[file_url(base_url, f) for f in message.files],
+        task_id=message.task_id,
+        created_at=created_at,
+    )

@@ -1,0 +1,165 @@
+"""The `aitasks` command: a thin shell that reads settings and calls one function of the library."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from aitasks.config import Settings
+from aitasks.errors import ConfigError
+from aitasks.services import Services
+from aitasks.store.database import Database
+from aitasks.store.migrate import schema_state, upgrade
+from aitasks.worker import Worker
+
+app = typer.Typer(help="aitasks: an asynchronous AI task service.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Port = Annotated[int, typer.Option(help="Port to listen on.")]
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # Alembic narrates every connection at INFO; the CLI says what happened in one line instead.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+async def _serve(app_: object, host: str, port: int, settings: Settings) -> None:
+    config = uvicorn.Config(
+        app_,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    await uvicorn.Server(config).serve()
+
+
+@app.command()
+def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Run the whole system in one process: gateway, worker and queue, on the embedded default."""
+    from aitasks.api.app import create_app
+
+    settings = _settings()
+
+    async def main() -> None:
+        db = Database(settings.sqlalchemy_url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+        queue = (
+            "Redis at " + settings.effective_redis_url
+            if settings.redis_configured
+            else ("the in-process queue")
+        )
+        typer.echo(
+            f"aitasks on http://{host}:{port} (API docs at /docs)\n"
+            f"  database: {settings.sqlalchemy_url}\n  queue: {queue}\n"
+            "  auth: off: keep it bound to localhost"
+        )
+        await _serve(create_app(settings, embedded=True), host, port, settings)
+
+    asyncio.run(main())
+
+
+@app.command()
+def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Run the gateway. Needs `aitasks db upgrade` first, and workers to run the tasks."""
+    from aitasks.api.app import create_app
+
+    settings = _settings()
+    asyncio.run(_serve(create_app(settings), host, port, settings))
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated queues; all of the model table's if not given."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks in flight at once.")] = 8,
+) -> None:
+    """Run a worker: take tasks from the queues, call the models, store the results."""
+    settings = _settings()
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+
+    async def main() -> None:
+        services = Services.open(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            state = await schema_state(services.db)
+            if not state.up_to_date:
+                raise _fail("the database schema is not current: run `aitasks db upgrade`")
+            await Worker(services, queues=names, concurrency=concurrency).run(stop)
+        finally:
+            await services.close()
+
+    asyncio.run(main())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the tables to this version's schema."""
+    settings = _settings()
+
+    async def main() -> None:
+        db = Database(settings.sqlalchemy_url)
+        try:
+            before = await upgrade(db)
+        finally:
+            await db.dispose()
+        if before.up_to_date:
+            typer.echo(f"The database schema is up to date (revision {before.head}).")
+        else:
+            typer.echo(
+                f"Upgraded the database schema from {before.current or 'empty'} to {before.head}."
+            )
+
+    asyncio.run(main())
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Say which schema revision the database is at."""
+    settings = _settings()
+
+    async def main() -> None:
+        db = Database(settings.sqlalchemy_url)
+        try:
+            state = await schema_state(db)
+        finally:
+            await db.dispose()
+        verdict = "up to date" if state.up_to_date else "behind: run `aitasks db upgrade`"
+        typer.echo(f"revision {state.current or 'none'} (newest {state.head}): {verdict}")
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        typer.secho(f"configuration error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None

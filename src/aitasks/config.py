@@ -1,0 +1,96 @@
+"""Settings from the environment or a `.env` file.
+
+Two spellings are accepted for the backing services: URL-style (`DATABASE_URL`, `REDIS_URL`) and
+the seed's separate variables (`DB_HOST`, `DB_PORT`, `POSTGRES_*`, `REDIS_HOST`, `REDIS_PORT`).
+A URL wins over the separate variables when both are set.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def async_database_url(url: str) -> str:
+    """Give a plain database URL the async driver SQLAlchemy needs (`postgresql://` → asyncpg)."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- storage -------------------------------------------------------------------------------
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    db_host: str | None = Field(default=None, validation_alias="DB_HOST")
+    db_port: int = Field(default=5432, validation_alias="DB_PORT")
+    postgres_db: str = Field(default="aitasks", validation_alias="POSTGRES_DB")
+    postgres_user: str = Field(default="postgres", validation_alias="POSTGRES_USER")
+    postgres_password: str = Field(default="", validation_alias="POSTGRES_PASSWORD")
+    data_dir: Path = Field(default=Path(".aitasks"), validation_alias="AITASKS_DATA_DIR")
+
+    # --- queue ---------------------------------------------------------------------------------
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    redis_host: str | None = Field(default=None, validation_alias="REDIS_HOST")
+    redis_port: int = Field(default=6379, validation_alias="REDIS_PORT")
+    redis_prefix: str = Field(default="aitasks", validation_alias="AITASKS_REDIS_PREFIX")
+
+    # --- models --------------------------------------------------------------------------------
+    models_file: Path | None = Field(default=None, validation_alias="AITASKS_MODELS")
+    mock_latency_ms: int = Field(default=50, ge=0, validation_alias="AITASKS_MOCK_LATENCY_MS")
+
+    # --- limits and timing ---------------------------------------------------------------------
+    max_prompt_chars: int = Field(default=32_000, gt=0, validation_alias="AITASKS_MAX_PROMPT_CHARS")
+    lease_seconds: float = Field(default=30.0, gt=0, validation_alias="AITASKS_LEASE_SECONDS")
+    log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices("AITASKS_LOG_LEVEL", "LOG_LEVEL")
+    )
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL: `DATABASE_URL`, else the seed's variables, else SQLite."""
+        if self.database_url:
+            return async_database_url(self.database_url)
+        if self.db_host:
+            user = quote(self.postgres_user, safe="")
+            password = (
+                f":{quote(self.postgres_password, safe='')}" if self.postgres_password else ""
+            )
+            return (
+                f"postgresql+asyncpg://{user}{password}@{self.db_host}:{self.db_port}"
+                f"/{self.postgres_db}"
+            )
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'aitasks.db').resolve()}"
+
+    @property
+    def redis_configured(self) -> bool:
+        """Whether the operator named a Redis server (the embedded default runs without one)."""
+        return bool(self.redis_url or self.redis_host)
+
+    @property
+    def effective_redis_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host:
+            return f"redis://{self.redis_host}:{self.redis_port}/0"
+        return DEFAULT_REDIS_URL
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"

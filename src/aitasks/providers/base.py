@@ -1,0 +1,53 @@
+"""The provider seam: one small interface that every model provider implements."""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from aitasks.errors import ProviderError
+from aitasks.routing import ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: ModelSpec
+    # The conversation's context, oldest first, ending with the new user prompt.
+    messages: Sequence[ChatMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    model: ModelSpec
+    prompt: str
+    n: int = 1
+    size: tuple[int, int] = (512, 512)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    data: bytes
+    content_type: str
+
+
+class Provider(ABC):
+    """A model provider. Chat replies stream as text pieces; images come back whole."""
+
+    name: str
+
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
+        """The reply to the request's last message, piece by piece as the model produces it."""
+        raise ProviderError(f"provider {self.name!r} does not serve chat")
+
+    async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
+        raise ProviderError(f"provider {self.name!r} does not generate images")
+
+    async def close(self) -> None:  # noqa: B027 - most providers hold nothing to release
+        """Release clients and connections."""

@@ -1,0 +1,113 @@
+"""The mock provider: deterministic replies and real PNGs, for running without keys and for tests.
+
+A chat reply names how many earlier turns of context it was given, and a digest of them, so a test
+can prove the history reached the model. Its latency is spread over its words, so a reader of the
+stream sees it arrive piece by piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import textwrap
+from collections.abc import AsyncIterator, Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+from aitasks.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    GeneratedImage,
+    ImageRequest,
+    Provider,
+)
+
+PROMPT_ECHO_CHARS = 200
+
+
+def _digest(messages: Sequence[ChatMessage]) -> str:
+    hasher = hashlib.sha256()
+    for message in messages:
+        hasher.update(f"{message.role}\x00{message.content}\x00".encode())
+    return hasher.hexdigest()[:12]
+
+
+def mock_reply(messages: Sequence[ChatMessage]) -> str:
+    """The reply the mock gives: a pure function of the messages it is sent."""
+    *earlier, last = messages
+    earlier_turns = sum(1 for m in earlier if m.role == "user")
+    prompt = (
+        last.content
+        if len(last.content) <= PROMPT_ECHO_CHARS
+        else (last.content[:PROMPT_ECHO_CHARS] + "…")
+    )
+    return (
+        f'Mock reply to "{prompt}". '
+        f"I was given {earlier_turns} earlier turn{'s' if earlier_turns != 1 else ''} of context "
+        f"(context digest {_digest(messages)})."
+    )
+
+
+class MockProvider(Provider):
+    name = "mock"
+
+    def __init__(self, *, latency_ms: int) -> None:
+        self.latency_s = latency_ms / 1000
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
+        words = mock_reply(request.messages).split(" ")
+        pause = self.latency_s / len(words)
+        for index, word in enumerate(words):
+            if pause:
+                await asyncio.sleep(pause)
+            yield word if index == len(words) - 1 else word + " "
+
+    async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        return [
+            GeneratedImage(render_png(request.prompt, request.size, variant=i), "image/png")
+            for i in range(request.n)
+        ]
+
+
+def render_png(prompt: str, size: tuple[int, int], *, variant: int = 0) -> bytes:
+    """A PNG that shows the prompt written over a pattern whose colours come from the prompt."""
+    seed = hashlib.sha256(f"{variant}:{prompt}".encode()).digest()
+    width, height = size
+    image = Image.new("RGB", size, tuple(seed[0:3]))
+    draw = ImageDraw.Draw(image)
+    stripe = max(8, width // 16)
+    for i, x in enumerate(range(-height, width, stripe)):
+        colour = tuple(seed[3 + (i % 9) * 3 : 6 + (i % 9) * 3])
+        draw.polygon(
+            [
+                (x, 0),
+                (x + stripe // 2, 0),
+                (x + stripe // 2 + height, height),
+                (x + height, height),
+            ],
+            fill=colour,
+        )
+    for i in range(6):
+        cx, cy = seed[i + 10] * width // 256, seed[i + 16] * height // 256
+        radius = 10 + seed[i + 22] % (width // 6)
+        draw.ellipse(
+            (cx - radius, cy - radius, cx + radius, cy + radius),
+            outline=(255, 255, 255),
+            width=3,
+        )
+    font = ImageFont.load_default(size=max(12, width // 20))
+    lines = textwrap.wrap(prompt, width=28)[:6] or ["(empty prompt)"]
+    text = "\n".join(lines)
+    box = draw.multiline_textbbox((0, 0), text, font=font, align="center")
+    text_w, text_h = box[2] - box[0], box[3] - box[1]
+    left, top = (width - text_w) // 2, (height - text_h) // 2
+    draw.rounded_rectangle(
+        (left - 16, top - 16, left + text_w + 16, top + text_h + 16), radius=12, fill=(0, 0, 0)
+    )
+    draw.multiline_text((left, top - box[1]), text, font=font, fill=(255, 255, 255), align="center")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

@@ -1,0 +1,66 @@
+"""The queue seam: one small abstract class; Redis Streams and in-process implementations beside it.
+
+Delivery is at-least-once. A delivery stays pending until it is acknowledged; one left pending past
+`redeliver_after` seconds without a `touch` (its worker died) is handed to another consumer. The
+database, not the queue, decides whether a delivered task still needs running.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aitasks.errors import ServiceUnavailable
+
+
+class QueueUnavailable(ServiceUnavailable):
+    """The queue's server cannot be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One task id handed to one consumer; `message_id` is what acknowledges it."""
+
+    queue: str
+    task_id: str
+    message_id: str
+
+
+class TaskQueue(ABC):
+    """Named queues of task ids."""
+
+    def __init__(self, *, redeliver_after: float) -> None:
+        self.redeliver_after = redeliver_after
+
+    @abstractmethod
+    async def publish(self, queue: str, task_id: str) -> None:
+        """Append a task id to a queue."""
+
+    @abstractmethod
+    async def receive(
+        self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
+    ) -> list[Delivery]:
+        """Up to `count` deliveries from any of `queues`, waiting at most `wait_seconds`.
+
+        Deliveries abandoned by a dead consumer come first.
+        """
+
+    @abstractmethod
+    async def touch(self, delivery: Delivery, consumer: str) -> None:
+        """Tell the queue the delivery is still being worked on, so it is not handed out again."""
+
+    @abstractmethod
+    async def ack(self, delivery: Delivery) -> None:
+        """Finish with a delivery for good."""
+
+    @abstractmethod
+    async def depth(self, queue: str) -> int:
+        """How many entries the queue holds, delivered or not."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise `QueueUnavailable` when the queue cannot be reached."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook; the in-process queue holds nothing
+        """Release connections."""

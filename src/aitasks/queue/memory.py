@@ -1,0 +1,84 @@
+"""The in-process queue of the embedded default: same contract as Redis Streams, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aitasks.queue.base import Delivery, TaskQueue
+
+
+@dataclass(slots=True)
+class _Pending:
+    delivery: Delivery
+    consumer: str
+    touched: float
+
+
+class InProcessQueue(TaskQueue):
+    """Queues held in memory. What it held is lost with the process; the database is the record,
+    and the worker re-publishes unfinished tasks at start-up."""
+
+    def __init__(self, *, redeliver_after: float) -> None:
+        super().__init__(redeliver_after=redeliver_after)
+        self._ready: dict[str, deque[Delivery]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._arrived = asyncio.Condition()
+
+    async def publish(self, queue: str, task_id: str) -> None:
+        delivery = Delivery(queue=queue, task_id=task_id, message_id=str(next(self._ids)))
+        self._ready.setdefault(queue, deque()).append(delivery)
+        async with self._arrived:
+            self._arrived.notify_all()
+
+    def _take(self, queues: Sequence[str], consumer: str, count: int) -> list[Delivery]:
+        now = time.monotonic()
+        taken: list[Delivery] = []
+        for pending in self._pending.values():
+            if len(taken) == count:
+                return taken
+            if pending.delivery.queue in queues and now - pending.touched > self.redeliver_after:
+                pending.consumer, pending.touched = consumer, now
+                taken.append(pending.delivery)
+        for queue in queues:
+            ready = self._ready.get(queue)
+            while ready and len(taken) < count:
+                delivery = ready.popleft()
+                self._pending[delivery.message_id] = _Pending(delivery, consumer, now)
+                taken.append(delivery)
+        return taken
+
+    async def receive(
+        self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
+    ) -> list[Delivery]:
+        deadline = time.monotonic() + wait_seconds
+        async with self._arrived:
+            while True:
+                taken = self._take(queues, consumer, count)
+                left = deadline - time.monotonic()
+                if taken or left <= 0:
+                    return taken
+                # Wake on a publish, or in time to hand out an abandoned delivery.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), min(left, self.redeliver_after))
+
+    async def touch(self, delivery: Delivery, consumer: str) -> None:
+        pending = self._pending.get(delivery.message_id)
+        if pending is not None:
+            pending.consumer, pending.touched = consumer, time.monotonic()
+
+    async def ack(self, delivery: Delivery) -> None:
+        self._pending.pop(delivery.message_id, None)
+
+    async def depth(self, queue: str) -> int:
+        waiting = len(self._ready.get(queue, ()))
+        return waiting + sum(1 for p in self._pending.values() if p.delivery.queue == queue)
+
+    async def ping(self) -> None:
+        return None

@@ -1,0 +1,150 @@
+"""Redis Streams queues: one stream per queue, one consumer group, XREADGROUP / XACK / XAUTOCLAIM.
+
+Unlike `BRPOP` on a list, an entry read from a stream stays in the group's pending list until it is
+acknowledged, so a worker that dies holding a task leaves it there for another to claim.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from aitasks.queue.base import Delivery, QueueUnavailable, TaskQueue
+from aitasks.queue.keys import CONSUMER_GROUP, TASK_FIELD, stream_key
+
+T = TypeVar("T")
+
+
+class RedisStreamQueue(TaskQueue):
+    """Task queues on Redis Streams."""
+
+    def __init__(self, redis: Redis, *, prefix: str, redeliver_after: float) -> None:
+        super().__init__(redeliver_after=redeliver_after)
+        self.redis = redis
+        self.prefix = prefix
+        self._groups: set[str] = set()
+        self._last_reclaim = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str, redeliver_after: float) -> RedisStreamQueue:
+        redis = Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+        )
+        return cls(redis, prefix=prefix, redeliver_after=redeliver_after)
+
+    def _key(self, queue: str) -> str:
+        return stream_key(self.prefix, queue)
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation, turning connection failures into `QueueUnavailable`."""
+        try:
+            return await operation()
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
+
+    async def _ensure_group(self, key: str) -> None:
+        if key in self._groups:
+            return
+        try:
+            # Id 0, not $: entries published before the group existed must be read too.
+            await self._call(
+                lambda: self.redis.xgroup_create(key, CONSUMER_GROUP, "0", mkstream=True)
+            )
+        except redis_errors.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(key)
+
+    async def publish(self, queue: str, task_id: str) -> None:
+        key = self._key(queue)
+        await self._call(lambda: self.redis.xadd(key, {TASK_FIELD: task_id}))
+
+    async def receive(
+        self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
+    ) -> list[Delivery]:
+        keys = {self._key(q): q for q in queues}
+        for key in keys:
+            await self._ensure_group(key)
+        try:
+            deliveries = await self._reclaim(keys, consumer, count)
+            if deliveries:
+                return deliveries
+            block_ms = max(1, int(wait_seconds * 1000))
+            read: Any = await self._call(
+                lambda: self.redis.xreadgroup(
+                    CONSUMER_GROUP, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms
+                )
+            )
+        except redis_errors.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis restarted empty (or the stream was deleted): make the groups again next call.
+            self._groups.clear()
+            return []
+        return [
+            self._delivery(keys[key], message_id, fields)
+            for key, entries in (read or [])
+            for message_id, fields in entries
+        ]
+
+    async def _reclaim(self, keys: dict[str, str], consumer: str, count: int) -> list[Delivery]:
+        """Take over entries whose consumer has not touched them for `redeliver_after` seconds."""
+        now = time.monotonic()
+        if now - self._last_reclaim < self.redeliver_after / 4:
+            return []
+        self._last_reclaim = now
+        idle_ms = int(self.redeliver_after * 1000)
+        deliveries: list[Delivery] = []
+        for key, queue in keys.items():
+            wanted = count - len(deliveries)
+            claimed: Any = await self._call(
+                lambda key=key, wanted=wanted: self.redis.xautoclaim(  # type: ignore[misc]
+                    key, CONSUMER_GROUP, consumer, idle_ms, "0-0", count=wanted
+                )
+            )
+            deliveries += [
+                self._delivery(queue, message_id, fields)
+                for message_id, fields in claimed[1]
+                if fields  # an entry deleted meanwhile comes back without its fields
+            ]
+            if len(deliveries) >= count:
+                break
+        return deliveries
+
+    @staticmethod
+    def _delivery(queue: str, message_id: str, fields: dict[str, str]) -> Delivery:
+        return Delivery(queue=queue, task_id=fields[TASK_FIELD], message_id=message_id)
+
+    async def touch(self, delivery: Delivery, consumer: str) -> None:
+        key = self._key(delivery.queue)
+        # XCLAIM with min-idle 0 resets the entry's idle time, so nobody reclaims it meanwhile.
+        await self._call(
+            lambda: self.redis.xclaim(
+                key, CONSUMER_GROUP, consumer, 0, [delivery.message_id], justid=True
+            )
+        )
+
+    async def ack(self, delivery: Delivery) -> None:
+        key = self._key(delivery.queue)
+
+        async def ack_and_delete() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xack(key, CONSUMER_GROUP, delivery.message_id)
+                pipe.xdel(key, delivery.message_id)  # keeps the stream as short as its backlog
+                await pipe.execute()
+
+        await self._call(ack_and_delete)
+
+    async def depth(self, queue: str) -> int:
+        key = self._key(queue)
+        return int(await self._call(lambda: self.redis.xlen(key)))
+
+    async def ping(self) -> None:
+        await self._call(self.redis.ping)
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,192 @@
+"""Model name → queue and provider: the model table.
+
+The table is the built-in `models.toml` merged with the operator's file (`AITASKS_MODELS`). Exact
+entries come first; a name not in the table is routed by the first pattern it matches, as the
+seed routed by keywords (`gemini`, `deepseek`, `sd`). Anything else is an unknown model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aitasks.errors import ConfigError, UnknownModel, WrongModelKind
+
+log = logging.getLogger(__name__)
+
+MOCK_PROVIDER = "mock"
+
+
+class ModelKind(StrEnum):
+    CHAT = "chat"
+    IMAGE = "image"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One model as the operator configured it, plus which provider will actually serve it."""
+
+    name: str
+    kind: ModelKind
+    provider: str
+    queue: str
+    upstream_model: str | None = None
+    base_url: str | None = None
+    base_url_env: str | None = None
+    api_key_env: str | None = None
+    context_window: int = 32_000
+    timeout_s: float = 120.0
+    max_attempts: int = 3
+    served_by: str = MOCK_PROVIDER
+
+    @property
+    def uses_mock(self) -> bool:
+        return self.served_by == MOCK_PROVIDER
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """A routing rule for names not in the table: a prefix, or any of several substrings."""
+
+    template: ModelSpec
+    prefix: str | None = None
+    contains: tuple[str, ...] = field(default_factory=tuple)
+
+    def matches(self, name: str) -> bool:
+        lowered = name.lower()
+        if self.prefix is not None and lowered.startswith(self.prefix):
+            return True
+        return any(part in lowered for part in self.contains)
+
+
+_SPEC_KEYS = {
+    "kind", "provider", "queue", "upstream_model", "base_url", "base_url_env", "api_key_env",
+    "context_window", "timeout_s", "max_attempts",
+}  # fmt: skip
+
+
+def _spec_from_toml(name: str, raw: Mapping[str, Any], where: str) -> ModelSpec:
+    unknown = set(raw) - _SPEC_KEYS - {"prefix", "contains"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    for required in ("kind", "provider", "queue"):
+        if required not in raw:
+            raise ConfigError(f"{where}: missing {required!r}")
+    try:
+        kind = ModelKind(raw["kind"])
+    except ValueError:
+        raise ConfigError(f"{where}: kind must be 'chat' or 'image', not {raw['kind']!r}") from None
+    values = {key: raw[key] for key in _SPEC_KEYS if key in raw and key != "kind"}
+    return ModelSpec(name=name, kind=kind, **values)
+
+
+class ModelTable:
+    """The merged model table with each model's effective provider decided once, at start-up."""
+
+    def __init__(
+        self,
+        models: Iterable[ModelSpec],
+        patterns: Iterable[Pattern],
+        *,
+        implemented: Collection[str] = (MOCK_PROVIDER,),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self._implemented = set(implemented)
+        self._env = env
+        self.models: dict[str, ModelSpec] = {m.name: self._decide(m) for m in models}
+        self.patterns = [replace(p, template=self._decide(p.template)) for p in patterns]
+
+    @classmethod
+    def load(
+        cls,
+        extra_file: Path | None = None,
+        *,
+        implemented: Collection[str] = (MOCK_PROVIDER,),
+        environ: Mapping[str, str] | None = None,
+    ) -> ModelTable:
+        """Read the built-in table, then the operator's file on top of it."""
+        builtin = resources.files("aitasks").joinpath("models.toml").read_text("utf-8")
+        models, patterns = _parse(tomllib.loads(builtin), "built-in models.toml")
+        if extra_file is not None:
+            try:
+                data = tomllib.loads(Path(extra_file).read_text("utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read model table {extra_file}: {exc}") from exc
+            extra_models, extra_patterns = _parse(data, str(extra_file))
+            models.update(extra_models)
+            # The operator's rules are tried before the built-in ones.
+            patterns = extra_patterns + patterns
+        return cls(models.values(), patterns, implemented=implemented, environ=environ)
+
+    def _decide(self, spec: ModelSpec) -> ModelSpec:
+        """Pick the provider that will serve `spec`: its own, or the mock when it cannot run."""
+        if spec.provider == MOCK_PROVIDER:
+            return replace(spec, served_by=MOCK_PROVIDER)
+        has_key = spec.api_key_env is None or bool(self._env.get(spec.api_key_env))
+        has_url = spec.base_url_env is None or bool(self._env.get(spec.base_url_env))
+        if spec.provider in self._implemented and has_key and has_url:
+            return replace(spec, served_by=spec.provider)
+        return replace(spec, served_by=MOCK_PROVIDER)
+
+    def mock_fallbacks(self) -> list[ModelSpec]:
+        """Models configured for a real provider that the mock serves instead."""
+        return [m for m in self.models.values() if m.provider != MOCK_PROVIDER and m.uses_mock]
+
+    @property
+    def known_names(self) -> list[str]:
+        return sorted(self.models)
+
+    @property
+    def queues(self) -> list[str]:
+        names = {m.queue for m in self.models.values()} | {p.template.queue for p in self.patterns}
+        return sorted(names)
+
+    def resolve(self, name: str) -> ModelSpec:
+        """The spec for a model name, or `UnknownModel` listing the known names."""
+        spec = self.models.get(name)
+        if spec is not None:
+            return spec
+        for pattern in self.patterns:
+            if pattern.matches(name):
+                return replace(pattern.template, name=name)
+        raise UnknownModel(name, self.known_names)
+
+    def resolve_kind(self, name: str, kind: ModelKind) -> ModelSpec:
+        """Like `resolve`, but refuse a model of the other kind (a chat model asked for images)."""
+        spec = self.resolve(name)
+        if spec.kind is not kind:
+            raise WrongModelKind(
+                f"model {name!r} is a {spec.kind} model; it cannot serve {kind} requests",
+                param="model",
+            )
+        return spec
+
+
+def _parse(data: Mapping[str, Any], where: str) -> tuple[dict[str, ModelSpec], list[Pattern]]:
+    models = {
+        name: _spec_from_toml(name, raw, f"{where}: models.{name}")
+        for name, raw in data.get("models", {}).items()
+    }
+    patterns: list[Pattern] = []
+    for index, raw in enumerate(data.get("patterns", [])):
+        label = f"{where}: patterns[{index}]"
+        prefix, contains = raw.get("prefix"), tuple(raw.get("contains", ()))
+        if prefix is None and not contains:
+            raise ConfigError(f"{label}: needs 'prefix' or 'contains'")
+        template = _spec_from_toml(prefix or contains[0], raw, label)
+        patterns.append(
+            Pattern(
+                template=template,
+                prefix=prefix.lower() if prefix else None,
+                contains=tuple(c.lower() for c in contains),
+            )
+        )
+    return models, patterns

@@ -1,0 +1,35 @@
+"""The long-lived parts one process holds: database, queue, model table, file storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aitasks.config import Settings
+from aitasks.files import FileStorage, LocalFileStorage
+from aitasks.providers import IMPLEMENTED
+from aitasks.queue import TaskQueue, open_queue
+from aitasks.routing import ModelTable
+from aitasks.store.database import Database
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    queue: TaskQueue
+    models: ModelTable
+    storage: FileStorage
+
+    @classmethod
+    def open(cls, settings: Settings, *, in_process_queue: bool = False) -> Services:
+        return cls(
+            settings=settings,
+            db=Database(settings.sqlalchemy_url),
+            queue=open_queue(settings, in_process=in_process_queue),
+            models=ModelTable.load(settings.models_file, implemented=IMPLEMENTED),
+            storage=LocalFileStorage(settings.files_dir),
+        )
+
+    async def close(self) -> None:
+        await self.queue.close()
+        await self.db.dispose()

@@ -1,0 +1,50 @@
+"""A chat turn's context: the conversation's earlier turns, cut to fit the model's window."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import groupby
+
+from aitasks.providers.base import ChatMessage
+from aitasks.store.models import Message, Role
+
+# Room kept free in the window for the model's reply.
+REPLY_RESERVE_FRACTION = 0.25
+# Per-message overhead of the chat format, in tokens.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-neutral estimate: about four characters a token, as for English with BPE."""
+    return MESSAGE_OVERHEAD_TOKENS + (len(text) + 3) // 4
+
+
+def _as_chat(message: Message) -> ChatMessage:
+    content = message.content
+    if message.role == Role.ASSISTANT and message.files:
+        count = len(message.files)
+        content = f"[generated {count} image{'s' if count != 1 else ''}] {content}".rstrip()
+    return ChatMessage(role=message.role, content=content)
+
+
+def build_context(
+    history: Sequence[Message], prompt: str, *, context_window: int
+) -> list[ChatMessage]:
+    """The messages to send: whole earlier turns, newest kept first, then the prompt.
+
+    Turns are dropped oldest first, whole, so the model never sees a reply without its question.
+    The prompt itself is always sent, even when it alone exceeds the budget.
+    """
+    budget = int(context_window * (1 - REPLY_RESERVE_FRACTION)) - estimate_tokens(prompt)
+    turns = [
+        [_as_chat(m) for m in messages] for _, messages in groupby(history, key=lambda m: m.turn)
+    ]
+    kept: list[list[ChatMessage]] = []
+    for turn in reversed(turns):
+        cost = sum(estimate_tokens(m.content) for m in turn)
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append(turn)
+    context = [message for turn in reversed(kept) for message in turn]
+    return [*context, ChatMessage(role=Role.USER, content=prompt)]
