@@ -10,6 +10,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import asyncpg
 import pytest
@@ -40,21 +41,23 @@ def _admin(sql: str) -> None:
         pool.submit(asyncio.run, run()).result()
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database for this test; dropped afterwards."""
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """Create an empty database; yield its plain `postgresql://` URL; drop it afterwards."""
     name = f"aitasks_test_{secrets.token_hex(6)}"
     try:
         _admin(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.fail(f"PostgreSQL is not usable at {PG_ADMIN_URL}: {exc}")
-    yield _database_url(name)
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield _database_url(name)
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own on the real Redis; its keys are deleted afterwards."""
+@contextmanager
+def fresh_redis_prefix() -> Iterator[str]:
+    """A key prefix of its own on the real Redis; its keys are deleted afterwards."""
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
     try:
         client.ping()
@@ -68,3 +71,17 @@ def redis_prefix() -> Iterator[str]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix for this test alone."""
+    with fresh_redis_prefix() as prefix:
+        yield prefix

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from sqlalchemy import text
+
+from aitasks.config import async_database_url
+from aitasks.store.database import Database
 
 TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
+T = TypeVar("T")
+
+# Settings of the developer's shell that must not leak into a test's own service processes.
+SERVICE_VARIABLES = (
+    "DATABASE_URL", "DB_HOST", "DB_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD",
+    "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "AITASKS_DATA_DIR", "AITASKS_MODELS",
+    "AITASKS_REDIS_PREFIX",
+)  # fmt: skip
+
+
+def service_env(**settings: str) -> dict[str, str]:
+    """The environment for a service process: the test's settings and nothing inherited."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    return {**env, **settings}
 
 
 def free_port() -> int:
@@ -27,13 +47,15 @@ def free_port() -> int:
 class Process:
     """An `aitasks` subcommand running as its own process, its output kept in a log file."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path) -> None:
         self.args = args
-        self.log_path = log_path
-        self._log = log_path.open("ab")
+        self.log_path = cwd / f"{'-'.join(args[:1])}-{free_port()}.log"
+        self._log = self.log_path.open("ab")
+        # cwd is the test's own folder, so no `.env` of the developer's is read.
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "aitasks", *args],
-            env={**os.environ, **env},
+            env=dict(env),
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -55,10 +77,11 @@ class Process:
         self.stop(signal.SIGKILL)
 
 
-def run_cli(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+def run_cli(args: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "aitasks", *args],
-        env={**os.environ, **env},
+        env=dict(env),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -98,3 +121,30 @@ def wait_for_tasks(
         time.sleep(0.05)
     missing = sorted(set(task_ids) - set(done))
     raise AssertionError(f"{len(missing)} of {len(task_ids)} tasks unfinished, e.g. {missing[:3]}")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from sync code, on a loop of its own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
+    db = Database(async_database_url(database_url))
+    try:
+        async with db.engine.connect() as connection:
+            return [tuple(row) for row in await connection.execute(text(sql))]
+    finally:
+        await db.dispose()
+
+
+def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of one SQL query against the service's database, for checking what was stored."""
+    return run_async(_query(database_url, sql))
+
+
+def row_counts(database_url: str) -> dict[str, int]:
+    """How many rows each table holds: proof that a refused request wrote nothing."""
+    tables = ("conversations", "tasks", "messages", "files")
+    union = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables)
+    return {name: int(count) for name, count in query(database_url, union)}

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 # How long to wait before asking an unreachable queue again.
 QUEUE_RETRY_SECONDS = 1.0
-# How long one receive call blocks, which bounds how fast the loop notices a stop.
-RECEIVE_WAIT_SECONDS = 1.0
+# How long one receive call blocks before the loop looks around again.
+RECEIVE_WAIT_SECONDS = 5.0
 
 
 def default_worker_id() -> str:
@@ -66,9 +66,7 @@ class Worker:
                     await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    deliveries = await self.services.queue.receive(
-                        self.queues, self.worker_id, count=free, wait_seconds=RECEIVE_WAIT_SECONDS
-                    )
+                    deliveries = await self._receive(free, stop)
                 except QueueUnavailable as exc:
                     log.warning("%s; retrying in %.0fs", exc.message, QUEUE_RETRY_SECONDS)
                     with contextlib.suppress(TimeoutError):
@@ -83,6 +81,24 @@ class Worker:
         finally:
             for provider in self._providers.values():
                 await provider.close()
+
+    async def _receive(self, count: int, stop: asyncio.Event) -> list[Delivery]:
+        """Wait for deliveries, but return at once (with none) when asked to stop."""
+        receiving = asyncio.ensure_future(
+            self.services.queue.receive(
+                self.queues, self.worker_id, count=count, wait_seconds=RECEIVE_WAIT_SECONDS
+            )
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not receiving.done():
+            # Anything the server handed out meanwhile stays pending and is redelivered.
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving
+            return []
+        return receiving.result()
 
     async def republish_unfinished(self) -> int:
         """Publish every unfinished task again: what an in-process queue held died with it."""
