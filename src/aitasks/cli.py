@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
@@ -16,6 +17,8 @@ from aitasks.services import Services
 from aitasks.store.database import Database
 from aitasks.store.migrate import schema_state, upgrade
 from aitasks.worker import Worker
+
+T = TypeVar("T")
 
 app = typer.Typer(help="aitasks: an asynchronous AI task service.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -59,18 +62,12 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     from aitasks.api.app import create_app
 
     settings = _settings()
+    _on_database(settings, upgrade)
 
     async def main() -> None:
-        db = Database(settings.sqlalchemy_url)
-        try:
-            await upgrade(db)
-        finally:
-            await db.dispose()
-        queue = (
-            "Redis at " + settings.effective_redis_url
-            if settings.redis_configured
-            else ("the in-process queue")
-        )
+        queue = "the in-process queue"
+        if settings.redis_configured:
+            queue = f"Redis at {settings.effective_redis_url}"
         typer.echo(
             f"aitasks on http://{host}:{port} (API docs at /docs)\n"
             f"  database: {settings.sqlalchemy_url}\n  queue: {queue}\n"
@@ -119,42 +116,37 @@ def worker(
     asyncio.run(main())
 
 
+def _on_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one async action on a database opened for it, and close it again."""
+
+    async def run() -> T:
+        db = Database(settings.sqlalchemy_url)
+        try:
+            return await action(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the tables to this version's schema."""
-    settings = _settings()
-
-    async def main() -> None:
-        db = Database(settings.sqlalchemy_url)
-        try:
-            before = await upgrade(db)
-        finally:
-            await db.dispose()
-        if before.up_to_date:
-            typer.echo(f"The database schema is up to date (revision {before.head}).")
-        else:
-            typer.echo(
-                f"Upgraded the database schema from {before.current or 'empty'} to {before.head}."
-            )
-
-    asyncio.run(main())
+    before = _on_database(_settings(), upgrade)
+    if before.up_to_date:
+        typer.echo(f"The database schema is up to date (revision {before.head}).")
+    else:
+        typer.echo(
+            f"Upgraded the database schema from {before.current or 'empty'} to {before.head}."
+        )
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Say which schema revision the database is at."""
-    settings = _settings()
-
-    async def main() -> None:
-        db = Database(settings.sqlalchemy_url)
-        try:
-            state = await schema_state(db)
-        finally:
-            await db.dispose()
-        verdict = "up to date" if state.up_to_date else "behind: run `aitasks db upgrade`"
-        typer.echo(f"revision {state.current or 'none'} (newest {state.head}): {verdict}")
-
-    asyncio.run(main())
+    state = _on_database(_settings(), schema_state)
+    verdict = "up to date" if state.up_to_date else "behind: run `aitasks db upgrade`"
+    typer.echo(f"revision {state.current or 'none'} (newest {state.head}): {verdict}")
 
 
 def main() -> None:

@@ -207,20 +207,7 @@ async def complete_task(
     now = utcnow()
     result: dict[str, Any] = {"files": [f.id for f in files]} if files else {"text": text}
     async with session.begin():
-        done = await session.execute(
-            update(Task)
-            .where(_held_by(task.id, worker_id))
-            .values(
-                status=TaskStatus.SUCCESS,
-                result=result,
-                error=None,
-                lease_until=None,
-                finished_at=now,
-                updated_at=now,
-            )
-            .returning(Task.id)
-        )
-        if done.first() is None:
+        if not await _finish(session, task, worker_id, TaskStatus.SUCCESS, result=result):
             return False
         session.add_all(
             StoredFile(
@@ -251,21 +238,23 @@ async def fail_task(
     session: AsyncSession, task: Task, *, worker_id: str, error_type: str, message: str
 ) -> bool:
     """Mark the task `FAILED` with its reason; False when another worker owns it now."""
-    now = utcnow()
+    error = {"type": error_type, "message": message, "attempts": task.attempts}
     async with session.begin():
-        failed = await session.execute(
-            update(Task)
-            .where(_held_by(task.id, worker_id))
-            .values(
-                status=TaskStatus.FAILED,
-                error={"type": error_type, "message": message, "attempts": task.attempts},
-                lease_until=None,
-                finished_at=now,
-                updated_at=now,
-            )
-            .returning(Task.id)
-        )
-        return failed.first() is not None
+        return await _finish(session, task, worker_id, TaskStatus.FAILED, error=error)
+
+
+async def _finish(
+    session: AsyncSession, task: Task, worker_id: str, status: TaskStatus, **values: Any
+) -> bool:
+    """Move a task this worker holds to a terminal status; False when it no longer holds it."""
+    now = utcnow()
+    finished = await session.execute(
+        update(Task)
+        .where(_held_by(task.id, worker_id))
+        .values(status=status, lease_until=None, finished_at=now, updated_at=now, **values)
+        .returning(Task.id)
+    )
+    return finished.first() is not None
 
 
 async def next_waiting_turn(session: AsyncSession, task: Task) -> tuple[str, str] | None:
