@@ -8,10 +8,12 @@ stream sees it arrive piece by piece.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import textwrap
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -24,6 +26,22 @@ from aitasks.providers.base import (
 )
 
 PROMPT_ECHO_CHARS = 200
+
+# Pillow's built-in font has no Chinese, Japanese or Korean glyphs; these Debian fonts do
+# (fonts-wqy-zenhei, fonts-noto-cjk). The first one present is used.
+CJK_FONTS = (
+    Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
+    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+)
+
+
+@functools.cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    for path in CJK_FONTS:
+        if path.exists():
+            return ImageFont.truetype(str(path), size)
+    return ImageFont.load_default(size=size)
 
 
 def _digest(messages: Sequence[ChatMessage]) -> str:
@@ -98,7 +116,7 @@ def render_png(prompt: str, size: tuple[int, int], *, variant: int = 0) -> bytes
             outline=(255, 255, 255),
             width=3,
         )
-    font = ImageFont.load_default(size=max(12, width // 20))
+    font = _font(max(12, width // 20))
     lines = textwrap.wrap(prompt, width=28)[:6] or ["(empty prompt)"]
     text = "\n".join(lines)
     box = draw.multiline_textbbox((0, 0), text, font=font, align="center")
