@@ -93,7 +93,10 @@ def worker(
         str | None,
         typer.Option(help="Comma-separated queues; all of the model table's if not given."),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Tasks in flight at once.")] = 8,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Tasks in flight at once [default: AITASKS_WORKER_CONCURRENCY]."),
+    ] = None,
 ) -> None:
     """Run a worker: take tasks from the queues, call the models, store the results."""
     settings = _settings()
@@ -109,7 +112,8 @@ def worker(
             state = await schema_state(services.db)
             if not state.up_to_date:
                 raise _fail("the database schema is not current: run `aitasks db upgrade`")
-            await Worker(services, queues=names, concurrency=concurrency).run(stop)
+            in_flight = concurrency or settings.worker_concurrency
+            await Worker(services, queues=names, concurrency=in_flight).run(stop)
         finally:
             await services.close()
 

@@ -54,10 +54,27 @@ class Settings(BaseSettings):
     # --- models --------------------------------------------------------------------------------
     models_file: Path | None = Field(default=None, validation_alias="AITASKS_MODELS")
     mock_latency_ms: int = Field(default=50, ge=0, validation_alias="AITASKS_MOCK_LATENCY_MS")
+    mock_fail_rate: float = Field(
+        default=0.0, ge=0, le=1, validation_alias="AITASKS_MOCK_FAIL_RATE"
+    )
 
     # --- limits and timing ---------------------------------------------------------------------
     max_prompt_chars: int = Field(default=32_000, gt=0, validation_alias="AITASKS_MAX_PROMPT_CHARS")
-    lease_seconds: float = Field(default=30.0, gt=0, validation_alias="AITASKS_LEASE_SECONDS")
+    worker_concurrency: int = Field(default=8, gt=0, validation_alias="AITASKS_WORKER_CONCURRENCY")
+    max_queue_depth: int = Field(default=10_000, gt=0, validation_alias="AITASKS_MAX_QUEUE_DEPTH")
+    lease_seconds: float = Field(default=15.0, gt=0, validation_alias="AITASKS_LEASE_SECONDS")
+    reconcile_seconds: float = Field(
+        default=5.0, gt=0, validation_alias="AITASKS_RECONCILE_SECONDS"
+    )
+    retry_base_seconds: float = Field(
+        default=1.0, ge=0, validation_alias="AITASKS_RETRY_BASE_SECONDS"
+    )
+    retry_max_seconds: float = Field(
+        default=60.0, ge=0, validation_alias="AITASKS_RETRY_MAX_SECONDS"
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, validation_alias="AITASKS_SHUTDOWN_GRACE_SECONDS"
+    )
     log_level: str = Field(
         default="INFO", validation_alias=AliasChoices("AITASKS_LOG_LEVEL", "LOG_LEVEL")
     )

@@ -15,10 +15,19 @@ class AITasksError(Exception):
     status_code = 500
     error_type = "internal_error"
 
-    def __init__(self, message: str, *, param: str | None = None, **details: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        retry_after: float | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        # Seconds the client should wait before trying again (sent as `Retry-After`).
+        self.retry_after = retry_after
         self.details = details
 
 
@@ -67,6 +76,23 @@ class FileNotFound(NotFound):
         super().__init__(f"file {file_id!r} not found", param="file_id")
 
 
+class Conflict(AITasksError):
+    """The request does not fit the resource's current state (cancelling a finished task)."""
+
+    status_code = 409
+    error_type = "conflict"
+
+
+class IdempotencyKeyReused(AITasksError):
+    status_code = 422
+    error_type = "idempotency_key_reused"
+
+
+class QueueFull(AITasksError):
+    status_code = 429
+    error_type = "queue_full"
+
+
 class ServiceUnavailable(AITasksError):
     status_code = 503
     error_type = "service_unavailable"
@@ -77,13 +103,39 @@ class ConfigError(AITasksError):
 
 
 class ProviderError(AITasksError):
-    """A model provider failed. `retryable` says whether another attempt may succeed."""
+    """A model provider failed. `retryable` says whether another attempt may succeed; each
+    subclass pins it, so no caller decides it with an `if` ladder."""
 
     status_code = 502
     error_type = "provider_error"
     retryable = False
 
 
+class ProviderBadRequest(ProviderError):
+    """The provider refused the request itself (a 4xx): trying again cannot help."""
+
+    error_type = "provider_bad_request"
+
+
 class ProviderTimeout(ProviderError):
     error_type = "provider_timeout"
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    error_type = "provider_connection_error"
+    retryable = True
+
+
+class ProviderRateLimited(ProviderError):
+    """A 429 from the provider; `retry_after` is its `Retry-After`, when it sent one."""
+
+    error_type = "provider_rate_limited"
+    retryable = True
+
+
+class ProviderServerError(ProviderError):
+    """A 5xx from the provider."""
+
+    error_type = "provider_server_error"
     retryable = True

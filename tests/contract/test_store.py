@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 
 from aitasks.errors import ConversationNotFound
 from aitasks.routing import ModelTable
+from aitasks.store import claims
+from aitasks.store import conversations as history
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
 from aitasks.store.models import Message, Task, TaskStatus
@@ -18,19 +20,20 @@ SPEC = ModelTable.load(environ={}).resolve("mock-chat")
 
 async def submit(db: Database, conversation_id: str | None = None, prompt: str = "hi") -> Task:
     async with db.session() as session:
-        return await store.submit_task(
+        submission = await store.submit_task(
             session, spec=SPEC, prompt=prompt, conversation_id=conversation_id
         )
+        return submission.task
 
 
-async def claim(db: Database, task_id: str, worker: str = "w1", lease: float = 30) -> store.Claim:
+async def claim(db: Database, task_id: str, worker: str = "w1", lease: float = 30) -> claims.Claim:
     async with db.session() as session:
-        return await store.claim_task(session, task_id, worker_id=worker, lease_seconds=lease)
+        return await claims.claim_task(session, task_id, worker_id=worker, lease_seconds=lease)
 
 
 async def complete(db: Database, task: Task, worker: str = "w1", text: str = "ok") -> bool:
     async with db.session() as session:
-        return await store.complete_task(session, task, worker_id=worker, text=text)
+        return await claims.complete_task(session, task, worker_id=worker, text=text)
 
 
 async def count(db: Database, model: type[Task] | type[Message]) -> int:
@@ -44,7 +47,7 @@ async def test_submit_numbers_the_turns_of_a_conversation(db: Database) -> None:
     assert (first.turn, second.turn) == (1, 2)
     assert first.status == TaskStatus.PENDING
     async with db.session() as session:
-        messages = await store.conversation_messages(session, first.conversation_id)
+        messages = await history.conversation_messages(session, first.conversation_id)
     assert [(m.turn, m.role) for m in messages] == [(1, "user"), (2, "user")]
 
 
@@ -58,31 +61,31 @@ async def test_submit_to_a_missing_conversation_writes_nothing(db: Database) -> 
 async def test_one_claim_wins_and_a_duplicate_delivery_is_told_so(db: Database) -> None:
     task = await submit(db)
     won = await claim(db, task.id, "w1")
-    assert won.outcome is store.ClaimOutcome.CLAIMED
+    assert won.outcome is claims.ClaimOutcome.CLAIMED
     assert won.task is not None and won.task.attempts == 1 and won.task.status == "RUNNING"
-    assert (await claim(db, task.id, "w2")).outcome is store.ClaimOutcome.BUSY
+    assert (await claim(db, task.id, "w2")).outcome is claims.ClaimOutcome.BUSY
     assert await complete(db, won.task, "w1")
-    assert (await claim(db, task.id, "w2")).outcome is store.ClaimOutcome.FINISHED
+    assert (await claim(db, task.id, "w2")).outcome is claims.ClaimOutcome.FINISHED
 
 
 async def test_concurrent_claims_have_exactly_one_winner(db: Database) -> None:
     task = await submit(db)
-    claims = await asyncio.gather(*(claim(db, task.id, f"w{i}") for i in range(8)))
-    winners = [c for c in claims if c.outcome is store.ClaimOutcome.CLAIMED]
+    results = await asyncio.gather(*(claim(db, task.id, f"w{i}") for i in range(8)))
+    winners = [c for c in results if c.outcome is claims.ClaimOutcome.CLAIMED]
     assert len(winners) == 1
 
 
 async def test_a_later_turn_waits_for_the_earlier_one(db: Database) -> None:
     first = await submit(db)
     second = await submit(db, first.conversation_id)
-    assert (await claim(db, second.id)).outcome is store.ClaimOutcome.WAITING
+    assert (await claim(db, second.id)).outcome is claims.ClaimOutcome.WAITING
     won = await claim(db, first.id)
     assert won.task is not None
-    assert (await claim(db, second.id)).outcome is store.ClaimOutcome.WAITING
+    assert (await claim(db, second.id)).outcome is claims.ClaimOutcome.WAITING
     await complete(db, won.task)
     async with db.session() as session:
         assert await store.next_waiting_turn(session, won.task) == (second.id, second.queue)
-    assert (await claim(db, second.id)).outcome is store.ClaimOutcome.CLAIMED
+    assert (await claim(db, second.id)).outcome is claims.ClaimOutcome.CLAIMED
 
 
 async def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_write(
@@ -93,12 +96,12 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_write(
     assert dead.task is not None
     await asyncio.sleep(0.1)
     retry = await claim(db, task.id, "live-worker")
-    assert retry.outcome is store.ClaimOutcome.CLAIMED
+    assert retry.outcome is claims.ClaimOutcome.CLAIMED
     assert retry.task is not None and retry.task.attempts == 2
     assert not await complete(db, dead.task, "dead-worker", text="stale")
     assert await complete(db, retry.task, "live-worker", text="fresh")
     async with db.session() as session:
-        messages = await store.conversation_messages(session, task.conversation_id)
+        messages = await history.conversation_messages(session, task.conversation_id)
     assert [(m.role, m.content) for m in messages] == [("user", "hi"), ("assistant", "fresh")]
 
 
@@ -107,10 +110,10 @@ async def test_renewing_keeps_the_lease(db: Database) -> None:
     held = await claim(db, task.id, "w1", lease=0.2)
     assert held.task is not None
     async with db.session() as session:
-        assert await store.renew_lease(session, task.id, worker_id="w1", lease_seconds=30)
-        assert not await store.renew_lease(session, task.id, worker_id="w2", lease_seconds=30)
+        assert await claims.renew_lease(session, task.id, worker_id="w1", lease_seconds=30)
+        assert not await claims.renew_lease(session, task.id, worker_id="w2", lease_seconds=30)
     await asyncio.sleep(0.3)
-    assert (await claim(db, task.id, "w2")).outcome is store.ClaimOutcome.BUSY
+    assert (await claim(db, task.id, "w2")).outcome is claims.ClaimOutcome.BUSY
 
 
 async def test_failing_keeps_the_reason_and_the_attempts(db: Database) -> None:
@@ -118,7 +121,7 @@ async def test_failing_keeps_the_reason_and_the_attempts(db: Database) -> None:
     held = await claim(db, task.id)
     assert held.task is not None
     async with db.session() as session:
-        assert await store.fail_task(
+        assert await claims.fail_task(
             session, held.task, worker_id="w1", error_type="provider_error", message="boom"
         )
         failed = await store.get_task(session, task.id)
@@ -134,5 +137,5 @@ async def test_unfinished_tasks_are_listed_for_republishing(db: Database) -> Non
     running = await submit(db)
     await claim(db, running.id)
     async with db.session() as session:
-        unfinished = await store.unfinished_tasks(session)
+        unfinished = await claims.unfinished_tasks(session)
     assert {task_id for task_id, _ in unfinished} == {pending.id, running.id}

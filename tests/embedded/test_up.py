@@ -57,4 +57,4 @@ def test_work_in_flight_when_killed_is_run_after_a_restart(tmp_path: Path) -> No
         ids = [a["task_id"] for a in accepted]
         finished = wait_for_tasks(client, ids, timeout=30)
         assert {t["status"] for t in finished.values()} == {"SUCCESS"}
-        assert "re-queued 5 unfinished task(s)" in process.log()
+        assert "republished 5 task(s)" in process.log()

@@ -24,8 +24,6 @@ from aitasks.worker import Worker
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_WORKER_CONCURRENCY = 16
-
 
 def warn_mock_fallbacks(services: Services) -> None:
     for spec in services.models.mock_fallbacks():
@@ -59,11 +57,10 @@ def create_app(
                 )
             warn_mock_fallbacks(services)
             if embedded:
-                worker = Worker(services, concurrency=EMBEDDED_WORKER_CONCURRENCY)
+                worker = Worker(services, concurrency=settings.worker_concurrency)
                 if use_memory_queue:
-                    count = await worker.republish_unfinished()
-                    if count:
-                        log.info("re-queued %d unfinished task(s) from the last run", count)
+                    # What the in-process queue held died with the last process: all of it again.
+                    await worker.reconciler.reconcile_once(pending_grace=0)
                 worker_task = asyncio.create_task(worker.run(stop))
             yield
         finally:

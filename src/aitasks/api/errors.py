@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from aitasks.errors import AITasksError
+from aitasks.store.database import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str, str | No
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AITasksError)
     async def domain_error(_: Request, exc: AITasksError) -> JSONResponse:
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status_code == 503 else None
+        retry_after = exc.retry_after
+        if retry_after is None and exc.status_code == 503:
+            retry_after = RETRY_AFTER_SECONDS
+        headers = None if retry_after is None else {"Retry-After": str(math.ceil(retry_after))}
         body = error_body(exc.error_type, exc.message, exc.param, **exc.details)
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
@@ -66,20 +70,15 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    @app.exception_handler(OSError)
-    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            error_body("service_unavailable", "the database is unavailable; retry shortly"),
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
-    @app.exception_handler(DBAPIError)
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+            return JSONResponse(
+                error_body("service_unavailable", "the database is unavailable; retry shortly"),
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         # The traceback goes to the log, never to the client.
         log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse(

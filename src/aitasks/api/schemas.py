@@ -107,3 +107,10 @@ class ModelList(BaseModel):
     patterns: list[PatternView] = Field(
         description="Rules for names not in the table, tried in order."
     )
+
+
+class TaskList(BaseModel):
+    object: str = "list"
+    data: list[TaskView]
+    has_more: bool
+    next_after: str | None = Field(description="Pass as `after` for the next page.")

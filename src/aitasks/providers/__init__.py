@@ -31,5 +31,5 @@ def make_provider(name: str, settings: Settings) -> Provider:
     if name == MOCK_PROVIDER:
         from aitasks.providers.mock import MockProvider
 
-        return MockProvider(latency_ms=settings.mock_latency_ms)
+        return MockProvider(latency_ms=settings.mock_latency_ms, fail_rate=settings.mock_fail_rate)
     raise ConfigError(f"provider {name!r} is not available in this build")

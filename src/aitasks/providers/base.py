@@ -21,6 +21,8 @@ class ChatRequest:
     model: ModelSpec
     # The conversation's context, oldest first, ending with the new user prompt.
     messages: Sequence[ChatMessage]
+    # 1 for the first try, 2 for the first retry, ...
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class ImageRequest:
     prompt: str
     n: int = 1
     size: tuple[int, int] = (512, 512)
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)

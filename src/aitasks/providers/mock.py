@@ -3,6 +3,12 @@
 A chat reply names how many earlier turns of context it was given, and a digest of them, so a test
 can prove the history reached the model. Its latency is spread over its words, so a reader of the
 stream sees it arrive piece by piece.
+
+It fails on demand, so that retries and dead letters can be shown without a real provider: at
+random with `AITASKS_MOCK_FAIL_RATE` (a retryable 503), and when the prompt carries a marker:
+`[fail:retryable]` (a 503 every time), `[fail:fatal]` (a 400), `[fail:429]` (rate limited, with a
+`Retry-After`), `[fail-first:N]` (a 503 on the first N attempts, then success), and
+`[latency:MS]` (this reply takes MS milliseconds).
 """
 
 from __future__ import annotations
@@ -11,12 +17,20 @@ import asyncio
 import functools
 import hashlib
 import io
+import random
+import re
 import textwrap
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from aitasks.errors import (
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderServerError,
+)
 from aitasks.providers.base import (
     ChatMessage,
     ChatRequest,
@@ -26,6 +40,9 @@ from aitasks.providers.base import (
 )
 
 PROMPT_ECHO_CHARS = 200
+MARKER = re.compile(r"\[(fail|fail-first|latency):([a-z0-9]+)\]")
+# What a `[fail:429]` mock answers as its Retry-After, in seconds.
+MOCK_RETRY_AFTER = 0.2
 
 # Pillow's built-in font has no Chinese, Japanese or Korean glyphs; these Debian fonts do
 # (fonts-wqy-zenhei, fonts-noto-cjk). The first one present is used.
@@ -67,23 +84,53 @@ def mock_reply(messages: Sequence[ChatMessage]) -> str:
     )
 
 
+def _failure(marker: str, value: str, attempt: int) -> ProviderError | None:
+    if marker == "fail" and value == "retryable":
+        return ProviderServerError("mock provider: 503 service unavailable")
+    if marker == "fail" and value == "fatal":
+        return ProviderBadRequest("mock provider: 400 the request was refused")
+    if marker == "fail" and value == "429":
+        return ProviderRateLimited(
+            "mock provider: 429 too many requests", retry_after=MOCK_RETRY_AFTER
+        )
+    if marker == "fail-first" and value.isdigit() and attempt <= int(value):
+        return ProviderServerError(f"mock provider: 503 on attempt {attempt} of the first {value}")
+    return None
+
+
 class MockProvider(Provider):
     name = "mock"
 
-    def __init__(self, *, latency_ms: int) -> None:
+    def __init__(self, *, latency_ms: int, fail_rate: float = 0.0) -> None:
         self.latency_s = latency_ms / 1000
+        self.fail_rate = fail_rate
+
+    def _prepare(self, prompt: str, attempt: int) -> float:
+        """Raise the failure the prompt asks for; return this reply's latency in seconds."""
+        latency = self.latency_s
+        for marker, value in MARKER.findall(prompt):
+            if marker == "latency" and value.isdigit():
+                latency = int(value) / 1000
+            failure = _failure(marker, value, attempt)
+            if failure is not None:
+                raise failure
+        if self.fail_rate and random.random() < self.fail_rate:
+            raise ProviderServerError("mock provider: 503 (AITASKS_MOCK_FAIL_RATE)")
+        return latency
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
+        latency = self._prepare(request.messages[-1].content, request.attempt)
         words = mock_reply(request.messages).split(" ")
-        pause = self.latency_s / len(words)
+        pause = latency / len(words)
         for index, word in enumerate(words):
             if pause:
                 await asyncio.sleep(pause)
             yield word if index == len(words) - 1 else word + " "
 
     async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+        latency = self._prepare(request.prompt, request.attempt)
+        if latency:
+            await asyncio.sleep(latency)
         return [
             GeneratedImage(render_png(request.prompt, request.size, variant=i), "image/png")
             for i in range(request.n)

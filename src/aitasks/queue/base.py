@@ -8,7 +8,7 @@ database, not the queue, decides whether a delivered task still needs running.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aitasks.errors import ServiceUnavailable
@@ -57,6 +57,22 @@ class TaskQueue(ABC):
     @abstractmethod
     async def depth(self, queue: str) -> int:
         """How many entries the queue holds, delivered or not."""
+
+    @abstractmethod
+    async def queued_task_ids(self, queue: str) -> set[str]:
+        """Ids of every task the queue holds, delivered or not: what is in flight."""
+
+    @abstractmethod
+    async def try_lock(self, name: str, seconds: float) -> bool:
+        """Take a lock shared by all processes for `seconds`; False when another holds it."""
+
+    @abstractmethod
+    async def announce_cancel(self, task_id: str) -> None:
+        """Tell every worker that a task was cancelled, so whoever runs it stops."""
+
+    @abstractmethod
+    def cancellations(self) -> AsyncIterator[str]:
+        """Ids of cancelled tasks as they are announced, for as long as it is iterated."""
 
     @abstractmethod
     async def ping(self) -> None:

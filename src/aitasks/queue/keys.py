@@ -17,3 +17,14 @@ TASK_FIELD = "task"
 def stream_key(prefix: str, queue: str) -> str:
     """The stream that holds the ids of a queue's tasks."""
     return f"{prefix}:{{q:{queue}}}:tasks"
+
+
+def lock_key(prefix: str, name: str) -> str:
+    """A lock with an expiry (`SET NX PX`): one reconciler scan at a time across all workers."""
+    return f"{prefix}:lock:{name}"
+
+
+def cancel_channel(prefix: str) -> str:
+    """Pub/sub channel on which gateways announce cancelled task ids to every worker. Missed
+    messages are harmless: a worker also learns of a cancel when its next lease renewal fails."""
+    return f"{prefix}:cancellations"

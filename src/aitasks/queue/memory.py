@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aitasks.queue.base import Delivery, TaskQueue
@@ -30,6 +30,8 @@ class InProcessQueue(TaskQueue):
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._arrived = asyncio.Condition()
+        self._locks: dict[str, float] = {}
+        self._cancel_listeners: set[asyncio.Queue[str]] = set()
 
     async def publish(self, queue: str, task_id: str) -> None:
         delivery = Delivery(queue=queue, task_id=task_id, message_id=str(next(self._ids)))
@@ -79,6 +81,30 @@ class InProcessQueue(TaskQueue):
     async def depth(self, queue: str) -> int:
         waiting = len(self._ready.get(queue, ()))
         return waiting + sum(1 for p in self._pending.values() if p.delivery.queue == queue)
+
+    async def queued_task_ids(self, queue: str) -> set[str]:
+        held = {p.delivery.task_id for p in self._pending.values() if p.delivery.queue == queue}
+        return held | {d.task_id for d in self._ready.get(queue, ())}
+
+    async def try_lock(self, name: str, seconds: float) -> bool:
+        now = time.monotonic()
+        if self._locks.get(name, 0) > now:
+            return False
+        self._locks[name] = now + seconds
+        return True
+
+    async def announce_cancel(self, task_id: str) -> None:
+        for listener in self._cancel_listeners:
+            listener.put_nowait(task_id)
+
+    async def cancellations(self) -> AsyncIterator[str]:
+        listener: asyncio.Queue[str] = asyncio.Queue()
+        self._cancel_listeners.add(listener)
+        try:
+            while True:
+                yield await listener.get()
+        finally:
+            self._cancel_listeners.discard(listener)
 
     async def ping(self) -> None:
         return None

@@ -6,17 +6,25 @@ acknowledged, so a worker that dies holding a task leaves it there for another t
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from aitasks.queue.base import Delivery, QueueUnavailable, TaskQueue
-from aitasks.queue.keys import CONSUMER_GROUP, TASK_FIELD, stream_key
+from aitasks.queue.keys import CONSUMER_GROUP, TASK_FIELD, cancel_channel, lock_key, stream_key
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Pause before a dropped pub/sub subscription is made again.
+RESUBSCRIBE_SECONDS = 1.0
+# Entries read per XRANGE page when listing what a stream holds.
+SCAN_PAGE = 1000
 
 
 class RedisStreamQueue(TaskQueue):
@@ -142,6 +150,40 @@ class RedisStreamQueue(TaskQueue):
     async def depth(self, queue: str) -> int:
         key = self._key(queue)
         return int(await self._call(lambda: self.redis.xlen(key)))
+
+    async def queued_task_ids(self, queue: str) -> set[str]:
+        key, start = self._key(queue), "-"
+        ids: set[str] = set()
+        while True:
+            page: Any = await self._call(
+                lambda start=start: self.redis.xrange(key, start, "+", count=SCAN_PAGE)  # type: ignore[misc]
+            )
+            ids.update(fields[TASK_FIELD] for _, fields in page if TASK_FIELD in fields)
+            if len(page) < SCAN_PAGE:
+                return ids
+            start = "(" + page[-1][0]
+
+    async def try_lock(self, name: str, seconds: float) -> bool:
+        key = lock_key(self.prefix, name)
+        taken = await self._call(lambda: self.redis.set(key, "1", nx=True, px=int(seconds * 1000)))
+        return bool(taken)
+
+    async def announce_cancel(self, task_id: str) -> None:
+        channel = cancel_channel(self.prefix)
+        await self._call(lambda: self.redis.publish(channel, task_id))
+
+    async def cancellations(self) -> AsyncIterator[str]:
+        channel = cancel_channel(self.prefix)
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(channel)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            yield str(message["data"])
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                log.warning("cancel announcements lost (%s); subscribing again", exc)
+                await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
     async def ping(self) -> None:
         await self._call(self.redis.ping)

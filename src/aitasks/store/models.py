@@ -86,6 +86,8 @@ class Task(Base):
         UniqueConstraint("conversation_id", "turn", name="uq_tasks_conversation_turn"),
         # The reconciler's scan: unfinished tasks, and expired leases among them.
         Index("ix_tasks_status_lease", "status", "lease_until"),
+        # Listing, newest first.
+        Index("ix_tasks_created", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -138,3 +140,15 @@ class StoredFile(Base):
     # Where the storage backend keeps the bytes (a relative path for the local folder).
     storage_key: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A client's `Idempotency-Key` and the task its first request made."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # SHA-256 of the request, so a reused key with another body is told apart.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,4 +1,4 @@
-"""Every read and write of tasks and conversations: the only place their SQL lives.
+"""Tasks as the gateway sees them: submit, read, list, cancel, retry. Their SQL lives only here.
 
 Each write is one transaction that starts with its write statement, so that on SQLite the write lock
 is taken up front (a read-then-write transaction there can fail instead of waiting for the lock).
@@ -8,19 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from enum import Enum
-from typing import Any
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from aitasks.errors import ConversationNotFound, TaskNotFound
+from aitasks.errors import (
+    Conflict,
+    ConversationNotFound,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    TaskNotFound,
+)
 from aitasks.routing import ModelSpec
 from aitasks.store.models import (
     UNFINISHED_STATUSES,
     Conversation,
+    IdempotencyKey,
     Message,
     Role,
     StoredFile,
@@ -31,12 +36,70 @@ from aitasks.store.models import (
 )
 
 TITLE_CHARS = 80
+# Idempotency keys are honoured for at least this long.
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    task: Task
+    # False when an `Idempotency-Key` matched an earlier submit, whose task this is.
+    created: bool
 
 
 async def submit_task(
-    session: AsyncSession, *, spec: ModelSpec, prompt: str, conversation_id: str | None
+    session: AsyncSession,
+    *,
+    spec: ModelSpec,
+    prompt: str,
+    conversation_id: str | None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> Submission:
+    """Write the conversation (when new), the user's message and the `PENDING` task, atomically.
+
+    With an idempotency key, a repeat of the same request returns the first one's task instead.
+    """
+    if idempotency_key is not None:
+        earlier = await _replay(session, idempotency_key, request_hash)
+        if earlier is not None:
+            return Submission(earlier, created=False)
+    try:
+        task = await _insert_task(
+            session, spec, prompt, conversation_id, idempotency_key, request_hash
+        )
+    except IntegrityError:
+        # Only a concurrent submit with the same key can collide: return the task it made.
+        await session.rollback()
+        if idempotency_key is None:
+            raise
+        earlier = await _replay(session, idempotency_key, request_hash)
+        if earlier is None:
+            raise
+        return Submission(earlier, created=False)
+    return Submission(task, created=True)
+
+
+async def _replay(session: AsyncSession, key: str, request_hash: str) -> Task | None:
+    async with session.begin():
+        stored = await session.get(IdempotencyKey, key)
+        if stored is None:
+            return None
+        if stored.request_hash != request_hash:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request", param="Idempotency-Key"
+            )
+        return await session.get(Task, stored.task_id)
+
+
+async def _insert_task(
+    session: AsyncSession,
+    spec: ModelSpec,
+    prompt: str,
+    conversation_id: str | None,
+    idempotency_key: str | None,
+    request_hash: str,
 ) -> Task:
-    """Write the conversation (when new), the user's message and the `PENDING` task, atomically."""
     now = utcnow()
     async with session.begin():
         if conversation_id is None:
@@ -85,6 +148,13 @@ async def submit_task(
                 created_at=now,
             )
         )
+        if idempotency_key is not None:
+            session.add(
+                IdempotencyKey(
+                    key=idempotency_key, request_hash=request_hash, task_id=task.id, created_at=now
+                )
+            )
+            await session.flush()
     return task
 
 
@@ -95,166 +165,93 @@ async def get_task(session: AsyncSession, task_id: str) -> Task:
     return task
 
 
-class ClaimOutcome(Enum):
-    CLAIMED = "claimed"
-    # Finished, or gone: the delivery is a duplicate or stale and can be dropped.
-    FINISHED = "finished"
-    # Another worker holds it under a live lease; if that worker dies, a later delivery takes over.
-    BUSY = "busy"
-    # An earlier turn of its conversation has not finished; that turn's end re-publishes it.
-    WAITING = "waiting"
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    outcome: ClaimOutcome
-    task: Task | None = None
-
-
-def _earlier_turn_unfinished() -> Any:
-    earlier = aliased(Task)
-    return exists().where(
-        earlier.conversation_id == Task.conversation_id,
-        earlier.turn < Task.turn,
-        earlier.status.in_(UNFINISHED_STATUSES),
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    status: TaskStatus | None = None,
+    model: str | None = None,
+    conversation_id: str | None = None,
+    after: str | None = None,
+    limit: int = 20,
+) -> Sequence[Task]:
+    """Tasks newest first; `after` is the id of the last task of the previous page."""
+    query = select(Task)
+    if status is not None:
+        query = query.where(Task.status == status)
+    if model is not None:
+        query = query.where(Task.model == model)
+    if conversation_id is not None:
+        query = query.where(Task.conversation_id == conversation_id)
+    if after is not None:
+        cursor = await session.get(Task, after)
+        if cursor is None:
+            raise InvalidRequest(f"unknown cursor {after!r}", param="after")
+        query = query.where(
+            or_(
+                Task.created_at < cursor.created_at,
+                and_(Task.created_at == cursor.created_at, Task.id < cursor.id),
+            )
+        )
+    rows = await session.scalars(
+        query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)
     )
+    return rows.all()
 
 
-async def claim_task(
-    session: AsyncSession, task_id: str, *, worker_id: str, lease_seconds: float
-) -> Claim:
-    """Take a task for this worker with one conditional update, so only one worker ever wins.
-
-    A task can be taken when it is `PENDING`, or `RUNNING` under a lease that ran out (its worker
-    died), and no earlier turn of its conversation is still unfinished.
-    """
+async def cancel_task(session: AsyncSession, task_id: str) -> Task:
+    """Cancel a task that has not finished: a `PENDING` one is never run, a `RUNNING` one's
+    worker can no longer write its result (and is told to stop)."""
     now = utcnow()
     async with session.begin():
-        claimed = await session.execute(
+        cancelled = await session.execute(
             update(Task)
-            .where(
-                Task.id == task_id,
-                or_(
-                    Task.status == TaskStatus.PENDING,
-                    and_(Task.status == TaskStatus.RUNNING, Task.lease_until < now),
-                ),
-                ~_earlier_turn_unfinished(),
-            )
+            .where(Task.id == task_id, Task.status.in_(UNFINISHED_STATUSES))
             .values(
-                status=TaskStatus.RUNNING,
-                attempts=Task.attempts + 1,
-                worker_id=worker_id,
-                lease_until=now + timedelta(seconds=lease_seconds),
-                started_at=func.coalesce(Task.started_at, now),
+                status=TaskStatus.CANCELLED,
+                error={"type": "cancelled", "message": "cancelled at the client's request"},
+                lease_until=None,
+                finished_at=now,
                 updated_at=now,
             )
             .returning(Task.id)
         )
-        if claimed.first() is not None:
-            task = await session.get(Task, task_id, populate_existing=True)
-            return Claim(ClaimOutcome.CLAIMED, task)
-        status = await session.scalar(select(Task.status).where(Task.id == task_id))
-    if status == TaskStatus.PENDING:
-        return Claim(ClaimOutcome.WAITING)
-    if status == TaskStatus.RUNNING:
-        return Claim(ClaimOutcome.BUSY)
-    return Claim(ClaimOutcome.FINISHED)
+        found = cancelled.first() is not None
+    task = await get_task(session, task_id)
+    await session.refresh(task)
+    if not found:
+        raise Conflict(f"task {task_id!r} has already finished ({task.status})", param="task_id")
+    return task
 
 
-def _held_by(task_id: str, worker_id: str) -> Any:
-    """The task is running under this worker's claim (it may have lost it to an expired lease)."""
-    return and_(Task.id == task_id, Task.worker_id == worker_id, Task.status == TaskStatus.RUNNING)
-
-
-async def renew_lease(
-    session: AsyncSession, task_id: str, *, worker_id: str, lease_seconds: float
-) -> bool:
-    """Extend this worker's lease; False when the task is no longer ours."""
+async def retry_task(session: AsyncSession, task_id: str) -> Task:
+    """Put a `FAILED` or `CANCELLED` task back to `PENDING`, with a fresh set of attempts."""
     now = utcnow()
     async with session.begin():
-        renewed = await session.execute(
+        requeued = await session.execute(
             update(Task)
-            .where(_held_by(task_id, worker_id))
-            .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+            .where(Task.id == task_id, Task.status.in_((TaskStatus.FAILED, TaskStatus.CANCELLED)))
+            .values(
+                status=TaskStatus.PENDING,
+                error=None,
+                result=None,
+                attempts=0,
+                worker_id=None,
+                lease_until=None,
+                started_at=None,
+                finished_at=None,
+                updated_at=now,
+            )
             .returning(Task.id)
         )
-        return renewed.first() is not None
-
-
-@dataclass(frozen=True, slots=True)
-class NewFile:
-    """A file the worker has already put in storage, to be recorded with the task's result."""
-
-    id: str
-    content_type: str
-    size: int
-    storage_key: str
-
-
-async def complete_task(
-    session: AsyncSession,
-    task: Task,
-    *,
-    worker_id: str,
-    text: str,
-    files: Sequence[NewFile] = (),
-) -> bool:
-    """Write the result and the assistant's message in one transaction.
-
-    Only the worker that holds the task can complete it; False means the lease was lost and
-    another worker owns the task now, so nothing was written.
-    """
-    now = utcnow()
-    result: dict[str, Any] = {"files": [f.id for f in files]} if files else {"text": text}
-    async with session.begin():
-        if not await _finish(session, task, worker_id, TaskStatus.SUCCESS, result=result):
-            return False
-        session.add_all(
-            StoredFile(
-                id=f.id,
-                task_id=task.id,
-                content_type=f.content_type,
-                size=f.size,
-                storage_key=f.storage_key,
-                created_at=now,
-            )
-            for f in files
+        found = requeued.first() is not None
+    task = await get_task(session, task_id)
+    await session.refresh(task)
+    if not found:
+        raise Conflict(
+            f"only FAILED or CANCELLED tasks can be retried; this one is {task.status}",
+            param="task_id",
         )
-        session.add(
-            Message(
-                conversation_id=task.conversation_id,
-                turn=task.turn,
-                role=Role.ASSISTANT,
-                content=text,
-                files=[f.id for f in files],
-                task_id=task.id,
-                created_at=now,
-            )
-        )
-    return True
-
-
-async def fail_task(
-    session: AsyncSession, task: Task, *, worker_id: str, error_type: str, message: str
-) -> bool:
-    """Mark the task `FAILED` with its reason; False when another worker owns it now."""
-    error = {"type": error_type, "message": message, "attempts": task.attempts}
-    async with session.begin():
-        return await _finish(session, task, worker_id, TaskStatus.FAILED, error=error)
-
-
-async def _finish(
-    session: AsyncSession, task: Task, worker_id: str, status: TaskStatus, **values: Any
-) -> bool:
-    """Move a task this worker holds to a terminal status; False when it no longer holds it."""
-    now = utcnow()
-    finished = await session.execute(
-        update(Task)
-        .where(_held_by(task.id, worker_id))
-        .values(status=status, lease_until=None, finished_at=now, updated_at=now, **values)
-        .returning(Task.id)
-    )
-    return finished.first() is not None
+    return task
 
 
 async def next_waiting_turn(session: AsyncSession, task: Task) -> tuple[str, str] | None:
@@ -274,28 +271,15 @@ async def next_waiting_turn(session: AsyncSession, task: Task) -> tuple[str, str
     return (row[0], row[1]) if row is not None else None
 
 
-async def unfinished_tasks(session: AsyncSession) -> Sequence[tuple[str, str]]:
-    """(id, queue) of every task not yet finished, oldest turn first."""
-    rows = await session.execute(
-        select(Task.id, Task.queue)
-        .where(Task.status.in_(UNFINISHED_STATUSES))
-        .order_by(Task.created_at, Task.turn)
-    )
-    return [(row[0], row[1]) for row in rows]
-
-
-async def conversation_messages(
-    session: AsyncSession, conversation_id: str, *, before_turn: int | None = None
-) -> Sequence[Message]:
-    """A conversation's messages in order; only the turns before `before_turn` when given."""
-    found = await session.scalar(select(Conversation.id).where(Conversation.id == conversation_id))
-    if found is None:
-        raise ConversationNotFound(conversation_id)
-    query = select(Message).where(Message.conversation_id == conversation_id)
-    if before_turn is not None:
-        query = query.where(Message.turn < before_turn)
-    return (await session.scalars(query.order_by(Message.turn, Message.id))).all()
-
-
 async def get_file(session: AsyncSession, file_id: str) -> StoredFile | None:
     return await session.get(StoredFile, file_id)
+
+
+async def purge_idempotency_keys(session: AsyncSession, *, now: datetime | None = None) -> int:
+    """Forget idempotency keys older than twice their promised life."""
+    cutoff = (now or utcnow()) - 2 * IDEMPOTENCY_KEY_TTL
+    async with session.begin():
+        purged = await session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
+        )
+    return int(getattr(purged, "rowcount", 0) or 0)

@@ -1,7 +1,9 @@
 """The worker loop: receive, claim, run under a renewed lease, write the result, acknowledge.
 
 Any number of workers, in any number of processes and machines, share the queues. The database
-decides who runs a task (a conditional update); the queue only carries its id, at least once.
+decides who runs a task (a conditional update); the queue only carries its id, at least once. Beside
+the loop, each worker listens for cancellations and takes its turn at reconciling (see
+`reconciler.py`).
 """
 
 from __future__ import annotations
@@ -10,17 +12,23 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from aitasks.errors import AITasksError, ProviderError, UnknownModel
+from aitasks.errors import AITasksError, ProviderError, ProviderTimeout, UnknownModel
 from aitasks.providers import ChatRequest, ImageRequest, Provider, make_provider
 from aitasks.queue import Delivery, QueueUnavailable
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
+from aitasks.store import claims
+from aitasks.store import conversations as history
 from aitasks.store import tasks as store
 from aitasks.store.models import Task, new_id
 from aitasks.worker.context import build_context
+from aitasks.worker.reconciler import Reconciler
+from aitasks.worker.retrying import retry_database
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,20 @@ RECEIVE_WAIT_SECONDS = 5.0
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter; never sooner than the provider's `Retry-After`."""
+    delay = random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+    return max(delay, retry_after or 0.0)
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a provider produced for a task, before it is written."""
+
+    text: str = ""
+    files: list[claims.NewFile] = field(default_factory=list)
 
 
 class Worker:
@@ -50,15 +72,23 @@ class Worker:
         self.queues = list(queues) if queues else services.models.queues
         self.concurrency = concurrency
         self.worker_id = worker_id or default_worker_id()
+        self.reconciler = Reconciler(services)
         self._providers: dict[str, Provider] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
+        # The provider calls running now, by task id, so a cancellation can stop one.
+        self._running: dict[str, asyncio.Task[Reply | None]] = {}
+        self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take and run tasks until `stop` is set, then let the ones in flight finish."""
+        """Take and run tasks until `stop` is set, then finish or hand back the ones in flight."""
         log.info(
             "worker %s on queues %s, concurrency %d",
             self.worker_id, ",".join(self.queues), self.concurrency,
         )  # fmt: skip
+        helpers = [
+            asyncio.create_task(self._follow_cancellations()),
+            asyncio.create_task(self.reconciler.run(stop)),
+        ]
         try:
             while not stop.is_set():
                 free = self.concurrency - len(self._in_flight)
@@ -76,11 +106,26 @@ class Worker:
                     job = asyncio.create_task(self._handle(delivery))
                     self._in_flight.add(job)
                     job.add_done_callback(self._in_flight.discard)
-            if self._in_flight:
-                await asyncio.wait(self._in_flight)
+            await self._drain()
         finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             for provider in self._providers.values():
                 await provider.close()
+
+    async def _drain(self) -> None:
+        """Let tasks in flight finish within the grace period; hand the rest back to the queue."""
+        if not self._in_flight:
+            return
+        grace = self.settings.shutdown_grace_seconds
+        log.info("stopping: %d task(s) in flight, %.0fs to finish", len(self._in_flight), grace)
+        _, unfinished = await asyncio.wait(self._in_flight, timeout=grace)
+        if unfinished:
+            self._stopping = True
+            for call in self._running.values():
+                call.cancel()
+            await asyncio.wait(unfinished)
 
     async def _receive(self, count: int, stop: asyncio.Event) -> list[Delivery]:
         """Wait for deliveries, but return at once (with none) when asked to stop."""
@@ -100,111 +145,164 @@ class Worker:
             return []
         return receiving.result()
 
-    async def republish_unfinished(self) -> int:
-        """Publish every unfinished task again: what an in-process queue held died with it."""
-        async with self.services.db.session() as session:
-            unfinished = await store.unfinished_tasks(session)
-        for task_id, queue in unfinished:
-            await self.services.queue.publish(queue, task_id)
-        return len(unfinished)
+    async def _follow_cancellations(self) -> None:
+        async for task_id in self.services.queue.cancellations():
+            call = self._running.get(task_id)
+            if call is not None:
+                log.info("task %s cancelled: stopping its provider call", task_id)
+                call.cancel()
 
     async def _handle(self, delivery: Delivery) -> None:
         try:
             await self._process(delivery)
         except QueueUnavailable as exc:
-            # The result is safe in the database; the entry is redelivered and dropped later.
-            log.warning("task %s done but not acknowledged: %s", delivery.task_id, exc.message)
+            # The outcome is safe in the database; the entry is redelivered and dropped later.
+            log.warning("task %s: queue unreachable: %s", delivery.task_id, exc.message)
         except Exception:
-            # The task stays unfinished in the database and its delivery pending: another try
-            # comes when the delivery is handed out again.
+            # The task stays unfinished in the database and its delivery pending: it is tried
+            # again when the delivery is handed out again, or by the reconciler.
             log.exception("task %s: unexpected error", delivery.task_id)
 
     async def _process(self, delivery: Delivery) -> None:
         async with self.services.db.session() as session:
-            claim = await store.claim_task(
+            claim = await claims.claim_task(
                 session,
                 delivery.task_id,
                 worker_id=self.worker_id,
                 lease_seconds=self.settings.lease_seconds,
             )
-        if claim.outcome is store.ClaimOutcome.BUSY:
+        if claim.outcome is claims.ClaimOutcome.BUSY:
             return  # its holder acknowledges it; if the holder dies, it is handed out again
         if claim.task is None:
             await self.services.queue.ack(delivery)  # finished, gone, or waiting on a turn
             return
         task = claim.task
-        heartbeat = asyncio.create_task(self._keep_lease(task, delivery))
+        call = asyncio.create_task(self._call_with_retries(task))
+        self._running[task.id] = call
+        heartbeat = asyncio.create_task(self._keep_lease(task, delivery, call))
         try:
-            await self._execute(task)
+            await asyncio.wait({call})
         finally:
+            del self._running[task.id]
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        if call.cancelled():
+            if self._stopping:
+                await self._hand_back(task, delivery)
+                return
+            log.info("task %s: stopped (cancelled, or its lease was lost)", task.id)
+        else:
+            reply = call.result()
+            if reply is not None:
+                await self._complete(task, reply)
         await self.services.queue.ack(delivery)
         await self._release_next_turn(task)
 
-    async def _execute(self, task: Task) -> None:
-        """Run the task and write its outcome: the result, or the reason it failed."""
+    async def _call_with_retries(self, task: Task) -> Reply | None:
+        """Call the provider until it answers, the error is final, or attempts run out.
+
+        Returns the reply, or None once the task's failure has been written.
+        """
         try:
             spec = self.services.models.resolve(task.model)
-            async with asyncio.timeout(spec.timeout_s):
-                if spec.kind is ModelKind.CHAT:
-                    await self._run_chat(task, spec)
-                else:
-                    await self._run_image(task, spec)
-        except TimeoutError:
-            await self._fail(task, "provider_timeout", "the provider did not answer in time")
         except UnknownModel:
             await self._fail(task, "unknown_model", f"model {task.model!r} is no longer configured")
-        except ProviderError as exc:
-            await self._fail(task, exc.error_type, exc.message)
-        except AITasksError as exc:
-            await self._fail(task, exc.error_type, exc.message)
-        except Exception:
-            # A bug, not the provider's doing: fail the task rather than re-run it forever.
-            log.exception("task %s: unexpected error while running", task.id)
-            await self._fail(task, "internal_error", "the worker hit an unexpected error")
+            return None
+        while True:
+            try:
+                return await self._call_provider(task, spec)
+            except ProviderError as exc:
+                if not exc.retryable or task.attempts >= spec.max_attempts:
+                    await self._fail(task, exc.error_type, exc.message)
+                    return None
+                delay = backoff_seconds(
+                    task.attempts,
+                    base=self.settings.retry_base_seconds,
+                    cap=self.settings.retry_max_seconds,
+                    retry_after=exc.retry_after,
+                )
+                log.info(
+                    "task %s: attempt %d failed (%s); retrying in %.1fs",
+                    task.id, task.attempts, exc.message, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                if not await self._begin_attempt(task):
+                    return None  # cancelled, or no longer ours
+            except AITasksError as exc:
+                await self._fail(task, exc.error_type, exc.message)
+                return None
+            except Exception:
+                # A bug, not the provider's doing: fail the task rather than re-run it forever.
+                log.exception("task %s: unexpected error while running", task.id)
+                await self._fail(task, "internal_error", "the worker hit an unexpected error")
+                return None
 
-    async def _run_chat(self, task: Task, spec: ModelSpec) -> None:
-        async with self.services.db.session() as session:
-            history = await store.conversation_messages(
-                session, task.conversation_id, before_turn=task.turn
-            )
-        messages = build_context(history, task.prompt, context_window=spec.context_window)
-        pieces = [
-            piece async for piece in self._provider(spec).stream_chat(ChatRequest(spec, messages))
-        ]
-        async with self.services.db.session() as session:
-            written = await store.complete_task(
-                session, task, worker_id=self.worker_id, text="".join(pieces)
-            )
-        self._log_outcome(task, written)
-
-    async def _run_image(self, task: Task, spec: ModelSpec) -> None:
-        images = await self._provider(spec).generate_images(ImageRequest(spec, task.prompt))
-        files: list[store.NewFile] = []
+    async def _call_provider(self, task: Task, spec: ModelSpec) -> Reply:
+        """One attempt: the provider's reply, under the model's timeout."""
+        provider = self._provider(spec)
+        if spec.kind is ModelKind.CHAT:
+            async with self.services.db.session() as session:
+                earlier = await history.conversation_messages(
+                    session, task.conversation_id, before_turn=task.turn
+                )
+            messages = build_context(earlier, task.prompt, context_window=spec.context_window)
+            request = ChatRequest(spec, messages, attempt=task.attempts)
+            try:
+                async with asyncio.timeout(spec.timeout_s):
+                    pieces = [piece async for piece in provider.stream_chat(request)]
+            except TimeoutError:
+                raise ProviderTimeout(f"no reply within {spec.timeout_s:g}s") from None
+            return Reply(text="".join(pieces))
+        try:
+            async with asyncio.timeout(spec.timeout_s):
+                images = await provider.generate_images(
+                    ImageRequest(spec, task.prompt, attempt=task.attempts)
+                )
+        except TimeoutError:
+            raise ProviderTimeout(f"no images within {spec.timeout_s:g}s") from None
+        reply = Reply()
         for image in images:
             file_id = new_id()
             key = f"{task.conversation_id}/{file_id}.png"
             await self.services.storage.put(key, image.data)
-            files.append(store.NewFile(file_id, image.content_type, len(image.data), key))
-        async with self.services.db.session() as session:
-            written = await store.complete_task(
-                session, task, worker_id=self.worker_id, text="", files=files
-            )
-        self._log_outcome(task, written)
+            reply.files.append(claims.NewFile(file_id, image.content_type, len(image.data), key))
+        return reply
+
+    async def _complete(self, task: Task, reply: Reply) -> None:
+        async def write() -> bool:
+            async with self.services.db.session() as session:
+                return await claims.complete_task(
+                    session, task, worker_id=self.worker_id, text=reply.text, files=reply.files
+                )
+
+        if not await retry_database(write, f"task {task.id}: writing the result"):
+            log.warning("task %s: no longer ours (cancelled or taken over); reply dropped", task.id)
 
     async def _fail(self, task: Task, error_type: str, message: str) -> None:
-        async with self.services.db.session() as session:
-            written = await store.fail_task(
-                session, task, worker_id=self.worker_id, error_type=error_type, message=message
-            )
-        log.info("task %s failed: %s: %s", task.id, error_type, message)
-        self._log_outcome(task, written)
+        async def write() -> bool:
+            async with self.services.db.session() as session:
+                return await claims.fail_task(
+                    session, task, worker_id=self.worker_id, error_type=error_type, message=message
+                )
 
-    def _log_outcome(self, task: Task, written: bool) -> None:
-        if not written:
-            log.warning("task %s: lease lost to another worker; its outcome was not kept", task.id)
+        if await retry_database(write, f"task {task.id}: writing the failure"):
+            log.info("task %s failed: %s: %s", task.id, error_type, message)
+
+    async def _begin_attempt(self, task: Task) -> bool:
+        async with self.services.db.session() as session:
+            return await claims.begin_attempt(
+                session, task, worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds
+            )
+
+    async def _hand_back(self, task: Task, delivery: Delivery) -> None:
+        """Give an unfinished task back at shutdown, so another worker takes it at once."""
+        async with self.services.db.session() as session:
+            released = await claims.release_task(session, task, worker_id=self.worker_id)
+        if released:
+            await self.services.queue.publish(task.queue, task.id)
+        await self.services.queue.ack(delivery)
+        log.info("task %s handed back at shutdown", task.id)
 
     def _provider(self, spec: ModelSpec) -> Provider:
         provider = self._providers.get(spec.served_by)
@@ -214,22 +312,31 @@ class Worker:
             )
         return provider
 
-    async def _keep_lease(self, task: Task, delivery: Delivery) -> None:
-        """Renew the task's lease, and keep its delivery from being handed out, while it runs."""
+    async def _keep_lease(
+        self, task: Task, delivery: Delivery, call: asyncio.Task[Reply | None]
+    ) -> None:
+        """Renew the lease, and keep the delivery from being handed out, while the task runs.
+
+        A renewal that finds the task no longer ours (cancelled, or taken over after this worker
+        stalled) stops the provider call: its result could not be written anyway.
+        """
         interval = self.settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
             try:
                 async with self.services.db.session() as session:
-                    await store.renew_lease(
+                    ours = await claims.renew_lease(
                         session,
                         task.id,
                         worker_id=self.worker_id,
                         lease_seconds=self.settings.lease_seconds,
                     )
+                if not ours:
+                    call.cancel()
+                    return
                 await self.services.queue.touch(delivery, self.worker_id)
             except Exception as exc:
-                # A missed renewal is retried at the next beat; the lease outlasts several beats.
+                # A missed renewal is retried at the next beat; the lease outlasts two of them.
                 log.warning("task %s: lease renewal failed: %s", task.id, exc)
 
     async def _release_next_turn(self, task: Task) -> None:

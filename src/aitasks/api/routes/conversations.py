@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from aitasks.api.deps import SessionDep
 from aitasks.api.schemas import HistoryView
 from aitasks.api.views import history_message
-from aitasks.store import tasks as store
+from aitasks.store import conversations as store
 
 router = APIRouter(prefix="/v1", tags=["conversations"])
 

@@ -1,0 +1,264 @@
+"""Tasks as a worker sees them: claim, lease, finish, hand back; and what the reconciler looks for.
+
+Every write is guarded so that only the worker holding a task can change it: a worker that lost its
+lease (it stalled, another took over) or whose task was cancelled writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from aitasks.store.models import (
+    UNFINISHED_STATUSES,
+    Message,
+    Role,
+    StoredFile,
+    Task,
+    TaskStatus,
+    utcnow,
+)
+
+
+class ClaimOutcome(Enum):
+    CLAIMED = "claimed"
+    # Finished, or gone: the delivery is a duplicate or stale and can be dropped.
+    FINISHED = "finished"
+    # Another worker holds it under a live lease; if that worker dies, a later delivery takes over.
+    BUSY = "busy"
+    # An earlier turn of its conversation has not finished; that turn's end re-publishes it.
+    WAITING = "waiting"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: ClaimOutcome
+    task: Task | None = None
+
+
+def _earlier_turn_unfinished() -> Any:
+    earlier = aliased(Task)
+    return exists().where(
+        earlier.conversation_id == Task.conversation_id,
+        earlier.turn < Task.turn,
+        earlier.status.in_(UNFINISHED_STATUSES),
+    )
+
+
+async def claim_task(
+    session: AsyncSession, task_id: str, *, worker_id: str, lease_seconds: float
+) -> Claim:
+    """Take a task for this worker with one conditional update, so only one worker ever wins.
+
+    A task can be taken when it is `PENDING`, or `RUNNING` under a lease that ran out (its worker
+    died), and no earlier turn of its conversation is still unfinished.
+    """
+    now = utcnow()
+    async with session.begin():
+        claimed = await session.execute(
+            update(Task)
+            .where(
+                Task.id == task_id,
+                or_(
+                    Task.status == TaskStatus.PENDING,
+                    and_(Task.status == TaskStatus.RUNNING, Task.lease_until < now),
+                ),
+                ~_earlier_turn_unfinished(),
+            )
+            .values(
+                status=TaskStatus.RUNNING,
+                attempts=Task.attempts + 1,
+                worker_id=worker_id,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                started_at=func.coalesce(Task.started_at, now),
+                updated_at=now,
+            )
+            .returning(Task.id)
+        )
+        if claimed.first() is not None:
+            task = await session.get(Task, task_id, populate_existing=True)
+            return Claim(ClaimOutcome.CLAIMED, task)
+        status = await session.scalar(select(Task.status).where(Task.id == task_id))
+    if status == TaskStatus.PENDING:
+        return Claim(ClaimOutcome.WAITING)
+    if status == TaskStatus.RUNNING:
+        return Claim(ClaimOutcome.BUSY)
+    return Claim(ClaimOutcome.FINISHED)
+
+
+def _held_by(task_id: str, worker_id: str) -> Any:
+    """The task is running under this worker's claim (it may have lost it to an expired lease)."""
+    return and_(Task.id == task_id, Task.worker_id == worker_id, Task.status == TaskStatus.RUNNING)
+
+
+async def renew_lease(
+    session: AsyncSession, task_id: str, *, worker_id: str, lease_seconds: float
+) -> bool:
+    """Extend this worker's lease; False when the task is no longer ours."""
+    now = utcnow()
+    async with session.begin():
+        renewed = await session.execute(
+            update(Task)
+            .where(_held_by(task_id, worker_id))
+            .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+            .returning(Task.id)
+        )
+        return renewed.first() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """A file the worker has already put in storage, to be recorded with the task's result."""
+
+    id: str
+    content_type: str
+    size: int
+    storage_key: str
+
+
+async def complete_task(
+    session: AsyncSession,
+    task: Task,
+    *,
+    worker_id: str,
+    text: str,
+    files: Sequence[NewFile] = (),
+) -> bool:
+    """Write the result and the assistant's message in one transaction.
+
+    Only the worker that holds the task can complete it; False means the lease was lost and
+    another worker owns the task now, so nothing was written.
+    """
+    now = utcnow()
+    result: dict[str, Any] = {"files": [f.id for f in files]} if files else {"text": text}
+    async with session.begin():
+        if not await _finish(session, task, worker_id, TaskStatus.SUCCESS, result=result):
+            return False
+        session.add_all(
+            StoredFile(
+                id=f.id,
+                task_id=task.id,
+                content_type=f.content_type,
+                size=f.size,
+                storage_key=f.storage_key,
+                created_at=now,
+            )
+            for f in files
+        )
+        session.add(
+            Message(
+                conversation_id=task.conversation_id,
+                turn=task.turn,
+                role=Role.ASSISTANT,
+                content=text,
+                files=[f.id for f in files],
+                task_id=task.id,
+                created_at=now,
+            )
+        )
+    return True
+
+
+async def fail_task(
+    session: AsyncSession, task: Task, *, worker_id: str, error_type: str, message: str
+) -> bool:
+    """Mark the task `FAILED` with its reason; False when another worker owns it now."""
+    error = {"type": error_type, "message": message, "attempts": task.attempts}
+    async with session.begin():
+        return await _finish(session, task, worker_id, TaskStatus.FAILED, error=error)
+
+
+async def begin_attempt(
+    session: AsyncSession, task: Task, *, worker_id: str, lease_seconds: float
+) -> bool:
+    """Count another attempt at a task this worker holds (a retry after a provider error)."""
+    now = utcnow()
+    async with session.begin():
+        counted = await session.execute(
+            update(Task)
+            .where(_held_by(task.id, worker_id))
+            .values(
+                attempts=Task.attempts + 1,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                updated_at=now,
+            )
+            .returning(Task.attempts)
+        )
+        row = counted.first()
+    if row is None:
+        return False
+    task.attempts = row[0]
+    return True
+
+
+async def release_task(session: AsyncSession, task: Task, *, worker_id: str) -> bool:
+    """Hand a task this worker holds back to `PENDING` (the worker is shutting down)."""
+    async with session.begin():
+        released = await session.execute(
+            update(Task)
+            .where(_held_by(task.id, worker_id))
+            .values(
+                status=TaskStatus.PENDING, worker_id=None, lease_until=None, updated_at=utcnow()
+            )
+            .returning(Task.id)
+        )
+        return released.first() is not None
+
+
+async def _finish(
+    session: AsyncSession, task: Task, worker_id: str, status: TaskStatus, **values: Any
+) -> bool:
+    """Move a task this worker holds to a terminal status; False when it no longer holds it."""
+    now = utcnow()
+    finished = await session.execute(
+        update(Task)
+        .where(_held_by(task.id, worker_id))
+        .values(status=status, lease_until=None, finished_at=now, updated_at=now, **values)
+        .returning(Task.id)
+    )
+    return finished.first() is not None
+
+
+async def unfinished_tasks(session: AsyncSession) -> Sequence[tuple[str, str]]:
+    """(id, queue) of every task not yet finished, oldest first."""
+    rows = await session.execute(
+        select(Task.id, Task.queue)
+        .where(Task.status.in_(UNFINISHED_STATUSES))
+        .order_by(Task.created_at, Task.turn)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def stranded_tasks(
+    session: AsyncSession, *, pending_before: datetime, limit: int
+) -> Sequence[tuple[str, str]]:
+    """(id, queue) of tasks that may have no queue entry left to run them.
+
+    `PENDING` ones untouched since `pending_before` whose earlier turns have all finished (a later
+    turn waiting on an earlier one is published when that one ends), and `RUNNING` ones whose lease
+    ran out (their worker died).
+    """
+    now = utcnow()
+    rows = await session.execute(
+        select(Task.id, Task.queue)
+        .where(
+            or_(
+                and_(
+                    Task.status == TaskStatus.PENDING,
+                    Task.updated_at < pending_before,
+                    ~_earlier_turn_unfinished(),
+                ),
+                and_(Task.status == TaskStatus.RUNNING, Task.lease_until < now),
+            )
+        )
+        .order_by(Task.created_at)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in rows]

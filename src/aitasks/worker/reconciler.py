@@ -1,0 +1,71 @@
+"""The reconciler: the database is the record, so whatever it says is unfinished gets run.
+
+It finds tasks that are `PENDING` (and not waiting on an earlier turn) or `RUNNING` under an expired
+lease, and that no queue entry holds, and publishes them again. That covers a Redis that restarted
+empty, a publish lost between the gateway's commit and its answer, and an in-process queue that died
+with its process. It runs inside every worker rather than as a command of its own: nothing extra to
+deploy, and it keeps running wherever work is done. A lock in the queue lets one worker scan at a
+time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from datetime import timedelta
+
+from aitasks.services import Services
+from aitasks.store import claims
+from aitasks.store import tasks as store
+from aitasks.store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+# Tasks looked at in one pass; a larger backlog is worked through over several passes.
+BATCH = 1000
+# Expired idempotency keys are purged once in this many passes.
+PURGE_EVERY = 100
+
+
+class Reconciler:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.interval = services.settings.reconcile_seconds
+        self._passes = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """A pass now, then one every interval (with jitter), until `stop` is set."""
+        while not stop.is_set():
+            try:
+                if await self.services.queue.try_lock("reconciler", self.interval * 0.8):
+                    await self.reconcile_once()
+            except Exception as exc:
+                log.warning("reconciler pass failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval * random.uniform(0.8, 1.2))
+
+    async def reconcile_once(self, *, pending_grace: float | None = None) -> int:
+        """Publish again every stranded task; returns how many.
+
+        `PENDING` tasks younger than `pending_grace` seconds (one interval by default) are left
+        alone: their gateway may be publishing them right now.
+        """
+        grace = self.interval if pending_grace is None else pending_grace
+        async with self.services.db.session() as session:
+            stranded = await claims.stranded_tasks(
+                session, pending_before=utcnow() - timedelta(seconds=grace), limit=BATCH
+            )
+        queue = self.services.queue
+        held = {name: await queue.queued_task_ids(name) for name in {q for _, q in stranded}}
+        lost = [(task_id, name) for task_id, name in stranded if task_id not in held[name]]
+        for task_id, name in lost:
+            await queue.publish(name, task_id)
+        if lost:
+            log.info("reconciler: republished %d task(s) that no queue entry held", len(lost))
+        self._passes += 1
+        if self._passes % PURGE_EVERY == 0:
+            async with self.services.db.session() as session:
+                await store.purge_idempotency_keys(session)
+        return len(lost)
