@@ -63,6 +63,15 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.popen.poll() is not None:
+                raise AssertionError(f"{self.args} exited early:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.args} never logged {text!r}:\n{self.log()}")
+            time.sleep(0.05)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(sig)

@@ -17,6 +17,7 @@ from aitasks.services import Services
 from aitasks.store.database import Database
 from aitasks.store.migrate import schema_state, upgrade
 from aitasks.worker import Worker
+from aitasks.worker.retrying import retry_database
 
 T = TypeVar("T")
 
@@ -109,7 +110,8 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            state = await schema_state(services.db)
+            # A worker may start before its database is reachable: it waits rather than dies.
+            state = await retry_database(lambda: schema_state(services.db), "checking the schema")
             if not state.up_to_date:
                 raise _fail("the database schema is not current: run `aitasks db upgrade`")
             in_flight = concurrency or settings.worker_concurrency

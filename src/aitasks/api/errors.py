@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from aitasks.errors import AITasksError
@@ -70,17 +71,29 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if is_unavailable(exc):
-            log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-            return JSONResponse(
-                error_body("service_unavailable", "the database is unavailable; retry shortly"),
-                status_code=503,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
-        # The traceback goes to the log, never to the client.
-        log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    # Registered by class, not as a catch-all, so that Starlette answers and keeps serving (its
+    # catch-all handler re-raises, which drops the client's connection).
+    @app.exception_handler(OSError)
+    @app.exception_handler(TimeoutError)
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_unavailable(exc):
+            return unexpected(request, exc)
+        log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
         return JSONResponse(
-            error_body("internal_error", "the server hit an unexpected error"), status_code=500
+            error_body("service_unavailable", "the database is unavailable; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+
+    @app.exception_handler(Exception)
+    async def any_error(request: Request, exc: Exception) -> JSONResponse:
+        return unexpected(request, exc)
+
+
+def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log, never to the client.
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "the server hit an unexpected error"), status_code=500
+    )

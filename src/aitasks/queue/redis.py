@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # Pause before a dropped pub/sub subscription is made again.
 RESUBSCRIBE_SECONDS = 1.0
+SOCKET_TIMEOUT_SECONDS = 30.0
 # Entries read per XRANGE page when listing what a stream holds.
 SCAN_PAGE = 1000
 
@@ -40,7 +41,12 @@ class RedisStreamQueue(TaskQueue):
     @classmethod
     def from_url(cls, url: str, *, prefix: str, redeliver_after: float) -> RedisStreamQueue:
         redis = Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+            url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            # Longer than any blocking read the workers make, or those would time out.
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            health_check_interval=30,
         )
         return cls(redis, prefix=prefix, redeliver_after=redeliver_after)
 

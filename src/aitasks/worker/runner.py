@@ -93,7 +93,7 @@ class Worker:
             while not stop.is_set():
                 free = self.concurrency - len(self._in_flight)
                 if free == 0:
-                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    await self._until_a_slot_frees(stop)
                     continue
                 try:
                     deliveries = await self._receive(free, stop)
@@ -113,6 +113,11 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             for provider in self._providers.values():
                 await provider.close()
+
+    async def _until_a_slot_frees(self, stop: asyncio.Event) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({stopping, *self._in_flight}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
 
     async def _drain(self) -> None:
         """Let tasks in flight finish within the grace period; hand the rest back to the queue."""
@@ -164,6 +169,8 @@ class Worker:
             log.exception("task %s: unexpected error", delivery.task_id)
 
     async def _process(self, delivery: Delivery) -> None:
+        if delivery.task_id in self._running:
+            return  # this worker runs it already (the entry came back to it); that run acks it
         async with self.services.db.session() as session:
             claim = await claims.claim_task(
                 session,
@@ -183,7 +190,7 @@ class Worker:
         try:
             await asyncio.wait({call})
         finally:
-            del self._running[task.id]
+            self._running.pop(task.id, None)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat

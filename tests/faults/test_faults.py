@@ -1,0 +1,170 @@
+"""Kill real processes and show that every acknowledged task still ends, once.
+
+Each test prints its report: submitted, succeeded, failed with reason, lost, replies doubled.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from tests.conftest import REDIS_URL
+from tests.faults.conftest import Background, MakeSystem, System
+from tests.helpers import query, wait_for_tasks
+
+CHAT = "/v1/chat/completions"
+
+
+def submit_many(base_url: str, prompts: list[str]) -> list[str]:
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        ids = []
+        for prompt in prompts:
+            response = client.post(CHAT, json={"prompt": prompt, "model": "mock-chat"})
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["task_id"])
+        return ids
+
+
+def running_on(system: System, worker_pid: int, task_ids: list[str]) -> int:
+    ids = ", ".join(f"'{i}'" for i in task_ids)
+    rows = query(
+        system.database_url,
+        f"SELECT count(*) FROM tasks WHERE status = 'RUNNING' AND id IN ({ids}) "
+        f"AND worker_id LIKE '%-{worker_pid}-%'",
+    )
+    return int(rows[0][0])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_task_loses_nothing(
+    make_system: MakeSystem, postgres_url: str, redis_prefix: str
+) -> None:
+    system = make_system(
+        database_url=postgres_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+        AITASKS_MOCK_LATENCY_MS="1500", AITASKS_WORKER_CONCURRENCY="4",
+    )  # fmt: skip
+    _, base_url = system.gateway()
+    doomed, survivor = system.worker(), system.worker()
+    task_ids = submit_many(base_url, [f"question {n}" for n in range(16)])
+    wait_until(lambda: running_on(system, doomed.popen.pid, task_ids) >= 2)
+    doomed.kill()  # SIGKILL, mid-task: no chance to hand anything back
+
+    report = system.report(task_ids)
+    assert report.succeeded == 16 and not report.lost and not report.doubled
+    assert report.retried >= 2  # the dead worker's tasks ran again elsewhere
+    assert survivor.popen.poll() is None
+
+
+def test_redis_restarted_empty_loses_nothing(
+    make_system: MakeSystem, postgres_url: str, redis_prefix: str, redis_server: Background
+) -> None:
+    system = make_system(
+        database_url=postgres_url, redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
+        redis_prefix=redis_prefix, AITASKS_MOCK_LATENCY_MS="300", AITASKS_WORKER_CONCURRENCY="2",
+    )  # fmt: skip
+    _, base_url = system.gateway()
+    system.worker()
+    before = submit_many(base_url, [f"before {n}" for n in range(20)])
+    time.sleep(0.5)  # some running, most still queued
+    redis_server.kill()
+    during = submit_many(base_url, [f"during {n}" for n in range(5)])  # stored, not published
+    time.sleep(1)
+    redis_server.start()  # back, and empty: no streams, no groups
+
+    report = system.report(before + during)
+    assert report.succeeded == 25 and not report.lost and not report.doubled
+
+
+def test_a_postgres_outage_is_a_503_and_loses_nothing(
+    make_system: MakeSystem, redis_prefix: str, postgres_proxy: tuple[Background, str]
+) -> None:
+    proxy, proxied_url = postgres_proxy
+    system = make_system(
+        database_url=proxied_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+        AITASKS_MOCK_LATENCY_MS="1000",
+    )  # fmt: skip
+    _, base_url = system.gateway()
+    system.worker()
+    task_ids = submit_many(base_url, [f"question {n}" for n in range(10)])
+    time.sleep(0.3)
+    proxy.kill()
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        read = client.get(f"/v1/tasks/{task_ids[0]}")
+        assert read.status_code == 503, read.text
+        assert read.headers["retry-after"] == "2"
+        assert read.json()["error"]["type"] == "service_unavailable"
+        refused = client.post(CHAT, json={"prompt": "while down", "model": "mock-chat"})
+        assert refused.status_code == 503 and "Traceback" not in refused.text
+        time.sleep(2)  # replies finish meanwhile; the worker holds them and retries its writes
+        proxy.start()
+        finished = wait_for_tasks(client, task_ids, timeout=30)
+    assert {t["status"] for t in finished.values()} == {"SUCCESS"}
+
+    report = system.report(task_ids)
+    assert report.succeeded == 10 and not report.lost and not report.doubled
+
+
+def test_a_killed_gateway_leaves_nothing_half_done(
+    make_system: MakeSystem, postgres_url: str, redis_prefix: str
+) -> None:
+    system = make_system(
+        database_url=postgres_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+        AITASKS_MOCK_LATENCY_MS="20",
+    )  # fmt: skip
+    gateway, base_url = system.gateway()
+    system.worker()
+
+    acknowledged: list[str] = []
+
+    def fire(n: int) -> None:
+        try:
+            response = httpx.post(
+                f"{base_url}{CHAT}", json={"prompt": f"q{n}", "model": "mock-chat"}, timeout=5
+            )
+        except httpx.TransportError:
+            return  # no answer: it may or may not have been stored
+        if response.status_code == 202:
+            acknowledged.append(response.json()["task_id"])
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(fire, n) for n in range(200)]
+        wait_until(lambda: len(acknowledged) >= 40)
+        gateway.stop(signal.SIGKILL)
+        for future in futures:
+            future.result()
+
+    stored = [row[0] for row in query(system.database_url, "SELECT id FROM tasks")]
+    assert set(acknowledged) <= set(stored)
+    report = system.report(stored)  # every stored task ends, answered or not
+    assert report.succeeded == len(stored) and not report.lost and not report.doubled
+
+
+def test_sigterm_hands_unfinished_work_to_another_worker(
+    make_system: MakeSystem, postgres_url: str, redis_prefix: str
+) -> None:
+    system = make_system(
+        database_url=postgres_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+        AITASKS_MOCK_LATENCY_MS="6000", AITASKS_WORKER_CONCURRENCY="4",
+    )  # fmt: skip
+    _, base_url = system.gateway()
+    leaving = system.worker()
+    task_ids = submit_many(base_url, [f"long {n}" for n in range(4)])
+    wait_until(lambda: running_on(system, leaving.popen.pid, task_ids) == 4)
+    system.worker()
+    started = time.monotonic()
+    leaving.stop(signal.SIGTERM)
+    assert time.monotonic() - started < 4  # grace (1 s) and hand-back, not the 6 s replies
+    assert "handed back at shutdown" in leaving.log()
+
+    report = system.report(task_ids)
+    assert report.succeeded == 4 and not report.lost and not report.doubled
