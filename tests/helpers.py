@@ -157,3 +157,33 @@ def row_counts(database_url: str) -> dict[str, int]:
     tables = ("conversations", "tasks", "messages", "files")
     union = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables)
     return {name: int(count) for name, count in query(database_url, union)}
+
+
+def wait_for_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on {port}"
+            time.sleep(0.05)
+
+
+class Background:
+    """A plain subprocess (a Redis server, a proxy) the test starts, kills and starts again."""
+
+    def __init__(self, args: list[str], port: int) -> None:
+        self.args, self.port = args, port
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.popen = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()

@@ -8,8 +8,6 @@ be 0.
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -23,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from tests.helpers import (
     TERMINAL,
+    Background,
     Process,
     free_port,
     query,
@@ -32,36 +31,6 @@ from tests.helpers import (
 )
 
 PROXY = Path(__file__).with_name("tcp_proxy.py")
-
-
-def wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            assert time.monotonic() < deadline, f"nothing listens on {port}"
-            time.sleep(0.05)
-
-
-class Background:
-    """A plain subprocess (a Redis server, a proxy) the test starts, kills and starts again."""
-
-    def __init__(self, args: list[str], port: int) -> None:
-        self.args, self.port = args, port
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.popen = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_port(self.port)
-
-    def kill(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait()
 
 
 @dataclass

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from tests.conftest import REDIS_URL
-from tests.faults.conftest import Background, MakeSystem, System
-from tests.helpers import query, wait_for_tasks
+from tests.faults.conftest import MakeSystem, System
+from tests.helpers import Background, query, wait_for_tasks
 
 CHAT = "/v1/chat/completions"
 
