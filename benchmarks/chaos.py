@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+
+from benchmarks.report import append_result, machine_summary
 from tests.conftest import fresh_postgres_database
 from tests.helpers import (
     TERMINAL,
@@ -37,8 +39,6 @@ from tests.helpers import (
     service_env,
     wait_until_up,
 )
-
-from benchmarks.report import append_result, machine_summary
 
 
 @dataclass
