@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(
         default=60.0, ge=0, validation_alias="AITASKS_RETRY_MAX_SECONDS"
     )
+    max_wait_seconds: float = Field(default=60.0, gt=0, validation_alias="AITASKS_MAX_WAIT_SECONDS")
+    sse_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, validation_alias="AITASKS_SSE_HEARTBEAT_SECONDS"
+    )
     shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, validation_alias="AITASKS_SHUTDOWN_GRACE_SECONDS"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aitasks.config import Settings
+from aitasks.events import EventLog, open_event_log
 from aitasks.files import FileStorage, LocalFileStorage
 from aitasks.providers import IMPLEMENTED
 from aitasks.queue import TaskQueue, open_queue
@@ -19,6 +20,7 @@ class Services:
     queue: TaskQueue
     models: ModelTable
     storage: FileStorage
+    events: EventLog
 
     @classmethod
     def open(cls, settings: Settings, *, in_process_queue: bool = False) -> Services:
@@ -28,8 +30,10 @@ class Services:
             queue=open_queue(settings, in_process=in_process_queue),
             models=ModelTable.load(settings.models_file, implemented=IMPLEMENTED),
             storage=LocalFileStorage(settings.files_dir),
+            events=open_event_log(settings, in_process=in_process_queue),
         )
 
     async def close(self) -> None:
         await self.queue.close()
+        await self.events.close()
         await self.db.dispose()

@@ -25,6 +25,9 @@ class SubmitRequest(BaseModel):
     conversation_id: str | None = Field(
         default=None, description="Continue this conversation; null starts a new one."
     )
+    stream: bool = Field(
+        default=False, description="Answer with the new task's event stream (SSE) instead."
+    )
 
     @field_validator("prompt")
     @classmethod

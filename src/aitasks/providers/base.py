@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from aitasks.errors import ProviderError
 from aitasks.routing import ModelSpec
@@ -23,6 +24,8 @@ class ChatRequest:
     messages: Sequence[ChatMessage]
     # 1 for the first try, 2 for the first retry, ...
     attempt: int = 1
+    # temperature, top_p, max_tokens, stop, seed, user: passed on where the provider has them.
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

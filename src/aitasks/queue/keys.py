@@ -28,3 +28,8 @@ def cancel_channel(prefix: str) -> str:
     """Pub/sub channel on which gateways announce cancelled task ids to every worker. Missed
     messages are harmless: a worker also learns of a cancel when its next lease renewal fails."""
     return f"{prefix}:cancellations"
+
+
+def events_key(prefix: str, task_id: str) -> str:
+    """A task's event log (a capped stream with an expiry), tagged by task for Redis Cluster."""
+    return f"{prefix}:{{t:{task_id}}}:events"

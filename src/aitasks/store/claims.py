@@ -130,6 +130,7 @@ async def complete_task(
     worker_id: str,
     text: str,
     files: Sequence[NewFile] = (),
+    usage: dict[str, int] | None = None,
 ) -> bool:
     """Write the result and the assistant's message in one transaction.
 
@@ -139,7 +140,9 @@ async def complete_task(
     now = utcnow()
     result: dict[str, Any] = {"files": [f.id for f in files]} if files else {"text": text}
     async with session.begin():
-        if not await _finish(session, task, worker_id, TaskStatus.SUCCESS, result=result):
+        if not await _finish(
+            session, task, worker_id, TaskStatus.SUCCESS, result=result, usage=usage
+        ):
             return False
         session.add_all(
             StoredFile(

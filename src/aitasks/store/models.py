@@ -64,6 +64,7 @@ class Base(DeclarativeBase):
     # SQLAlchemy reads this from the class itself.
     type_annotation_map = {  # noqa: RUF012
         dict[str, Any]: JSON,
+        list[dict[str, str]]: JSON,
         list[str]: JSON,
         datetime: Timestamp,
     }
@@ -103,6 +104,13 @@ class Task(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # {"type", "message", "attempts"} once the task has failed for good.
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Parameters for the provider: temperature, max_tokens, ... for chat; n and size for images.
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Earlier messages the client sent with the request ([{"role", "content"}], the OpenAI way);
+    # when null the context is the conversation's history.
+    context: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    # {"prompt_tokens", "completion_tokens", "total_tokens"} once it succeeded.
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]

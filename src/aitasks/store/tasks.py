@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -55,6 +56,8 @@ async def submit_task(
     conversation_id: str | None,
     idempotency_key: str | None = None,
     request_hash: str = "",
+    params: dict[str, Any] | None = None,
+    context: list[dict[str, str]] | None = None,
 ) -> Submission:
     """Write the conversation (when new), the user's message and the `PENDING` task, atomically.
 
@@ -65,9 +68,19 @@ async def submit_task(
         if earlier is not None:
             return Submission(earlier, created=False)
     try:
-        task = await _insert_task(
-            session, spec, prompt, conversation_id, idempotency_key, request_hash
+        new = Task(
+            id=new_id(),
+            kind=spec.kind.value,
+            model=spec.name,
+            queue=spec.queue,
+            provider=spec.served_by,
+            prompt=prompt,
+            status=TaskStatus.PENDING,
+            attempts=0,
+            params=params,
+            context=context,
         )
+        task = await _insert_task(session, new, conversation_id, idempotency_key, request_hash)
     except IntegrityError:
         # Only a concurrent submit with the same key can collide: return the task it made.
         await session.rollback()
@@ -94,13 +107,14 @@ async def _replay(session: AsyncSession, key: str, request_hash: str) -> Task | 
 
 async def _insert_task(
     session: AsyncSession,
-    spec: ModelSpec,
-    prompt: str,
+    task: Task,
     conversation_id: str | None,
     idempotency_key: str | None,
     request_hash: str,
 ) -> Task:
+    """Insert `task` as its conversation's next turn, with the user's message."""
     now = utcnow()
+    prompt = task.prompt
     async with session.begin():
         if conversation_id is None:
             conversation = Conversation(
@@ -121,20 +135,8 @@ async def _insert_task(
             if turn_row is None:
                 raise ConversationNotFound(conversation_id)
             turn = turn_row[0]
-        task = Task(
-            id=new_id(),
-            conversation_id=conversation_id,
-            turn=turn,
-            kind=spec.kind.value,
-            model=spec.name,
-            queue=spec.queue,
-            provider=spec.served_by,
-            prompt=prompt,
-            status=TaskStatus.PENDING,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
+        task.conversation_id, task.turn = conversation_id, turn
+        task.created_at = task.updated_at = now
         session.add(task)
         await session.flush()
         session.add(

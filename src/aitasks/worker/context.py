@@ -48,3 +48,20 @@ def build_context(
         kept.append(turn)
     context = [message for turn in reversed(kept) for message in turn]
     return [*context, ChatMessage(role=Role.USER, content=prompt)]
+
+
+def fit_messages(
+    messages: Sequence[ChatMessage], prompt: str, *, context_window: int
+) -> list[ChatMessage]:
+    """A context the client sent (the OpenAI way): its system messages, then as many of the newest
+    other messages as fit, then the prompt."""
+    budget = int(context_window * (1 - REPLY_RESERVE_FRACTION)) - estimate_tokens(prompt)
+    system = [m for m in messages if m.role == "system"]
+    budget -= sum(estimate_tokens(m.content) for m in system)
+    kept: list[ChatMessage] = []
+    for message in reversed([m for m in messages if m.role != "system"]):
+        budget -= estimate_tokens(message.content)
+        if budget < 0:
+            break
+        kept.append(message)
+    return [*system, *reversed(kept), ChatMessage(role=Role.USER, content=prompt)]

@@ -18,15 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aitasks.errors import AITasksError, ProviderError, ProviderTimeout, UnknownModel
-from aitasks.providers import ChatRequest, ImageRequest, Provider, make_provider
+from aitasks.events.base import DELTA, DONE, STATUS
+from aitasks.providers import ChatMessage, ChatRequest, ImageRequest, Provider, make_provider
 from aitasks.queue import Delivery, QueueUnavailable
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
-from aitasks.store.models import Task, new_id
-from aitasks.worker.context import build_context
+from aitasks.store.models import Task, TaskStatus, new_id
+from aitasks.worker.context import build_context, estimate_tokens, fit_messages
 from aitasks.worker.reconciler import Reconciler
 from aitasks.worker.retrying import retry_database
 
@@ -54,6 +55,13 @@ class Reply:
 
     text: str = ""
     files: list[claims.NewFile] = field(default_factory=list)
+    usage: dict[str, int] | None = None
+
+
+def image_size(params: dict[str, object]) -> tuple[int, int]:
+    """An OpenAI-style "WIDTHxHEIGHT" size, 512x512 when not given."""
+    width, _, height = str(params.get("size") or "512x512").partition("x")
+    return int(width), int(height)
 
 
 class Worker:
@@ -184,6 +192,7 @@ class Worker:
             await self.services.queue.ack(delivery)  # finished, gone, or waiting on a turn
             return
         task = claim.task
+        await self._emit(task.id, STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts})
         call = asyncio.create_task(self._call_with_retries(task))
         self._running[task.id] = call
         heartbeat = asyncio.create_task(self._keep_lease(task, delivery, call))
@@ -236,6 +245,10 @@ class Worker:
                 await asyncio.sleep(delay)
                 if not await self._begin_attempt(task):
                     return None  # cancelled, or no longer ours
+                # Readers of the stream start the reply again from here.
+                await self._emit(
+                    task.id, STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts}
+                )
             except AITasksError as exc:
                 await self._fail(task, exc.error_type, exc.message)
                 return None
@@ -248,24 +261,37 @@ class Worker:
     async def _call_provider(self, task: Task, spec: ModelSpec) -> Reply:
         """One attempt: the provider's reply, under the model's timeout."""
         provider = self._provider(spec)
+        params = task.params or {}
         if spec.kind is ModelKind.CHAT:
-            async with self.services.db.session() as session:
-                earlier = await history.conversation_messages(
-                    session, task.conversation_id, before_turn=task.turn
-                )
-            messages = build_context(earlier, task.prompt, context_window=spec.context_window)
-            request = ChatRequest(spec, messages, attempt=task.attempts)
+            messages = await self._context(task, spec)
+            request = ChatRequest(spec, messages, attempt=task.attempts, params=params)
+            pieces: list[str] = []
             try:
                 async with asyncio.timeout(spec.timeout_s):
-                    pieces = [piece async for piece in provider.stream_chat(request)]
+                    async for piece in provider.stream_chat(request):
+                        pieces.append(piece)
+                        await self._emit(task.id, DELTA, {"delta": piece})
             except TimeoutError:
                 raise ProviderTimeout(f"no reply within {spec.timeout_s:g}s") from None
-            return Reply(text="".join(pieces))
+            text = "".join(pieces)
+            prompt_tokens = sum(estimate_tokens(m.content) for m in messages)
+            completion_tokens = (len(text) + 3) // 4
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
+            return Reply(text=text, usage=usage)
+        request_images = ImageRequest(
+            spec,
+            task.prompt,
+            n=int(params.get("n") or 1),
+            size=image_size(params),
+            attempt=task.attempts,
+        )
         try:
             async with asyncio.timeout(spec.timeout_s):
-                images = await provider.generate_images(
-                    ImageRequest(spec, task.prompt, attempt=task.attempts)
-                )
+                images = await provider.generate_images(request_images)
         except TimeoutError:
             raise ProviderTimeout(f"no images within {spec.timeout_s:g}s") from None
         reply = Reply()
@@ -276,14 +302,32 @@ class Worker:
             reply.files.append(claims.NewFile(file_id, image.content_type, len(image.data), key))
         return reply
 
+    async def _context(self, task: Task, spec: ModelSpec) -> list[ChatMessage]:
+        """The messages before the prompt: the client's own, or the conversation's history."""
+        if task.context is not None:
+            given = [ChatMessage(m["role"], m["content"]) for m in task.context]
+            return fit_messages(given, task.prompt, context_window=spec.context_window)
+        async with self.services.db.session() as session:
+            earlier = await history.conversation_messages(
+                session, task.conversation_id, before_turn=task.turn
+            )
+        return build_context(earlier, task.prompt, context_window=spec.context_window)
+
     async def _complete(self, task: Task, reply: Reply) -> None:
         async def write() -> bool:
             async with self.services.db.session() as session:
                 return await claims.complete_task(
-                    session, task, worker_id=self.worker_id, text=reply.text, files=reply.files
+                    session,
+                    task,
+                    worker_id=self.worker_id,
+                    text=reply.text,
+                    files=reply.files,
+                    usage=reply.usage,
                 )
 
-        if not await retry_database(write, f"task {task.id}: writing the result"):
+        if await retry_database(write, f"task {task.id}: writing the result"):
+            await self._emit_end(task.id, TaskStatus.SUCCESS)
+        else:
             log.warning("task %s: no longer ours (cancelled or taken over); reply dropped", task.id)
 
     async def _fail(self, task: Task, error_type: str, message: str) -> None:
@@ -295,6 +339,18 @@ class Worker:
 
         if await retry_database(write, f"task {task.id}: writing the failure"):
             log.info("task %s failed: %s: %s", task.id, error_type, message)
+            await self._emit_end(task.id, TaskStatus.FAILED)
+
+    async def _emit(self, task_id: str, event_type: str, data: dict[str, object]) -> None:
+        """Add to the task's event log. Best effort: the database has the outcome regardless."""
+        try:
+            await self.services.events.append(task_id, event_type, data)
+        except Exception as exc:
+            log.warning("task %s: event not published: %s", task_id, exc)
+
+    async def _emit_end(self, task_id: str, status: TaskStatus) -> None:
+        await self._emit(task_id, STATUS, {"status": status})
+        await self._emit(task_id, DONE, {})
 
     async def _begin_attempt(self, task: Task) -> bool:
         async with self.services.db.session() as session:
@@ -308,6 +364,7 @@ class Worker:
             released = await claims.release_task(session, task, worker_id=self.worker_id)
         if released:
             await self.services.queue.publish(task.queue, task.id)
+            await self._emit(task.id, STATUS, {"status": TaskStatus.PENDING})
         await self.services.queue.ack(delivery)
         log.info("task %s handed back at shutdown", task.id)
 

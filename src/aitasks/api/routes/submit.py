@@ -7,16 +7,20 @@ import json
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from aitasks.api.deps import ServicesDep
+from aitasks.api.deps import PreferHeader, ServicesDep
+from aitasks.api.live import preferred_wait, task_events, wait_for_task
 from aitasks.api.schemas import SubmitRequest, SubmitResponse
+from aitasks.api.views import task_view
 from aitasks.errors import PayloadTooLarge, QueueFull
+from aitasks.events.base import STATUS
 from aitasks.queue import QueueUnavailable
 from aitasks.routing import ModelKind
 from aitasks.services import Services
 from aitasks.store import tasks as store
-from aitasks.store.models import TaskStatus
+from aitasks.store.models import TERMINAL_STATUSES, Task, TaskStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["tasks"])
@@ -54,45 +58,89 @@ async def _refuse_when_full(services: Services, queue: str) -> None:
         )
 
 
-async def submit(
+async def submit_task(
     services: Services,
-    body: SubmitRequest,
     kind: ModelKind,
-    response: Response,
-    idempotency_key: str | None,
-) -> SubmitResponse:
-    """Validate, route, commit the task, then publish it: an answered task is always stored."""
+    *,
+    model: str,
+    prompt: str,
+    conversation_id: str | None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+    params: dict[str, object] | None = None,
+    context: list[dict[str, str]] | None = None,
+) -> tuple[Task, bool]:
+    """Validate, route, commit the task, then publish it: an answered task is always stored.
+
+    Returns the task and whether it is new (False: an idempotent repeat of an earlier submit).
+    Shared by the seed's API and the OpenAI-compatible one.
+    """
     limit = services.settings.max_prompt_chars
-    if len(body.prompt) > limit:
+    if len(prompt) > limit:
         raise PayloadTooLarge(
-            f"prompt is {len(body.prompt)} characters; the limit is {limit}",
-            param="prompt",
-            limit=limit,
+            f"prompt is {len(prompt)} characters; the limit is {limit}", param="prompt", limit=limit
         )
-    spec = services.models.resolve_kind(body.model, kind)
+    spec = services.models.resolve_kind(model, kind)
     await _refuse_when_full(services, spec.queue)
     async with services.db.session() as session:
         submission = await store.submit_task(
             session,
             spec=spec,
-            prompt=body.prompt,
-            conversation_id=body.conversation_id,
+            prompt=prompt,
+            conversation_id=conversation_id,
             idempotency_key=idempotency_key,
-            request_hash=request_hash(kind, body),
+            request_hash=request_hash,
+            params=params,
+            context=context,
         )
     task = submission.task
     if not submission.created:
-        response.status_code = status.HTTP_200_OK
-        return SubmitResponse(
-            task_id=task.id, conversation_id=task.conversation_id, status=TaskStatus(task.status)
-        )
+        return task, False
     try:
+        await services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING})
         await services.queue.publish(task.queue, task.id)
     except QueueUnavailable as exc:
         # The task is committed; the workers' reconciler publishes it once the queue is back.
         log.warning("task %s stored but not published: %s", task.id, exc.message)
-    return SubmitResponse(
-        task_id=task.id, conversation_id=task.conversation_id, status=TaskStatus.PENDING
+    return task, True
+
+
+async def submit(
+    services: Services,
+    body: SubmitRequest,
+    kind: ModelKind,
+    request: Request,
+    idempotency_key: str | None,
+    prefer: str | None,
+) -> Response:
+    """The seed's submit: 202 with the task's id; or, when asked, its stream or its result."""
+    task, created = await submit_task(
+        services,
+        kind,
+        model=body.model,
+        prompt=body.prompt,
+        conversation_id=body.conversation_id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(kind, body),
+    )
+    if body.stream:
+        return StreamingResponse(
+            task_events(services, task.id, request.base_url, None), media_type="text/event-stream"
+        )
+    wait = preferred_wait(prefer, services.settings.max_wait_seconds)
+    if wait is not None:
+        task = await wait_for_task(services, task.id, wait)
+        finished = task.status in TERMINAL_STATUSES
+        return JSONResponse(
+            task_view(task, request.base_url).model_dump(mode="json"),
+            status_code=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED,
+        )
+    accepted = SubmitResponse(
+        task_id=task.id, conversation_id=task.conversation_id, status=TaskStatus(task.status)
+    )
+    return JSONResponse(
+        accepted.model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
     )
 
 
@@ -102,11 +150,16 @@ async def submit(
 async def create_chat(
     body: SubmitRequest,
     services: ServicesDep,
-    response: Response,
+    request: Request,
     idempotency_key: IdempotencyKey = None,
-) -> SubmitResponse:
-    """Submit a chat turn; poll `GET /v1/tasks/{task_id}` for the reply."""
-    return await submit(services, body, ModelKind.CHAT, response, idempotency_key)
+    prefer: PreferHeader = None,
+) -> Response:
+    """Submit a chat turn; poll `GET /v1/tasks/{task_id}` for the reply.
+
+    With `Prefer: wait=N` the answer is the task itself once it finishes (200), or as it is after N
+    seconds (202). With `"stream": true` it is the task's event stream.
+    """
+    return await submit(services, body, ModelKind.CHAT, request, idempotency_key, prefer)
 
 
 @router.post(
@@ -115,8 +168,12 @@ async def create_chat(
 async def create_image(
     body: SubmitRequest,
     services: ServicesDep,
-    response: Response,
+    request: Request,
     idempotency_key: IdempotencyKey = None,
-) -> SubmitResponse:
-    """Submit an image generation; the task's result is the images' URLs."""
-    return await submit(services, body, ModelKind.IMAGE, response, idempotency_key)
+    prefer: PreferHeader = None,
+) -> Response:
+    """Submit an image generation; the task's result is the images' URLs.
+
+    `Prefer: wait=N` and `"stream": true` work as for chat.
+    """
+    return await submit(services, body, ModelKind.IMAGE, request, idempotency_key, prefer)

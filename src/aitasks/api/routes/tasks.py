@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
+from fastapi.responses import StreamingResponse
 
-from aitasks.api.deps import ServicesDep, SessionDep
+from aitasks.api.deps import PreferHeader, ServicesDep, SessionDep
+from aitasks.api.live import preferred_wait, task_events, wait_for_task
 from aitasks.api.schemas import TaskList, TaskView
 from aitasks.api.views import task_view
+from aitasks.events import DONE
+from aitasks.events.base import STATUS
 from aitasks.queue import QueueUnavailable
 from aitasks.services import Services
 from aitasks.store import tasks as store
@@ -22,9 +26,44 @@ MAX_PAGE = 100
 
 
 @router.get("/tasks/{task_id}", response_model=TaskView)
-async def read_task(task_id: str, session: SessionDep, request: Request) -> TaskView:
-    """A task's status, and its result or error once it has finished."""
-    return task_view(await store.get_task(session, task_id), request.base_url)
+async def read_task(
+    task_id: str,
+    session: SessionDep,
+    services: ServicesDep,
+    request: Request,
+    prefer: PreferHeader = None,
+) -> TaskView:
+    """A task's status, and its result or error once it has finished.
+
+    With `Prefer: wait=N`, the answer comes as soon as the task finishes, or after N seconds.
+    """
+    task = await store.get_task(session, task_id)
+    wait = preferred_wait(prefer, services.settings.max_wait_seconds)
+    if wait is not None:
+        task = await wait_for_task(services, task_id, wait)
+    return task_view(task, request.base_url)
+
+
+@router.get(
+    "/tasks/{task_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_task(
+    task_id: str,
+    session: SessionDep,
+    services: ServicesDep,
+    request: Request,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """The task's life as Server-Sent Events: `status` on each change, `delta` for each piece of
+    reply text, and a last `done` carrying the task. Reconnect with `Last-Event-ID` to resume."""
+    await store.get_task(session, task_id)  # 404 before the stream starts
+    return StreamingResponse(
+        task_events(services, task_id, request.base_url, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/tasks", response_model=TaskList)
@@ -58,12 +97,17 @@ async def _notify(services: Services, task: Task, *, cancelled: bool) -> None:
     """Tell workers what changed; a lost message is caught up by lease renewal and reconciling."""
     try:
         if cancelled:
+            await services.events.append(task.id, STATUS, {"status": task.status})
+            await services.events.append(task.id, DONE, {})
             await services.queue.announce_cancel(task.id)
             async with services.db.session() as session:
                 waiting = await store.next_waiting_turn(session, task)
             if waiting is not None:
                 await services.queue.publish(waiting[1], waiting[0])
         else:
+            # It runs again from the start: so does its stream.
+            await services.events.reset(task.id)
+            await services.events.append(task.id, STATUS, {"status": task.status})
             await services.queue.publish(task.queue, task.id)
     except QueueUnavailable as exc:
         log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)

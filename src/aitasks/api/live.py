@@ -1,0 +1,92 @@
+"""Following a task as it runs: its Server-Sent Events stream, and waiting for it to finish.
+
+Both read the task's event log (Redis, or memory on the embedded default) instead of polling the
+database; the database is read once at the start, when the task finishes, and on each heartbeat as a
+backstop in case a `done` event was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.datastructures import URL
+
+from aitasks.api.views import task_view
+from aitasks.events import DONE
+from aitasks.services import Services
+from aitasks.store import tasks as store
+from aitasks.store.models import TERMINAL_STATUSES, Task
+
+PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+# How often a waiter looks at the database when no event arrives (a lost `done`).
+WAIT_BACKSTOP_SECONDS = 5.0
+
+
+def preferred_wait(prefer: str | None, cap: float) -> float | None:
+    """Seconds asked for by `Prefer: wait=N` (RFC 7240), at most `cap`; None when not asked."""
+    match = PREFER_WAIT.search(prefer or "")
+    return min(float(match.group(1)), cap) if match else None
+
+
+async def load(services: Services, task_id: str) -> Task:
+    async with services.db.session() as session:
+        return await store.get_task(session, task_id)
+
+
+async def wait_for_task(services: Services, task_id: str, seconds: float) -> Task:
+    """The task once it has finished, or as it is after `seconds`."""
+    task = await load(services, task_id)
+    deadline = time.monotonic() + seconds
+    after: str | None = None
+    while task.status not in TERMINAL_STATUSES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        events = await services.events.read(
+            task_id, after=after, wait_seconds=min(left, WAIT_BACKSTOP_SECONDS)
+        )
+        if events and all(e.type != DONE for e in events):
+            after = events[-1].id
+            continue
+        task = await load(services, task_id)
+    return task
+
+
+def sse(event: str, data: Any, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def task_events(
+    services: Services, task_id: str, base_url: URL, last_event_id: str | None
+) -> AsyncIterator[str]:
+    """The task's life as SSE: `status` and `delta` events, then `done` with the task, then end.
+
+    With `last_event_id`, only what came after it is sent, so a reader that reconnects misses
+    nothing and sees nothing twice.
+    """
+    heartbeat = services.settings.sse_heartbeat_seconds
+    after = last_event_id
+    events = await services.events.read(task_id, after=after, wait_seconds=0)
+    while True:
+        for event in events:
+            if event.type == DONE:
+                task = await load(services, task_id)
+                yield sse(DONE, task_view(task, base_url).model_dump(mode="json"), event.id)
+                return
+            yield sse(event.type, event.data, event.id)
+            after = event.id
+        if not events:
+            task = await load(services, task_id)
+            if task.status in TERMINAL_STATUSES:
+                # Finished, and its log expired or its `done` was lost: end the story now.
+                yield sse("status", {"status": task.status})
+                yield sse(DONE, task_view(task, base_url).model_dump(mode="json"))
+                return
+        events = await services.events.read(task_id, after=after, wait_seconds=heartbeat)
+        if not events:
+            yield ": keep-alive\n\n"  # an SSE comment, so proxies keep the connection open
