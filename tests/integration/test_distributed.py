@@ -22,6 +22,7 @@ from tests.helpers import (
     wait_for_tasks,
     wait_until_up,
 )
+from tests.live.sse import read_events
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Deployment:
     client: httpx.Client
     database_url: str
     workers: list[Process]
+    env: dict[str, str]
+    folder: Path
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         try:
             wait_until_up(base_url, gateway)
             with httpx.Client(base_url=base_url, timeout=10) as client:
-                yield Deployment(client, database_url, workers)
+                yield Deployment(client, database_url, workers, env, folder)
         finally:
             for process in (gateway, *workers):
                 process.stop()
@@ -116,3 +119,27 @@ def test_two_workers_share_200_tasks_each_run_exactly_once(deployment: Deploymen
         deployment.database_url, f"SELECT count(DISTINCT worker_id) FROM tasks WHERE id IN ({ids})"
     )
     assert workers_used == [(2,)]  # both workers took a share
+
+
+def test_readers_on_two_gateways_see_the_same_stream(deployment: Deployment) -> None:
+    port = free_port()
+    second = Process(["api", "--port", str(port)], deployment.env, deployment.folder)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", second)
+        accepted = submit(deployment.client, "stream me [latency:800]", model="mock-chat")
+        path = f"/v1/tasks/{accepted['task_id']}/events"
+        urls = [
+            f"{str(deployment.client.base_url).rstrip('/')}{path}",
+            f"http://127.0.0.1:{port}{path}",
+        ]
+
+        def read(url: str) -> list[tuple[str | None, str, object]]:
+            with httpx.stream("GET", url, timeout=30) as response:
+                return [(e.id, e.event, e.data) for e in read_events(response)]
+
+        with ThreadPoolExecutor(2) as pool:
+            first, other = pool.map(read, urls)
+    finally:
+        second.stop()
+    assert first == other
+    assert first[-1][1] == "done" and sum(kind == "delta" for _, kind, _ in first) > 5

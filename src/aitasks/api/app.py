@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from aitasks import __version__
 from aitasks.api.errors import install_error_handlers
+from aitasks.api.openai import create_openai_app
 from aitasks.api.routes import conversations, files, health, models, submit, tasks
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
@@ -45,7 +46,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.open(settings, in_process_queue=use_memory_queue)
-        app.state.services = services
+        app.state.services = openai_app.state.services = services
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
         try:
@@ -78,4 +79,6 @@ def create_app(
     install_error_handlers(app)
     for module in (submit, tasks, conversations, models, files, health):
         app.include_router(module.router)
+    openai_app = create_openai_app()
+    app.mount("/openai", openai_app)
     return app

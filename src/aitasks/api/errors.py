@@ -27,7 +27,7 @@ def error_body(
     return {"error": {"type": error_type, "message": message, "param": param, **details}}
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str, str | None]:
+def validation_problem(exc: RequestValidationError) -> tuple[str, str, str | None]:
     """(type, message, param) for the first problem FastAPI found in the request."""
     errors = exc.errors()
     first: dict[str, Any] = (
@@ -58,7 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        error_type, message, param = _validation_message(exc)
+        error_type, message, param = validation_problem(exc)
         status = 400 if error_type == "invalid_json" else 422
         return JSONResponse(error_body(error_type, message, param), status_code=status)
 

@@ -66,6 +66,9 @@ class TaskView(BaseModel):
         description="The reply text for chat; the image URLs for images; null until SUCCESS."
     )
     error: dict[str, Any] | None
+    usage: dict[str, int] | None = Field(
+        default=None, description="prompt_tokens, completion_tokens, total_tokens (chat)."
+    )
     attempts: int
     created_at: datetime
     updated_at: datetime

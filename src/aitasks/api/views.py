@@ -30,6 +30,7 @@ def task_view(task: Task, base_url: URL) -> TaskView:
         status=TaskStatus(task.status),
         result=result,
         error=task.error,
+        usage=task.usage,
         attempts=task.attempts,
         created_at=created_at,
         updated_at=updated_at,

@@ -1,0 +1,19 @@
+"""The OpenAI-compatible app, mounted by the gateway at /openai (so the SDK's base URL is
+`http://HOST:PORT/openai/v1`). It shares the gateway's services and has its own error shape."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from aitasks.api.openai.errors import install_openai_error_handlers
+from aitasks.api.openai.routes import router
+
+
+def create_openai_app() -> FastAPI:
+    app = FastAPI(
+        title="aitasks: OpenAI-compatible API",
+        summary="For the official OpenAI SDKs: base_url=http://HOST:PORT/openai/v1",
+    )
+    install_openai_error_handlers(app)
+    app.include_router(router)
+    return app

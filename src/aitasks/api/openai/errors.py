@@ -1,0 +1,80 @@
+"""Errors in OpenAI's shape, {"error": {"message", "type", "param", "code"}}, with the statuses that
+make the official SDK raise its matching exception (404 NotFoundError, 429 RateLimitError, ...)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException
+
+from aitasks.api.errors import RETRY_AFTER_SECONDS, validation_problem
+from aitasks.errors import AITasksError, UnknownModel
+from aitasks.store.database import is_unavailable
+
+log = logging.getLogger(__name__)
+
+# OpenAI's error types, by HTTP status.
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(
+    status: int, message: str, *, code: str | None, param: str | None = None, **headers: str
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "error": {
+            "message": message,
+            "type": ERROR_TYPES.get(status, "server_error" if status >= 500 else "api_error"),
+            "param": param,
+            "code": code,
+        }
+    }
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def install_openai_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AITasksError)
+    async def domain_error(_: Request, exc: AITasksError) -> JSONResponse:
+        status = exc.status_code
+        code = exc.error_type
+        if isinstance(exc, UnknownModel):
+            status, code = 404, "model_not_found"  # what OpenAI answers, and the SDK expects
+        elif status == 422:
+            status = 400
+        headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else {}
+        return openai_error(status, exc.message, code=code, param=exc.param, **headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        error_type, message, param = validation_problem(exc)
+        return openai_error(400, message, code=error_type, param=param)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else None
+        return openai_error(exc.status_code, str(exc.detail), code=code)
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(TimeoutError)
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            return openai_error(
+                503,
+                "the database is unavailable; retry shortly",
+                code="service_unavailable",
+                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return openai_error(500, "the server hit an unexpected error", code="internal_error")

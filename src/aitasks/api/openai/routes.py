@@ -1,0 +1,229 @@
+"""Chat completions, image generations and models, the way OpenAI's API answers them.
+
+Each request becomes a task on the same queues and workers as the seed's API; the route then waits
+for it (or streams its event log) and answers in OpenAI's shapes. Every exchange is kept in a
+conversation; `conversation_id` (the SDK's `extra_body`) continues one, and each response names its
+conversation so a client can.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import URL
+
+from aitasks.api.deps import ServicesDep
+from aitasks.api.live import load, wait_for_task
+from aitasks.api.openai.errors import openai_error
+from aitasks.api.openai.schemas import ChatCompletionRequest, ChatMessageIn, ImageRequest
+from aitasks.api.routes.submit import submit_task
+from aitasks.api.views import file_url
+from aitasks.errors import InvalidRequest
+from aitasks.events import DONE
+from aitasks.events.base import DELTA
+from aitasks.routing import ModelKind, ModelSpec
+from aitasks.services import Services
+from aitasks.store import tasks as store
+from aitasks.store.models import TERMINAL_STATUSES, Task, TaskStatus
+
+router = APIRouter(prefix="/v1")
+
+# How long a synchronous request waits for its task before answering 504 (the task goes on).
+SYNC_WAIT_SECONDS = 600.0
+# HTTP status for a task that failed, by its error type; anything else is a 502 (bad gateway).
+FAILURE_STATUS = {
+    "provider_bad_request": 400,
+    "provider_rate_limited": 429,
+    "provider_timeout": 504,
+}
+PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "user")
+
+
+def site_url(request: Request) -> URL:
+    """The server's own root (this app is mounted under /openai; files live at /v1/files)."""
+    return request.url.replace(path="/", query="", fragment="")
+
+
+def _split(messages: list[ChatMessageIn]) -> tuple[str, list[dict[str, str]]]:
+    """The prompt (the last message, from the user) and the messages before it."""
+    *earlier, last = messages
+    if last.role != "user":
+        raise InvalidRequest("the last message must come from the user", param="messages")
+    prompt = last.text()
+    if not prompt.strip():
+        raise InvalidRequest("the last message has no text", param="messages")
+    roles = {"developer": "system", "tool": "user"}
+    context = [{"role": roles.get(m.role, m.role), "content": m.text()} for m in earlier]
+    return prompt, context
+
+
+def _refuse_unsupported(body: ChatCompletionRequest) -> None:
+    if body.n is not None and body.n > 1:
+        raise InvalidRequest("n > 1 is not supported: ask once per choice", param="n")
+    if body.tools:
+        raise InvalidRequest("tools (function calling) are not supported", param="tools")
+
+
+def _failure(task: Task) -> Response:
+    if task.status == TaskStatus.CANCELLED:
+        return openai_error(409, f"task {task.id} was cancelled", code="cancelled")
+    if task.status not in TERMINAL_STATUSES:
+        return openai_error(
+            504, f"task {task.id} did not finish in time; it goes on", code="timeout"
+        )
+    error = task.error or {}
+    error_type = str(error.get("type", "provider_error"))
+    return openai_error(
+        FAILURE_STATUS.get(error_type, 502), str(error.get("message", "failed")), code=error_type
+    )
+
+
+def _completion(task: Task) -> dict[str, Any]:
+    text = (task.result or {}).get("text", "")
+    return {
+        "id": f"chatcmpl-{task.id}",
+        "object": "chat.completion",
+        "created": int(task.created_at.timestamp()),
+        "model": task.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": task.usage,
+        "system_fingerprint": None,
+        "conversation_id": task.conversation_id,
+    }
+
+
+@router.post("/chat/completions")
+async def chat_completions(
+    body: ChatCompletionRequest, services: ServicesDep, request: Request
+) -> Response:
+    _refuse_unsupported(body)
+    prompt, context = _split(body.messages)
+    params = {name: getattr(body, name) for name in PARAMS if getattr(body, name) is not None}
+    if body.max_completion_tokens is not None:
+        params["max_tokens"] = body.max_completion_tokens
+    task, _ = await submit_task(
+        services,
+        ModelKind.CHAT,
+        model=body.model,
+        prompt=prompt,
+        conversation_id=body.conversation_id,
+        params=params,
+        # In a conversation, its history is the context; otherwise the messages sent are.
+        context=None if body.conversation_id else context,
+    )
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _chunks(services, task, include_usage), media_type="text/event-stream"
+        )
+    task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS)
+    if task.status != TaskStatus.SUCCESS:
+        return _failure(task)
+    return JSONResponse(_completion(task))
+
+
+def _chunk(task: Task, created: int, **fields: Any) -> str:
+    chunk = {
+        "id": f"chatcmpl-{task.id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": task.model,
+        "system_fingerprint": None,
+        **fields,
+    }
+    return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+
+async def _chunks(services: Services, task: Task, include_usage: bool) -> AsyncIterator[str]:
+    """The task's deltas as `chat.completion.chunk` events, ending in `data: [DONE]`."""
+    created = int(task.created_at.timestamp())
+    yield _chunk(task, created, choices=[_choice({"role": "assistant", "content": ""})])
+    after: str | None = None
+    heartbeat = services.settings.sse_heartbeat_seconds
+    while True:
+        events = await services.events.read(task.id, after=after, wait_seconds=heartbeat)
+        if not events:
+            current = await load(services, task.id)
+            if current.status in TERMINAL_STATUSES:
+                break  # its `done` was lost: finish from the database
+            yield ": keep-alive\n\n"
+            continue
+        after = events[-1].id
+        for event in events:
+            if event.type == DELTA:
+                yield _chunk(task, created, choices=[_choice({"content": event.data["delta"]})])
+        if any(event.type == DONE for event in events):
+            break
+    final = await load(services, task.id)
+    if final.status != TaskStatus.SUCCESS:
+        failure = json.loads(bytes(_failure(final).body))
+        yield f"data: {json.dumps(failure)}\n\n"
+        return
+    yield _chunk(task, created, choices=[_choice({}, finish_reason="stop")])
+    if include_usage:
+        yield _chunk(task, created, choices=[], usage=final.usage)
+    yield "data: [DONE]\n\n"
+
+
+def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+
+
+@router.post("/images/generations")
+async def images_generations(
+    body: ImageRequest, services: ServicesDep, request: Request
+) -> Response:
+    params: dict[str, object] = {"n": body.n}
+    if body.size:
+        params["size"] = body.size
+    task, _ = await submit_task(
+        services,
+        ModelKind.IMAGE,
+        model=body.model,
+        prompt=body.prompt,
+        conversation_id=body.conversation_id,
+        params=params,
+    )
+    task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS)
+    if task.status != TaskStatus.SUCCESS:
+        return _failure(task)
+    file_ids: list[str] = (task.result or {}).get("files", [])
+    data: list[dict[str, Any]] = []
+    for file_id in file_ids:
+        if body.response_format == "b64_json":
+            async with services.db.session() as session:
+                stored = await store.get_file(session, file_id)
+            assert stored is not None, "a finished task's files are recorded with it"
+            png = await services.storage.get(stored.storage_key)
+            data.append({"b64_json": base64.b64encode(png).decode(), "revised_prompt": None})
+        else:
+            data.append({"url": file_url(site_url(request), file_id), "revised_prompt": None})
+    return JSONResponse({"created": int(time.time()), "data": data})
+
+
+def _model(spec: ModelSpec) -> dict[str, Any]:
+    return {"id": spec.name, "object": "model", "created": 0, "owned_by": spec.provider}
+
+
+@router.get("/models")
+async def list_models(services: ServicesDep) -> dict[str, Any]:
+    models = sorted(services.models.models.values(), key=lambda m: m.name)
+    return {"object": "list", "data": [_model(m) for m in models]}
+
+
+@router.get("/models/{model_id:path}")
+async def retrieve_model(model_id: str, services: ServicesDep) -> dict[str, Any]:
+    return _model(services.models.resolve(model_id))
