@@ -1,10 +1,10 @@
 """Streaming and sync latency through the gateway, on PostgreSQL + Redis with real processes.
 
-1. Time to first token added by the system: a streamed chat's first text chunk, as the client sees it,
-   minus the mock provider's own time to its first piece, through the seed API (`"stream": true`)
-   and through the OpenAI-compatible API (`stream=True`).
-2. The OpenAI-compatible synchronous path's added latency: `chat.completions.create` with a mock that
-   answers at once, at 1 and at 100 concurrent clients.
+1. Time to first token added by the system: a streamed chat's first text chunk, as the client sees
+   it, minus the mock provider's own time to its first piece, through the seed API
+   (`"stream": true`) and through the OpenAI-compatible API (`stream=True`).
+2. The OpenAI-compatible synchronous path's added latency: `chat.completions.create` with a mock
+   that answers at once, at 1 and at 100 concurrent clients.
 
     .venv/bin/python -m benchmarks.streaming --requests 200
 
