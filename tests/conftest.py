@@ -17,6 +17,8 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
+from tests.helpers import PROVIDER_VARIABLES
+
 PG_ADMIN_URL = os.environ.get(
     "AITASKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -85,3 +87,10 @@ def redis_prefix() -> Iterator[str]:
     """A Redis key prefix for this test alone."""
     with fresh_redis_prefix() as prefix:
         yield prefix
+
+
+@pytest.fixture(autouse=True)
+def no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a real provider, whatever keys the developer's shell holds."""
+    for name in PROVIDER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

@@ -23,11 +23,17 @@ from aitasks.store.database import Database
 TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 T = TypeVar("T")
 
+# Provider keys and URLs: with one set, a built-in model would call the real provider.
+PROVIDER_VARIABLES = (
+    "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SD_WEBUI_URL",
+)  # fmt: skip
+
 # Settings of the developer's shell that must not leak into a test's own service processes.
 SERVICE_VARIABLES = (
     "DATABASE_URL", "DB_HOST", "DB_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD",
     "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "AITASKS_DATA_DIR", "AITASKS_MODELS",
     "AITASKS_REDIS_PREFIX",
+    *PROVIDER_VARIABLES,
 )  # fmt: skip
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
 from aitasks.providers.base import (
@@ -11,7 +14,7 @@ from aitasks.providers.base import (
     ImageRequest,
     Provider,
 )
-from aitasks.routing import MOCK_PROVIDER
+from aitasks.routing import MOCK_PROVIDER, ModelSpec
 
 __all__ = [
     "IMPLEMENTED",
@@ -23,13 +26,29 @@ __all__ = [
     "make_provider",
 ]
 
-IMPLEMENTED = frozenset({MOCK_PROVIDER})
+# Provider name -> "module:Class"; modules are imported only when a model uses them, so an SDK
+# that is not installed costs nothing until then.
+ADAPTERS = {
+    "openai": "aitasks.providers.openai_compatible:OpenAICompatibleProvider",
+    "gemini": "aitasks.providers.gemini:GeminiProvider",
+    "anthropic": "aitasks.providers.anthropic_api:AnthropicProvider",
+    "sd-webui": "aitasks.providers.sd_webui:SDWebUIProvider",
+}
+IMPLEMENTED = frozenset({MOCK_PROVIDER, *ADAPTERS})
 
 
-def make_provider(name: str, settings: Settings) -> Provider:
-    """A provider instance; optional SDKs are imported only when their provider is used."""
-    if name == MOCK_PROVIDER:
+def make_provider(spec: ModelSpec, settings: Settings) -> Provider:
+    """The provider that serves `spec`, built with its key and base URL from the environment."""
+    if spec.served_by == MOCK_PROVIDER:
         from aitasks.providers.mock import MockProvider
 
         return MockProvider(latency_ms=settings.mock_latency_ms, fail_rate=settings.mock_fail_rate)
-    raise ConfigError(f"provider {name!r} is not available in this build")
+    target = ADAPTERS.get(spec.served_by)
+    if target is None:
+        raise ConfigError(f"provider {spec.served_by!r} is not available in this build")
+    module_name, class_name = target.split(":")
+    adapter = getattr(importlib.import_module(module_name), class_name)
+    api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+    base_url = os.environ.get(spec.base_url_env) if spec.base_url_env else spec.base_url
+    provider: Provider = adapter(spec, api_key=api_key, base_url=base_url or spec.base_url)
+    return provider

@@ -29,6 +29,21 @@ class ChatRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens as the provider counted them; a chat stream may end with one."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ImageRequest:
     model: ModelSpec
     prompt: str
@@ -48,8 +63,9 @@ class Provider(ABC):
 
     name: str
 
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
-        """The reply to the request's last message, piece by piece as the model produces it."""
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        """The reply to the request's last message, piece by piece as the model produces it,
+        and, when the provider reports it, the usage last."""
         raise ProviderError(f"provider {self.name!r} does not serve chat")
 
     async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:

@@ -37,6 +37,7 @@ from aitasks.providers.base import (
     GeneratedImage,
     ImageRequest,
     Provider,
+    Usage,
 )
 
 PROMPT_ECHO_CHARS = 200
@@ -118,7 +119,7 @@ class MockProvider(Provider):
             raise ProviderServerError("mock provider: 503 (AITASKS_MOCK_FAIL_RATE)")
         return latency
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         latency = self._prepare(request.messages[-1].content, request.attempt)
         words = mock_reply(request.messages).split(" ")
         pause = latency / len(words)

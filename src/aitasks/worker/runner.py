@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from aitasks.errors import AITasksError, ProviderError, ProviderTimeout, UnknownModel
 from aitasks.events.base import DELTA, DONE, STATUS
 from aitasks.providers import ChatMessage, ChatRequest, ImageRequest, Provider, make_provider
+from aitasks.providers.base import Usage
 from aitasks.queue import Delivery, QueueUnavailable
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
@@ -266,22 +267,24 @@ class Worker:
             messages = await self._context(task, spec)
             request = ChatRequest(spec, messages, attempt=task.attempts, params=params)
             pieces: list[str] = []
+            reported: Usage | None = None
             try:
                 async with asyncio.timeout(spec.timeout_s):
                     async for piece in provider.stream_chat(request):
+                        if isinstance(piece, Usage):
+                            reported = piece
+                            continue
                         pieces.append(piece)
                         await self._emit(task.id, DELTA, {"delta": piece})
             except TimeoutError:
                 raise ProviderTimeout(f"no reply within {spec.timeout_s:g}s") from None
             text = "".join(pieces)
-            prompt_tokens = sum(estimate_tokens(m.content) for m in messages)
-            completion_tokens = (len(text) + 3) // 4
-            usage = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            }
-            return Reply(text=text, usage=usage)
+            # The provider's own count where it gives one; else the documented estimate.
+            usage = reported or Usage(
+                prompt_tokens=sum(estimate_tokens(m.content) for m in messages),
+                completion_tokens=(len(text) + 3) // 4,
+            )
+            return Reply(text=text, usage=usage.as_dict())
         request_images = ImageRequest(
             spec,
             task.prompt,
@@ -369,11 +372,10 @@ class Worker:
         log.info("task %s handed back at shutdown", task.id)
 
     def _provider(self, spec: ModelSpec) -> Provider:
-        provider = self._providers.get(spec.served_by)
+        """One provider client per model, made when the model is first used and kept."""
+        provider = self._providers.get(spec.name)
         if provider is None:
-            provider = self._providers[spec.served_by] = make_provider(
-                spec.served_by, self.settings
-            )
+            provider = self._providers[spec.name] = make_provider(spec, self.settings)
         return provider
 
     async def _keep_lease(

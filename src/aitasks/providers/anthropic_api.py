@@ -1,0 +1,68 @@
+"""Anthropic's Messages API (streamed), through the official `anthropic` package."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+
+from aitasks.errors import ProviderConnectionError, ProviderError, ProviderTimeout
+from aitasks.providers.base import ChatRequest, Provider, Usage
+from aitasks.providers.failures import from_status
+from aitasks.routing import ModelSpec
+
+# The Messages API requires max_tokens; this is used when the request does not say.
+DEFAULT_MAX_TOKENS = 4096
+
+
+def translate(exc: anthropic.AnthropicError) -> ProviderError:
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderTimeout(f"anthropic: {exc}")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ProviderConnectionError(f"anthropic: {exc}")
+    if isinstance(exc, anthropic.APIStatusError):
+        return from_status("anthropic", exc.status_code, exc.message, exc.response.headers)
+    return ProviderError(f"anthropic: {exc}")
+
+
+class AnthropicProvider(Provider):
+    name = "anthropic"
+
+    def __init__(self, spec: ModelSpec, *, api_key: str | None, base_url: str | None) -> None:
+        self.client = anthropic.AsyncAnthropic(
+            api_key=api_key or "not-set", base_url=base_url, max_retries=0, timeout=spec.timeout_s
+        )
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        arguments: dict[str, Any] = {
+            "model": request.model.upstream_model or request.model.name,
+            "max_tokens": request.params.get("max_tokens") or DEFAULT_MAX_TOKENS,
+            "messages": [
+                {"role": m.role, "content": m.content}
+                for m in request.messages
+                if m.role != "system"
+            ],
+        }
+        if system:
+            arguments["system"] = system
+        # Sampling settings go as raw body fields: newer SDKs no longer name them as arguments,
+        # and the API takes them as it always has.
+        sampling = {k: request.params[k] for k in ("temperature", "top_p") if k in request.params}
+        if sampling:
+            arguments["extra_body"] = sampling
+        stop = request.params.get("stop")
+        if stop:
+            arguments["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        try:
+            async with self.client.messages.stream(**arguments) as stream:
+                async for text in stream.text_stream:
+                    yield text
+                final = await stream.get_final_message()
+        except anthropic.AnthropicError as exc:
+            raise translate(exc) from exc
+        yield Usage(final.usage.input_tokens, final.usage.output_tokens)
+
+    async def close(self) -> None:
+        await self.client.close()

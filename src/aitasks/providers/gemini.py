@@ -1,0 +1,112 @@
+"""Google's Gemini API over REST: `streamGenerateContent` (SSE) for chat, `generateContent` with
+image output for image models. The base URL is configurable (`base_url` in the model table)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aitasks.errors import ProviderBadRequest
+from aitasks.providers import http
+from aitasks.providers.base import (
+    ChatRequest,
+    GeneratedImage,
+    ImageRequest,
+    Provider,
+    Usage,
+)
+from aitasks.routing import ModelSpec
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+# Chat parameters, by their names in Gemini's generationConfig.
+GENERATION_CONFIG = {
+    "temperature": "temperature",
+    "top_p": "topP",
+    "max_tokens": "maxOutputTokens",
+    "seed": "seed",
+}
+
+
+def gemini_body(request: ChatRequest) -> dict[str, Any]:
+    """A chat request as Gemini wants it: system text apart, assistant turns as role "model"."""
+    system = [m.content for m in request.messages if m.role == "system"]
+    contents = [
+        {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
+        for m in request.messages
+        if m.role != "system"
+    ]
+    config = {
+        gemini: request.params[ours]
+        for ours, gemini in GENERATION_CONFIG.items()
+        if ours in request.params
+    }
+    stop = request.params.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    body: dict[str, Any] = {"contents": contents, "generationConfig": config}
+    if system:
+        body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+    return body
+
+
+class GeminiProvider(Provider):
+    name = "gemini"
+
+    def __init__(self, spec: ModelSpec, *, api_key: str | None, base_url: str | None) -> None:
+        self.model = spec.upstream_model or spec.name
+        self.client = http.client(
+            (base_url or DEFAULT_BASE_URL).rstrip("/"),
+            spec.timeout_s,
+            headers={"x-goog-api-key": api_key or ""},
+        )
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        url = f"/v1beta/models/{self.model}:streamGenerateContent"
+        usage: dict[str, Any] = {}
+        with http.translated_errors(self.name):
+            async with self.client.stream(
+                "POST", url, params={"alt": "sse"}, json=gemini_body(request)
+            ) as response:
+                await http.raise_for_status(self.name, response)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    chunk = json.loads(line[5:])
+                    usage = chunk.get("usageMetadata") or usage
+                    for candidate in chunk.get("candidates", []):
+                        for part in candidate.get("content", {}).get("parts", []):
+                            if part.get("text"):
+                                yield part["text"]
+        if usage:
+            yield Usage(usage.get("promptTokenCount", 0), usage.get("candidatesTokenCount", 0))
+
+    async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
+        body = {
+            "contents": [{"role": "user", "parts": [{"text": request.prompt}]}],
+            "generationConfig": {"responseModalities": ["TEXT", "IMAGE"]},
+        }
+        images: list[GeneratedImage] = []
+        with http.translated_errors(self.name):
+            for _ in range(request.n):
+                response = await self.client.post(
+                    f"/v1beta/models/{self.model}:generateContent", json=body
+                )
+                await http.raise_for_status(self.name, response)
+                for candidate in response.json().get("candidates", []):
+                    for part in candidate.get("content", {}).get("parts", []):
+                        inline = part.get("inlineData") or part.get("inline_data")
+                        if inline:
+                            images.append(
+                                GeneratedImage(
+                                    base64.b64decode(inline["data"]),
+                                    inline.get("mimeType", "image/png"),
+                                )
+                            )
+        if not images:
+            raise ProviderBadRequest(f"gemini: model {self.model!r} returned no image")
+        return images
+
+    async def close(self) -> None:
+        await self.client.aclose()
