@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     # --- models --------------------------------------------------------------------------------
     models_file: Path | None = Field(default=None, validation_alias="AITASKS_MODELS")
     mock_latency_ms: int = Field(default=50, ge=0, validation_alias="AITASKS_MOCK_LATENCY_MS")
+    strict_models: bool = Field(default=False, validation_alias="AITASKS_STRICT_MODELS")
     mock_fail_rate: float = Field(
         default=0.0, ge=0, le=1, validation_alias="AITASKS_MOCK_FAIL_RATE"
     )

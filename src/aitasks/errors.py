@@ -134,6 +134,13 @@ class ProviderRateLimited(ProviderError):
     retryable = True
 
 
+class ProviderUnavailable(ProviderError):
+    """The model's circuit breaker is open: it failed too often just now. Not retried in place;
+    the task falls back to another model, or fails."""
+
+    error_type = "provider_unavailable"
+
+
 class ProviderServerError(ProviderError):
     """A 5xx from the provider."""
 

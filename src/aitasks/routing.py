@@ -44,6 +44,12 @@ class ModelSpec:
     context_window: int = 32_000
     timeout_s: float = 120.0
     max_attempts: int = 3
+    # Tried in order when this model fails for good.
+    fallbacks: tuple[str, ...] = ()
+    # Calls a minute across all workers (shared in Redis); None: no limit.
+    rpm: int | None = None
+    # Calls in flight at once in one worker process; None: no limit but the worker's own.
+    concurrency: int | None = None
     served_by: str = MOCK_PROVIDER
 
     @property
@@ -68,7 +74,7 @@ class Pattern:
 
 _SPEC_KEYS = {
     "kind", "provider", "queue", "upstream_model", "base_url", "base_url_env", "api_key_env",
-    "context_window", "timeout_s", "max_attempts",
+    "context_window", "timeout_s", "max_attempts", "fallbacks", "rpm", "concurrency",
 }  # fmt: skip
 
 
@@ -84,6 +90,8 @@ def _spec_from_toml(name: str, raw: Mapping[str, Any], where: str) -> ModelSpec:
     except ValueError:
         raise ConfigError(f"{where}: kind must be 'chat' or 'image', not {raw['kind']!r}") from None
     values = {key: raw[key] for key in _SPEC_KEYS if key in raw and key != "kind"}
+    if "fallbacks" in values:
+        values["fallbacks"] = tuple(values["fallbacks"])
     return ModelSpec(name=name, kind=kind, **values)
 
 
@@ -135,6 +143,19 @@ class ModelTable:
         if spec.provider in self._implemented and has_key and has_url:
             return replace(spec, served_by=spec.provider)
         return replace(spec, served_by=MOCK_PROVIDER)
+
+    def check_fallbacks(self) -> None:
+        """Every fallback names a known model of the same kind."""
+        for spec in [*self.models.values(), *(p.template for p in self.patterns)]:
+            for name in spec.fallbacks:
+                try:
+                    other = self.resolve(name)
+                except UnknownModel:
+                    raise ConfigError(f"model {spec.name!r}: unknown fallback {name!r}") from None
+                if other.kind is not spec.kind:
+                    raise ConfigError(
+                        f"model {spec.name!r}: fallback {name!r} is not a {spec.kind} model"
+                    )
 
     def mock_fallbacks(self) -> list[ModelSpec]:
         """Models configured for a real provider that the mock serves instead."""

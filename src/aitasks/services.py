@@ -5,12 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aitasks.config import Settings
+from aitasks.errors import ConfigError
 from aitasks.events import EventLog, open_event_log
 from aitasks.files import FileStorage, LocalFileStorage
 from aitasks.providers import IMPLEMENTED
 from aitasks.queue import TaskQueue, open_queue
 from aitasks.routing import ModelTable
 from aitasks.store.database import Database
+
+
+def load_models(settings: Settings) -> ModelTable:
+    """The model table, checked: fallbacks must exist, and in strict mode no model may fall back
+    to the mock for want of a key."""
+    table = ModelTable.load(settings.models_file, implemented=IMPLEMENTED)
+    table.check_fallbacks()
+    if settings.strict_models and table.mock_fallbacks():
+        missing = ", ".join(
+            f"{m.name} (needs {m.api_key_env or m.base_url_env or m.provider})"
+            for m in table.mock_fallbacks()
+        )
+        raise ConfigError(f"AITASKS_STRICT_MODELS is on and these models cannot run: {missing}")
+    return table
 
 
 @dataclass(slots=True)
@@ -28,7 +43,7 @@ class Services:
             settings=settings,
             db=Database(settings.sqlalchemy_url),
             queue=open_queue(settings, in_process=in_process_queue),
-            models=ModelTable.load(settings.models_file, implemented=IMPLEMENTED),
+            models=load_models(settings),
             storage=LocalFileStorage(settings.files_dir),
             events=open_event_log(settings, in_process=in_process_queue),
         )

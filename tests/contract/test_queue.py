@@ -73,3 +73,27 @@ async def test_redis_queue_recovers_when_its_stream_vanishes(redis_prefix: str) 
         ]
     finally:
         await queue.close()
+
+
+async def test_rate_slots_are_a_sliding_window(queue: TaskQueue) -> None:
+    granted = [await queue.rate_slot("rpm:m", 3, 1.0) for _ in range(3)]
+    assert granted == [0.0, 0.0, 0.0]
+    wait = await queue.rate_slot("rpm:m", 3, 1.0)
+    assert 0 < wait <= 1.0
+    await asyncio.sleep(wait + 0.05)
+    assert await queue.rate_slot("rpm:m", 3, 1.0) == 0.0
+
+
+async def test_a_rate_limit_is_shared_by_every_worker(redis_prefix: str) -> None:
+    from tests.conftest import REDIS_URL
+
+    workers = [
+        RedisStreamQueue.from_url(REDIS_URL, prefix=redis_prefix, redeliver_after=30)
+        for _ in range(2)
+    ]
+    try:
+        results = [await workers[n % 2].rate_slot("rpm:shared", 4, 60.0) for n in range(6)]
+    finally:
+        for worker in workers:
+            await worker.close()
+    assert results[:4] == [0.0] * 4 and all(r > 0 for r in results[4:])

@@ -60,6 +60,9 @@ class TaskView(BaseModel):
     conversation_id: str
     kind: str
     model: str
+    served_model: str | None = Field(
+        default=None, description="The model that produced the result: `model` or a fallback."
+    )
     provider: str = Field(description="The provider that serves this task (mock when no key).")
     status: TaskStatus
     result: str | list[str] | None = Field(

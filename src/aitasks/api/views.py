@@ -26,6 +26,7 @@ def task_view(task: Task, base_url: URL) -> TaskView:
         conversation_id=task.conversation_id,
         kind=task.kind,
         model=task.model,
+        served_model=task.served_model,
         provider=task.provider,
         status=TaskStatus(task.status),
         result=result,

@@ -8,7 +8,8 @@ It fails on demand, so that retries and dead letters can be shown without a real
 random with `AITASKS_MOCK_FAIL_RATE` (a retryable 503), and when the prompt carries a marker:
 `[fail:retryable]` (a 503 every time), `[fail:fatal]` (a 400), `[fail:429]` (rate limited, with a
 `Retry-After`), `[fail-first:N]` (a 503 on the first N attempts, then success), and
-`[latency:MS]` (this reply takes MS milliseconds).
+`[fail-on:MODEL]` (a 503 whenever the model asked is MODEL, to drive fallbacks and circuit
+breakers), and `[latency:MS]` (this reply takes MS milliseconds).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from aitasks.providers.base import (
 )
 
 PROMPT_ECHO_CHARS = 200
-MARKER = re.compile(r"\[(fail|fail-first|latency):([a-z0-9]+)\]")
+MARKER = re.compile(r"\[(fail|fail-first|fail-on|latency):([a-z0-9.-]+)\]")
 # What a `[fail:429]` mock answers as its Retry-After, in seconds.
 MOCK_RETRY_AFTER = 0.2
 
@@ -106,12 +107,14 @@ class MockProvider(Provider):
         self.latency_s = latency_ms / 1000
         self.fail_rate = fail_rate
 
-    def _prepare(self, prompt: str, attempt: int) -> float:
+    def _prepare(self, prompt: str, attempt: int, model: str) -> float:
         """Raise the failure the prompt asks for; return this reply's latency in seconds."""
         latency = self.latency_s
         for marker, value in MARKER.findall(prompt):
             if marker == "latency" and value.isdigit():
                 latency = int(value) / 1000
+            if marker == "fail-on" and value == model:
+                raise ProviderServerError(f"mock provider: 503 from {model}")
             failure = _failure(marker, value, attempt)
             if failure is not None:
                 raise failure
@@ -120,7 +123,7 @@ class MockProvider(Provider):
         return latency
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
-        latency = self._prepare(request.messages[-1].content, request.attempt)
+        latency = self._prepare(request.messages[-1].content, request.attempt, request.model.name)
         words = mock_reply(request.messages).split(" ")
         pause = latency / len(words)
         for index, word in enumerate(words):
@@ -129,7 +132,7 @@ class MockProvider(Provider):
             yield word if index == len(words) - 1 else word + " "
 
     async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
-        latency = self._prepare(request.prompt, request.attempt)
+        latency = self._prepare(request.prompt, request.attempt, request.model.name)
         if latency:
             await asyncio.sleep(latency)
         return [

@@ -67,6 +67,11 @@ class TaskQueue(ABC):
         """Take a lock shared by all processes for `seconds`; False when another holds it."""
 
     @abstractmethod
+    async def rate_slot(self, name: str, limit: int, per_seconds: float) -> float:
+        """Take one of `limit` calls allowed per `per_seconds` (a sliding window shared by all
+        processes): 0 when taken, else the seconds until one frees up."""
+
+    @abstractmethod
     async def announce_cancel(self, task_id: str) -> None:
         """Tell every worker that a task was cancelled, so whoever runs it stops."""
 

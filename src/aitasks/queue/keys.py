@@ -24,6 +24,11 @@ def lock_key(prefix: str, name: str) -> str:
     return f"{prefix}:lock:{name}"
 
 
+def rate_key(prefix: str, name: str) -> str:
+    """A sliding window of recent calls (a sorted set scored by time) for a shared rate limit."""
+    return f"{prefix}:rate:{name}"
+
+
 def cancel_channel(prefix: str) -> str:
     """Pub/sub channel on which gateways announce cancelled task ids to every worker. Missed
     messages are harmless: a worker also learns of a cancel when its next lease renewal fails."""

@@ -31,6 +31,7 @@ class InProcessQueue(TaskQueue):
         self._ids = itertools.count(1)
         self._arrived = asyncio.Condition()
         self._locks: dict[str, float] = {}
+        self._calls: dict[str, deque[float]] = {}
         self._cancel_listeners: set[asyncio.Queue[str]] = set()
 
     async def publish(self, queue: str, task_id: str) -> None:
@@ -92,6 +93,16 @@ class InProcessQueue(TaskQueue):
             return False
         self._locks[name] = now + seconds
         return True
+
+    async def rate_slot(self, name: str, limit: int, per_seconds: float) -> float:
+        now = time.monotonic()
+        calls = self._calls.setdefault(name, deque())
+        while calls and calls[0] <= now - per_seconds:
+            calls.popleft()
+        if len(calls) < limit:
+            calls.append(now)
+            return 0.0
+        return calls[0] + per_seconds - now
 
     async def announce_cancel(self, task_id: str) -> None:
         for listener in self._cancel_listeners:

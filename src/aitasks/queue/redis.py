@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -16,7 +17,14 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from aitasks.queue.base import Delivery, QueueUnavailable, TaskQueue
-from aitasks.queue.keys import CONSUMER_GROUP, TASK_FIELD, cancel_channel, lock_key, stream_key
+from aitasks.queue.keys import (
+    CONSUMER_GROUP,
+    TASK_FIELD,
+    cancel_channel,
+    lock_key,
+    rate_key,
+    stream_key,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -24,6 +32,22 @@ log = logging.getLogger(__name__)
 # Pause before a dropped pub/sub subscription is made again.
 RESUBSCRIBE_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 30.0
+
+# A sliding-window rate limit in one atomic step, timed by the Redis server's clock (so workers on
+# several machines agree). Returns 0 when a call may go, else the seconds until one may.
+RATE_SLOT_SCRIPT = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
+  return '0'
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tostring(tonumber(oldest[2]) + window - now)
+"""
 # Entries read per XRANGE page when listing what a stream holds.
 SCAN_PAGE = 1000
 
@@ -173,6 +197,13 @@ class RedisStreamQueue(TaskQueue):
         key = lock_key(self.prefix, name)
         taken = await self._call(lambda: self.redis.set(key, "1", nx=True, px=int(seconds * 1000)))
         return bool(taken)
+
+    async def rate_slot(self, name: str, limit: int, per_seconds: float) -> float:
+        key, member = rate_key(self.prefix, name), uuid.uuid4().hex
+        wait = await self._call(
+            lambda: self.redis.eval(RATE_SLOT_SCRIPT, 1, key, per_seconds, limit, member)
+        )
+        return max(float(wait), 0.0)
 
     async def announce_cancel(self, task_id: str) -> None:
         channel = cancel_channel(self.prefix)

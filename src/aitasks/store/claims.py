@@ -131,6 +131,8 @@ async def complete_task(
     text: str,
     files: Sequence[NewFile] = (),
     usage: dict[str, int] | None = None,
+    served_model: str | None = None,
+    provider: str | None = None,
 ) -> bool:
     """Write the result and the assistant's message in one transaction.
 
@@ -140,8 +142,9 @@ async def complete_task(
     now = utcnow()
     result: dict[str, Any] = {"files": [f.id for f in files]} if files else {"text": text}
     async with session.begin():
+        served = {"served_model": served_model or task.model, "provider": provider or task.provider}
         if not await _finish(
-            session, task, worker_id, TaskStatus.SUCCESS, result=result, usage=usage
+            session, task, worker_id, TaskStatus.SUCCESS, result=result, usage=usage, **served
         ):
             return False
         session.add_all(

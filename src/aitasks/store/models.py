@@ -96,6 +96,8 @@ class Task(Base):
     turn: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
     model: Mapped[str] = mapped_column(String(200))
+    # The model that produced the result: `model`, or one of its fallbacks.
+    served_model: Mapped[str | None] = mapped_column(String(200))
     queue: Mapped[str] = mapped_column(String(100))
     provider: Mapped[str] = mapped_column(String(50))
     prompt: Mapped[str] = mapped_column(Text)

@@ -28,6 +28,7 @@ from aitasks.store import claims
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
 from aitasks.store.models import Task, TaskStatus, new_id
+from aitasks.worker.breaker import CircuitBreaker
 from aitasks.worker.context import build_context, estimate_tokens, fit_messages
 from aitasks.worker.reconciler import Reconciler
 from aitasks.worker.retrying import retry_database
@@ -50,6 +51,10 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, retry_after: float
     return max(delay, retry_after or 0.0)
 
 
+class ClaimLost(Exception):
+    """The task stopped being this worker's between two attempts (cancelled, or taken over)."""
+
+
 @dataclass(slots=True)
 class Reply:
     """What a provider produced for a task, before it is written."""
@@ -57,6 +62,9 @@ class Reply:
     text: str = ""
     files: list[claims.NewFile] = field(default_factory=list)
     usage: dict[str, int] | None = None
+    # The model that gave it (the task's own, or a fallback) and its provider.
+    model: str = ""
+    provider: str = ""
 
 
 def image_size(params: dict[str, object]) -> tuple[int, int]:
@@ -82,7 +90,9 @@ class Worker:
         self.concurrency = concurrency
         self.worker_id = worker_id or default_worker_id()
         self.reconciler = Reconciler(services)
+        self.breaker = CircuitBreaker()
         self._providers: dict[str, Provider] = {}
+        self._model_slots: dict[str, asyncio.Semaphore] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         # The provider calls running now, by task id, so a cancellation can stop one.
         self._running: dict[str, asyncio.Task[Reply | None]] = {}
@@ -217,49 +227,107 @@ class Worker:
         await self._release_next_turn(task)
 
     async def _call_with_retries(self, task: Task) -> Reply | None:
-        """Call the provider until it answers, the error is final, or attempts run out.
+        """Call the model, then its fallbacks in order, until one answers.
 
         Returns the reply, or None once the task's failure has been written.
         """
         try:
-            spec = self.services.models.resolve(task.model)
+            chain = self._model_chain(task.model)
         except UnknownModel:
             await self._fail(task, "unknown_model", f"model {task.model!r} is no longer configured")
             return None
+        try:
+            for index, spec in enumerate(chain):
+                if index > 0:
+                    log.info("task %s: falling back to %s", task.id, spec.name)
+                    if not await self._next_attempt(task, model=spec.name):
+                        return None
+                try:
+                    return await self._call_model(task, spec)
+                except ProviderError as exc:
+                    if index == len(chain) - 1:
+                        await self._fail(task, exc.error_type, exc.message)
+                        return None
+        except ClaimLost:
+            return None  # cancelled meanwhile, or taken over: nothing to write
+        except AITasksError as exc:
+            await self._fail(task, exc.error_type, exc.message)
+        except Exception:
+            # A bug, not the provider's doing: fail the task rather than re-run it forever.
+            log.exception("task %s: unexpected error while running", task.id)
+            await self._fail(task, "internal_error", "the worker hit an unexpected error")
+        return None
+
+    def _model_chain(self, name: str) -> list[ModelSpec]:
+        spec = self.services.models.resolve(name)
+        return [spec, *(self.services.models.resolve(f) for f in spec.fallbacks)]
+
+    async def _call_model(self, task: Task, spec: ModelSpec) -> Reply:
+        """Try one model up to its `max_attempts`, retrying what is retryable after backoff.
+
+        Raises the last `ProviderError` when the model has failed for good.
+        """
+        tries = 1
         while True:
             try:
-                return await self._call_provider(task, spec)
+                self.breaker.before_call(spec.name)
+                reply = await self._call_provider(task, spec)
             except ProviderError as exc:
-                if not exc.retryable or task.attempts >= spec.max_attempts:
-                    await self._fail(task, exc.error_type, exc.message)
-                    return None
+                if exc.retryable:
+                    self.breaker.failed(spec.name)
+                if not exc.retryable or tries >= spec.max_attempts:
+                    raise
                 delay = backoff_seconds(
-                    task.attempts,
+                    tries,
                     base=self.settings.retry_base_seconds,
                     cap=self.settings.retry_max_seconds,
                     retry_after=exc.retry_after,
                 )
                 log.info(
-                    "task %s: attempt %d failed (%s); retrying in %.1fs",
-                    task.id, task.attempts, exc.message, delay,
+                    "task %s: %s attempt %d failed (%s); retrying in %.1fs",
+                    task.id, spec.name, tries, exc.message, delay,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
-                if not await self._begin_attempt(task):
-                    return None  # cancelled, or no longer ours
-                # Readers of the stream start the reply again from here.
-                await self._emit(
-                    task.id, STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts}
-                )
-            except AITasksError as exc:
-                await self._fail(task, exc.error_type, exc.message)
-                return None
-            except Exception:
-                # A bug, not the provider's doing: fail the task rather than re-run it forever.
-                log.exception("task %s: unexpected error while running", task.id)
-                await self._fail(task, "internal_error", "the worker hit an unexpected error")
-                return None
+                if not await self._next_attempt(task, model=spec.name):
+                    raise ClaimLost(task.id) from exc
+                tries += 1
+                continue
+            self.breaker.succeeded(spec.name)
+            reply.model, reply.provider = spec.name, spec.served_by
+            return reply
+
+    async def _next_attempt(self, task: Task, *, model: str) -> bool:
+        """Count another attempt; tell stream readers the reply starts again from here."""
+        if not await self._begin_attempt(task):
+            return False
+        status = {"status": TaskStatus.RUNNING, "attempt": task.attempts, "model": model}
+        await self._emit(task.id, STATUS, status)
+        return True
 
     async def _call_provider(self, task: Task, spec: ModelSpec) -> Reply:
+        """One attempt, within the model's limits: its calls in flight here, its calls a minute
+        across all workers."""
+        slots = self._model_slots.get(spec.name)
+        if slots is None and spec.concurrency:
+            slots = self._model_slots[spec.name] = asyncio.Semaphore(spec.concurrency)
+        async with slots or contextlib.nullcontext():
+            await self._wait_for_rate(spec)
+            return await self._call_provider_once(task, spec)
+
+    async def _wait_for_rate(self, spec: ModelSpec) -> None:
+        """Wait for a slot in the model's shared `rpm` budget, so the fleet does not earn 429s."""
+        if not spec.rpm:
+            return
+        while True:
+            try:
+                wait = await self.services.queue.rate_slot(f"rpm:{spec.name}", spec.rpm, 60.0)
+            except QueueUnavailable:
+                return  # limiting is best effort; the provider's own 429s are still retried
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    async def _call_provider_once(self, task: Task, spec: ModelSpec) -> Reply:
         """One attempt: the provider's reply, under the model's timeout."""
         provider = self._provider(spec)
         params = task.params or {}
@@ -326,6 +394,8 @@ class Worker:
                     text=reply.text,
                     files=reply.files,
                     usage=reply.usage,
+                    served_model=reply.model,
+                    provider=reply.provider,
                 )
 
         if await retry_database(write, f"task {task.id}: writing the result"):

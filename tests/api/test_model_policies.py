@@ -1,0 +1,93 @@
+"""Fallbacks, strict models and the model table's checks, on the embedded default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aitasks.config import Settings
+from aitasks.errors import ConfigError
+from aitasks.services import load_models
+from tests.api.conftest import EmbeddedFactory, finished
+from tests.helpers import run_cli, service_env
+
+TABLE = """
+[models."flaky-chat"]
+kind = "chat"
+provider = "mock"
+queue = "mock"
+max_attempts = 2
+fallbacks = ["backup-chat", "steady-chat"]
+
+[models."backup-chat"]
+kind = "chat"
+provider = "mock"
+queue = "mock"
+max_attempts = 1
+
+[models."steady-chat"]
+kind = "chat"
+provider = "mock"
+queue = "mock"
+"""
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Path:
+    path = tmp_path / "models.toml"
+    path.write_text(TABLE)
+    return path
+
+
+async def test_a_model_that_fails_for_good_falls_back_in_order(
+    embedded: EmbeddedFactory, table: Path
+) -> None:
+    async with embedded(models_file=table) as client:
+        prompt = "hello [fail-on:flaky-chat] [fail-on:backup-chat]"
+        accepted = await client.post(
+            "/v1/chat/completions", json={"prompt": prompt, "model": "flaky-chat"}
+        )
+        task = await finished(client, accepted.json()["task_id"])
+    assert task["status"] == "SUCCESS"
+    assert task["model"] == "flaky-chat" and task["served_model"] == "steady-chat"
+    assert task["attempts"] == 4  # two of flaky-chat, one of backup-chat, one of steady-chat
+
+
+async def test_when_every_fallback_fails_the_last_error_is_kept(
+    embedded: EmbeddedFactory, table: Path
+) -> None:
+    async with embedded(models_file=table) as client:
+        prompt = "[fail-on:flaky-chat] [fail-on:backup-chat] [fail-on:steady-chat]"
+        accepted = await client.post(
+            "/v1/chat/completions", json={"prompt": prompt, "model": "flaky-chat"}
+        )
+        task = await finished(client, accepted.json()["task_id"])
+    assert task["status"] == "FAILED"
+    assert task["error"]["message"] == "mock provider: 503 from steady-chat"
+
+
+def test_a_fallback_must_exist_and_be_of_the_same_kind(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[models.a]\nkind = "chat"\nprovider = "mock"\nqueue = "q"\nfallbacks = ["nope"]\n'
+    )
+    with pytest.raises(ConfigError, match="unknown fallback 'nope'"):
+        load_models(Settings(_env_file=None, models_file=bad))  # type: ignore[call-arg]
+    bad.write_text(
+        '[models.a]\nkind = "chat"\nprovider = "mock"\nqueue = "q"\nfallbacks = ["mock-image"]\n'
+    )
+    with pytest.raises(ConfigError, match="is a image model|is an image model|image model"):
+        load_models(Settings(_env_file=None, models_file=bad))  # type: ignore[call-arg]
+
+
+def test_strict_models_refuse_to_start_without_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="DEEPSEEK_API_KEY"):
+        load_models(Settings(_env_file=None, strict_models=True))  # type: ignore[call-arg]
+    started = run_cli(
+        ["worker"],
+        service_env(AITASKS_STRICT_MODELS="1", AITASKS_DATA_DIR=str(tmp_path)),
+        tmp_path,
+    )
+    assert started.returncode == 2
+    assert "AITASKS_STRICT_MODELS is on" in started.stderr and "GEMINI_API_KEY" in started.stderr
