@@ -24,7 +24,7 @@ def test_history_comes_first_in_order_then_the_prompt() -> None:
 def test_image_turns_are_described_in_text() -> None:
     history = turn(1, "draw a cat", "", files=["f1", "f2"])
     context = build_context(history, "nice", context_window=10_000)
-    assert context[1].content == "[generated 2 images]"
+    assert context[1].content == "[image: draw a cat] [image: draw a cat]"
 
 
 def test_a_failed_turn_contributes_only_its_question() -> None:

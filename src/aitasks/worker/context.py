@@ -19,12 +19,16 @@ def estimate_tokens(text: str) -> int:
     return MESSAGE_OVERHEAD_TOKENS + (len(text) + 3) // 4
 
 
-def _as_chat(message: Message) -> ChatMessage:
-    content = message.content
-    if message.role == Role.ASSISTANT and message.files:
-        count = len(message.files)
-        content = f"[generated {count} image{'s' if count != 1 else ''}] {content}".rstrip()
-    return ChatMessage(role=message.role, content=content)
+def _turn_as_chat(messages: Sequence[Message]) -> list[ChatMessage]:
+    """One turn's messages as the model reads them; generated images become "[image: <prompt>]"."""
+    prompt = next((m.content for m in messages if m.role == Role.USER), "")
+    chat = []
+    for message in messages:
+        content = message.content
+        if message.role == Role.ASSISTANT and message.files:
+            content = " ".join([f"[image: {prompt}]"] * len(message.files) + [content]).rstrip()
+        chat.append(ChatMessage(role=message.role, content=content))
+    return chat
 
 
 def build_context(
@@ -36,9 +40,7 @@ def build_context(
     The prompt itself is always sent, even when it alone exceeds the budget.
     """
     budget = int(context_window * (1 - REPLY_RESERVE_FRACTION)) - estimate_tokens(prompt)
-    turns = [
-        [_as_chat(m) for m in messages] for _, messages in groupby(history, key=lambda m: m.turn)
-    ]
+    turns = [_turn_as_chat(list(turn)) for _, turn in groupby(history, key=lambda m: m.turn)]
     kept: list[list[ChatMessage]] = []
     for turn in reversed(turns):
         cost = sum(estimate_tokens(m.content) for m in turn)
