@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,10 @@ class ModelSpec:
     rpm: int | None = None
     # Calls in flight at once in one worker process; None: no limit but the worker's own.
     concurrency: int | None = None
+    # A local model folder, for providers that run the model in the worker (diffusers).
+    model_path: str | None = None
+    # Image models: the size made when a request names none, as "WIDTHxHEIGHT".
+    size: str = "512x512"
     served_by: str = MOCK_PROVIDER
 
     @property
@@ -74,7 +79,8 @@ class Pattern:
 
 _SPEC_KEYS = {
     "kind", "provider", "queue", "upstream_model", "base_url", "base_url_env", "api_key_env",
-    "context_window", "timeout_s", "max_attempts", "fallbacks", "rpm", "concurrency",
+    "context_window", "timeout_s", "max_attempts", "fallbacks", "rpm", "concurrency", "model_path",
+    "size",
 }  # fmt: skip
 
 
@@ -89,6 +95,8 @@ def _spec_from_toml(name: str, raw: Mapping[str, Any], where: str) -> ModelSpec:
         kind = ModelKind(raw["kind"])
     except ValueError:
         raise ConfigError(f"{where}: kind must be 'chat' or 'image', not {raw['kind']!r}") from None
+    if "size" in raw and not re.fullmatch(r"\d{2,4}x\d{2,4}", str(raw["size"])):
+        raise ConfigError(f"{where}: size must look like 512x512, not {raw['size']!r}")
     values = {key: raw[key] for key in _SPEC_KEYS if key in raw and key != "kind"}
     if "fallbacks" in values:
         values["fallbacks"] = tuple(values["fallbacks"])
@@ -140,7 +148,8 @@ class ModelTable:
             return replace(spec, served_by=MOCK_PROVIDER)
         has_key = spec.api_key_env is None or bool(self._env.get(spec.api_key_env))
         has_url = spec.base_url_env is None or bool(self._env.get(spec.base_url_env))
-        if spec.provider in self._implemented and has_key and has_url:
+        has_files = spec.model_path is None or Path(spec.model_path).is_dir()
+        if spec.provider in self._implemented and has_key and has_url and has_files:
             return replace(spec, served_by=spec.provider)
         return replace(spec, served_by=MOCK_PROVIDER)
 
@@ -156,6 +165,16 @@ class ModelTable:
                     raise ConfigError(
                         f"model {spec.name!r}: fallback {name!r} is not a {spec.kind} model"
                     )
+
+    def needs(self, spec: ModelSpec) -> str:
+        """What a model served by the mock lacks, in words, for the operator."""
+        if spec.provider not in self._implemented:
+            return f"provider {spec.provider!r}, not installed"
+        if spec.api_key_env and not self._env.get(spec.api_key_env):
+            return spec.api_key_env
+        if spec.base_url_env and not self._env.get(spec.base_url_env):
+            return spec.base_url_env
+        return f"the model folder {spec.model_path}"
 
     def mock_fallbacks(self) -> list[ModelSpec]:
         """Models configured for a real provider that the mock serves instead."""

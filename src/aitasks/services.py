@@ -20,10 +20,7 @@ def load_models(settings: Settings) -> ModelTable:
     table = ModelTable.load(settings.models_file, implemented=IMPLEMENTED)
     table.check_fallbacks()
     if settings.strict_models and table.mock_fallbacks():
-        missing = ", ".join(
-            f"{m.name} (needs {m.api_key_env or m.base_url_env or m.provider})"
-            for m in table.mock_fallbacks()
-        )
+        missing = ", ".join(f"{m.name} (needs {table.needs(m)})" for m in table.mock_fallbacks())
         raise ConfigError(f"AITASKS_STRICT_MODELS is on and these models cannot run: {missing}")
     return table
 

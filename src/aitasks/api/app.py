@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def warn_mock_fallbacks(services: Services) -> None:
     for spec in services.models.mock_fallbacks():
-        needs = spec.api_key_env or spec.base_url_env or f"provider {spec.provider!r}"
+        needs = services.models.needs(spec)
         log.warning("model %s is served by the mock (needs %s)", spec.name, needs)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 
 from aitasks.config import Settings
@@ -33,8 +34,18 @@ ADAPTERS = {
     "gemini": "aitasks.providers.gemini:GeminiProvider",
     "anthropic": "aitasks.providers.anthropic_api:AnthropicProvider",
     "sd-webui": "aitasks.providers.sd_webui:SDWebUIProvider",
+    "diffusers": "aitasks.providers.diffusers_local:DiffusersProvider",
 }
-IMPLEMENTED = frozenset({MOCK_PROVIDER, *ADAPTERS})
+# Providers that need an optional extra count only where it is installed.
+NEEDS_EXTRA = {"diffusers": "diffusers"}
+IMPLEMENTED = frozenset(
+    {MOCK_PROVIDER}
+    | {
+        name
+        for name in ADAPTERS
+        if name not in NEEDS_EXTRA or importlib.util.find_spec(NEEDS_EXTRA[name]) is not None
+    }
+)
 
 
 def make_provider(spec: ModelSpec, settings: Settings) -> Provider:

@@ -50,6 +50,8 @@ class ImageRequest:
     n: int = 1
     size: tuple[int, int] = (512, 512)
     attempt: int = 1
+    # Provider-specific settings (diffusers: steps).
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

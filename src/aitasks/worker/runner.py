@@ -67,9 +67,9 @@ class Reply:
     provider: str = ""
 
 
-def image_size(params: dict[str, object]) -> tuple[int, int]:
-    """An OpenAI-style "WIDTHxHEIGHT" size, 512x512 when not given."""
-    width, _, height = str(params.get("size") or "512x512").partition("x")
+def image_size(params: dict[str, object], default: str) -> tuple[int, int]:
+    """The "WIDTHxHEIGHT" size asked for, else the model's own."""
+    width, _, height = str(params.get("size") or default).partition("x")
     return int(width), int(height)
 
 
@@ -357,8 +357,9 @@ class Worker:
             spec,
             task.prompt,
             n=int(params.get("n") or 1),
-            size=image_size(params),
+            size=image_size(params, spec.size),
             attempt=task.attempts,
+            params=params,
         )
         try:
             async with asyncio.timeout(spec.timeout_s):
