@@ -55,6 +55,8 @@ class ModelSpec:
     model_path: str | None = None
     # Image models: the size made when a request names none, as "WIDTHxHEIGHT".
     size: str = "512x512"
+    # A chat model that summarises turns dropped from this model's window, instead of losing them.
+    summary_model: str | None = None
     served_by: str = MOCK_PROVIDER
 
     @property
@@ -80,7 +82,7 @@ class Pattern:
 _SPEC_KEYS = {
     "kind", "provider", "queue", "upstream_model", "base_url", "base_url_env", "api_key_env",
     "context_window", "timeout_s", "max_attempts", "fallbacks", "rpm", "concurrency", "model_path",
-    "size",
+    "size", "summary_model",
 }  # fmt: skip
 
 
@@ -154,17 +156,16 @@ class ModelTable:
         return replace(spec, served_by=MOCK_PROVIDER)
 
     def check_fallbacks(self) -> None:
-        """Every fallback names a known model of the same kind."""
+        """Every fallback and summary model names a known model of the same kind."""
         for spec in [*self.models.values(), *(p.template for p in self.patterns)]:
-            for name in spec.fallbacks:
+            helpers = [*spec.fallbacks, *([spec.summary_model] if spec.summary_model else [])]
+            for name in helpers:
                 try:
                     other = self.resolve(name)
                 except UnknownModel:
-                    raise ConfigError(f"model {spec.name!r}: unknown fallback {name!r}") from None
+                    raise ConfigError(f"model {spec.name!r}: unknown model {name!r}") from None
                 if other.kind is not spec.kind:
-                    raise ConfigError(
-                        f"model {spec.name!r}: fallback {name!r} is not a {spec.kind} model"
-                    )
+                    raise ConfigError(f"model {spec.name!r}: {name!r} is not a {spec.kind} model")
 
     def needs(self, spec: ModelSpec) -> str:
         """What a model served by the mock lacks, in words, for the operator."""

@@ -10,7 +10,7 @@ from aitasks.config import Settings
 from aitasks.errors import ConfigError
 from aitasks.services import load_models
 from tests.api.conftest import EmbeddedFactory, finished
-from tests.helpers import run_cli, service_env
+from tests.helpers import query, run_cli, service_env
 
 TABLE = """
 [models."flaky-chat"]
@@ -71,7 +71,7 @@ def test_a_fallback_must_exist_and_be_of_the_same_kind(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     model = '[models.a]\nkind = "chat"\nprovider = "mock"\nqueue = "q"\n'
     bad.write_text(model + 'fallbacks = ["nope"]\n')
-    with pytest.raises(ConfigError, match="unknown fallback 'nope'"):
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
         load_models(Settings(_env_file=None, models_file=bad))  # type: ignore[call-arg]
     bad.write_text(model + 'fallbacks = ["mock-image"]\n')
     with pytest.raises(ConfigError, match=r"'mock-image' is not a chat model"):
@@ -88,3 +88,28 @@ def test_strict_models_refuse_to_start_without_keys(tmp_path: Path) -> None:
     )
     assert started.returncode == 2
     assert "AITASKS_STRICT_MODELS is on" in started.stderr and "GEMINI_API_KEY" in started.stderr
+
+
+async def test_turns_that_no_longer_fit_are_summarised_not_lost(
+    embedded: EmbeddedFactory, tmp_path: Path, settings: Settings
+) -> None:
+    table = tmp_path / "summary.toml"
+    table.write_text(
+        '[models."short-memory"]\nkind = "chat"\nprovider = "mock"\nqueue = "mock"\n'
+        'context_window = 400\nsummary_model = "mock-chat"\n'
+    )
+    async with embedded(models_file=table) as client:
+        conversation = None
+        for n in range(1, 7):
+            body = {"prompt": f"turn {n}: " + "words " * 30, "model": "short-memory",
+                    "conversation_id": conversation}  # fmt: skip
+            accepted = (await client.post("/v1/chat/completions", json=body)).json()
+            conversation = accepted["conversation_id"]
+            assert (await finished(client, accepted["task_id"]))["status"] == "SUCCESS"
+    ((summary, through),) = query(
+        settings.sqlalchemy_url,
+        f"SELECT summary, summary_turn FROM conversations WHERE id = '{conversation}'",
+    )
+    # The mock summarised: its reply names the instruction it was given.
+    assert summary.startswith('Mock reply to "Summarise the conversation below')
+    assert 1 <= through < 6

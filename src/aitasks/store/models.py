@@ -77,6 +77,10 @@ class Conversation(Base):
     title: Mapped[str | None] = mapped_column(String(200))
     # Turns accepted so far; the next submit takes turns + 1.
     turns: Mapped[int] = mapped_column(Integer, default=0)
+    # A summary of turns 1..summary_turn, made by a model's `summary_model` when they no longer
+    # fit its window, and reused until more turns need folding in.
+    summary: Mapped[str | None] = mapped_column(Text)
+    summary_turn: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import groupby
 
 from aitasks.providers.base import ChatMessage
@@ -10,6 +11,8 @@ from aitasks.store.models import Message, Role
 
 # Room kept free in the window for the model's reply.
 REPLY_RESERVE_FRACTION = 0.25
+# How a stored summary of dropped turns is put before the turns that fit.
+SUMMARY_PREFIX = "Summary of the earlier part of this conversation: "
 # Per-message overhead of the chat format, in tokens.
 MESSAGE_OVERHEAD_TOKENS = 4
 
@@ -31,25 +34,46 @@ def _turn_as_chat(messages: Sequence[Message]) -> list[ChatMessage]:
     return chat
 
 
+@dataclass(frozen=True, slots=True)
+class FittedContext:
+    messages: list[ChatMessage]
+    # The last turn left out to fit the window; 0 when every turn fit.
+    dropped_through: int
+
+
 def build_context(
-    history: Sequence[Message], prompt: str, *, context_window: int
-) -> list[ChatMessage]:
-    """The messages to send: whole earlier turns, newest kept first, then the prompt.
+    history: Sequence[Message],
+    prompt: str,
+    *,
+    context_window: int,
+    summary: str | None = None,
+) -> FittedContext:
+    """The messages to send: a summary of earlier turns (when given), then whole earlier turns,
+    newest kept first, then the prompt.
 
     Turns are dropped oldest first, whole, so the model never sees a reply without its question.
     The prompt itself is always sent, even when it alone exceeds the budget.
     """
+    head = [ChatMessage(role="system", content=SUMMARY_PREFIX + summary)] if summary else []
     budget = int(context_window * (1 - REPLY_RESERVE_FRACTION)) - estimate_tokens(prompt)
-    turns = [_turn_as_chat(list(turn)) for _, turn in groupby(history, key=lambda m: m.turn)]
+    budget -= sum(estimate_tokens(m.content) for m in head)
+    turns = [
+        (number, _turn_as_chat(list(turn)))
+        for number, turn in groupby(history, key=lambda m: m.turn)
+    ]
     kept: list[list[ChatMessage]] = []
-    for turn in reversed(turns):
+    dropped_through = 0
+    for number, turn in reversed(turns):
         cost = sum(estimate_tokens(m.content) for m in turn)
         if cost > budget:
+            dropped_through = number
             break
         budget -= cost
         kept.append(turn)
     context = [message for turn in reversed(kept) for message in turn]
-    return [*context, ChatMessage(role=Role.USER, content=prompt)]
+    return FittedContext(
+        [*head, *context, ChatMessage(role=Role.USER, content=prompt)], dropped_through
+    )
 
 
 def fit_messages(

@@ -27,11 +27,12 @@ from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
-from aitasks.store.models import Task, TaskStatus, new_id
+from aitasks.store.models import Message, Task, TaskStatus, new_id
 from aitasks.worker.breaker import CircuitBreaker
 from aitasks.worker.context import build_context, estimate_tokens, fit_messages
 from aitasks.worker.reconciler import Reconciler
 from aitasks.worker.retrying import retry_database
+from aitasks.worker.summaries import summarise
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +384,37 @@ class Worker:
             earlier = await history.conversation_messages(
                 session, task.conversation_id, before_turn=task.turn
             )
-        return build_context(earlier, task.prompt, context_window=spec.context_window)
+        fitted = build_context(earlier, task.prompt, context_window=spec.context_window)
+        if not fitted.dropped_through or not spec.summary_model:
+            return fitted.messages
+        summary, through = await self._summary(task, spec, earlier, fitted.dropped_through)
+        if summary is None:
+            return fitted.messages  # no summary to be had: the oldest turns are just left out
+        rest = [m for m in earlier if m.turn > through]
+        return build_context(
+            rest, task.prompt, context_window=spec.context_window, summary=summary
+        ).messages
+
+    async def _summary(
+        self, task: Task, spec: ModelSpec, earlier: Sequence[Message], dropped_through: int
+    ) -> tuple[str | None, int]:
+        """The conversation's summary covering at least the dropped turns: stored, or made now
+        (folding the newly dropped turns into the stored one) and kept for the next turns."""
+        async with self.services.db.session() as session:
+            stored, covered = await history.summary_of(session, task.conversation_id)
+        if stored is not None and covered >= dropped_through:
+            return stored, covered
+        assert spec.summary_model is not None
+        summary_spec = self.services.models.resolve(spec.summary_model)
+        dropped = [m for m in earlier if covered < m.turn <= dropped_through]
+        try:
+            summary = await summarise(self._provider(summary_spec), summary_spec, stored, dropped)
+        except (ProviderError, TimeoutError) as exc:
+            log.warning("task %s: could not summarise early turns: %s", task.id, exc)
+            return (stored, covered) if stored is not None else (None, 0)
+        async with self.services.db.session() as session:
+            await history.save_summary(session, task.conversation_id, summary, dropped_through)
+        return summary, dropped_through
 
     async def _complete(self, task: Task, reply: Reply) -> None:
         async def write() -> bool:
