@@ -7,23 +7,12 @@ from typing import Any
 
 import anthropic
 
-from aitasks.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 from aitasks.providers.base import ChatRequest, Provider, Usage
-from aitasks.providers.failures import from_status
+from aitasks.providers.failures import from_sdk
 from aitasks.routing import ModelSpec
 
 # The Messages API requires max_tokens; this is used when the request does not say.
 DEFAULT_MAX_TOKENS = 4096
-
-
-def translate(exc: anthropic.AnthropicError) -> ProviderError:
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderTimeout(f"anthropic: {exc}")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderConnectionError(f"anthropic: {exc}")
-    if isinstance(exc, anthropic.APIStatusError):
-        return from_status("anthropic", exc.status_code, exc.message, exc.response.headers)
-    return ProviderError(f"anthropic: {exc}")
 
 
 class AnthropicProvider(Provider):
@@ -61,7 +50,7 @@ class AnthropicProvider(Provider):
                     yield text
                 final = await stream.get_final_message()
         except anthropic.AnthropicError as exc:
-            raise translate(exc) from exc
+            raise from_sdk(self.name, exc, anthropic) from exc
         yield Usage(final.usage.input_tokens, final.usage.output_tokens)
 
     async def close(self) -> None:

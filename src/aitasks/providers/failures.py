@@ -10,12 +10,15 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
+from types import ModuleType
 
 from aitasks.errors import (
     ProviderBadRequest,
+    ProviderConnectionError,
     ProviderError,
     ProviderRateLimited,
     ProviderServerError,
+    ProviderTimeout,
 )
 
 # The longest Retry-After honoured; a provider asking for more is retried at this bound.
@@ -49,3 +52,15 @@ def from_status(
     if status == 408 or status >= 500:
         return ProviderServerError(text)
     return ProviderBadRequest(text)
+
+
+def from_sdk(provider: str, exc: Exception, sdk: ModuleType) -> ProviderError:
+    """An error of the official `openai` or `anthropic` package: both SDKs are generated from
+    one template and share these exception classes."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderTimeout(f"{provider}: {exc}")
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderConnectionError(f"{provider}: {exc}")
+    if isinstance(exc, sdk.APIStatusError):
+        return from_status(provider, exc.status_code, exc.message, exc.response.headers)
+    return ProviderError(f"{provider}: {exc}")

@@ -9,7 +9,6 @@ from typing import Any
 
 import openai
 
-from aitasks.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 from aitasks.providers.base import (
     ChatRequest,
     GeneratedImage,
@@ -17,21 +16,11 @@ from aitasks.providers.base import (
     Provider,
     Usage,
 )
-from aitasks.providers.failures import from_status
+from aitasks.providers.failures import from_sdk
 from aitasks.routing import ModelSpec
 
 # Chat parameters the API takes as they are.
 PASSED_ON = ("temperature", "top_p", "max_tokens", "stop", "seed", "user")
-
-
-def translate(exc: openai.OpenAIError) -> ProviderError:
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderTimeout(f"openai: {exc}")
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderConnectionError(f"openai: {exc}")
-    if isinstance(exc, openai.APIStatusError):
-        return from_status("openai", exc.status_code, exc.message, exc.response.headers)
-    return ProviderError(f"openai: {exc}")
 
 
 class OpenAICompatibleProvider(Provider):
@@ -63,7 +52,7 @@ class OpenAICompatibleProvider(Provider):
                     if choice.delta.content:
                         yield choice.delta.content
         except openai.OpenAIError as exc:
-            raise translate(exc) from exc
+            raise from_sdk(self.name, exc, openai) from exc
 
     async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
         width, height = request.size
@@ -76,7 +65,7 @@ class OpenAICompatibleProvider(Provider):
                 response_format="b64_json",
             )
         except openai.OpenAIError as exc:
-            raise translate(exc) from exc
+            raise from_sdk(self.name, exc, openai) from exc
         return [
             GeneratedImage(base64.b64decode(image.b64_json), "image/png")
             for image in generated.data or []
