@@ -20,6 +20,10 @@ class FileStorage(ABC):
     async def get(self, key: str) -> bytes:
         """The bytes under `key`; `FileNotFoundError` when there are none."""
 
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Forget the bytes under `key`, if there are any."""
+
 
 class LocalFileStorage(FileStorage):
     """Files in a folder. Gateways and workers on several machines need it on shared storage."""
@@ -47,3 +51,6 @@ class LocalFileStorage(FileStorage):
 
     async def get(self, key: str) -> bytes:
         return await anyio.to_thread.run_sync(self._path(key).read_bytes)
+
+    async def delete(self, key: str) -> None:
+        await anyio.to_thread.run_sync(lambda: self._path(key).unlink(missing_ok=True))

@@ -123,3 +123,42 @@ class TaskList(BaseModel):
     data: list[TaskView]
     has_more: bool
     next_after: str | None = Field(description="Pass as `after` for the next page.")
+
+
+class ConversationView(BaseModel):
+    id: str
+    title: str | None
+    system_prompt: str | None
+    model: str | None = Field(description="The model of its latest turn.")
+    message_count: int
+    created_at: datetime
+    updated_at: datetime = Field(description="Last activity.")
+
+
+class ConversationList(BaseModel):
+    object: str = "list"
+    data: list[ConversationView]
+    has_more: bool
+    next_after: str | None = Field(description="Pass as `after` for the next page.")
+
+
+class ConversationPatch(BaseModel):
+    """Fields to change; those left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(default=None, max_length=32_000)
+
+    @field_validator("title")
+    @classmethod
+    def _title_not_blank(cls, title: str | None) -> str | None:
+        if title is not None and not title.strip():
+            raise ValueError("title must not be empty")
+        return title
+
+
+class Deletion(BaseModel):
+    id: str
+    object: str = "conversation"
+    deleted: bool = True

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.datastructures import URL
 
-from aitasks.api.schemas import HistoryMessage, TaskView, as_utc
+from aitasks.api.schemas import ConversationView, HistoryMessage, TaskView, as_utc
+from aitasks.store.conversations import ConversationInfo
 from aitasks.store.models import Message, Task, TaskStatus
 
 
@@ -49,4 +50,18 @@ def history_message(message: Message, base_url: URL) -> HistoryMessage:
         images=[file_url(base_url, f) for f in message.files],
         task_id=message.task_id,
         created_at=created_at,
+    )
+
+
+def conversation_view(info: ConversationInfo) -> ConversationView:
+    created_at, updated_at = as_utc(info.created_at), as_utc(info.updated_at)
+    assert created_at is not None and updated_at is not None
+    return ConversationView(
+        id=info.id,
+        title=info.title,
+        system_prompt=info.system_prompt,
+        model=info.model,
+        message_count=info.message_count,
+        created_at=created_at,
+        updated_at=updated_at,
     )

@@ -1,14 +1,164 @@
-"""Conversations' messages, read in turn order."""
+"""Conversations: their messages in turn order, their summaries, and managing them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aitasks.errors import ConversationNotFound
-from aitasks.store.models import Conversation, Message
+from aitasks.errors import ConversationNotFound, InvalidRequest
+from aitasks.store.models import (
+    UNFINISHED_STATUSES,
+    Conversation,
+    Message,
+    StoredFile,
+    Task,
+    utcnow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationInfo:
+    """A conversation as lists show it."""
+
+    id: str
+    title: str | None
+    system_prompt: str | None
+    model: str | None  # of its latest turn
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def _info_query() -> Select[Any]:
+    messages = (
+        select(func.count(Message.id))
+        .where(Message.conversation_id == Conversation.id)
+        .scalar_subquery()
+    )
+    latest_model = (
+        select(Task.model)
+        .where(Task.conversation_id == Conversation.id)
+        .order_by(Task.turn.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return select(Conversation, messages, latest_model)
+
+
+def _info(row: Any) -> ConversationInfo:
+    conversation, count, model = row
+    return ConversationInfo(
+        id=conversation.id,
+        title=conversation.title,
+        system_prompt=conversation.system_prompt,
+        model=model,
+        message_count=count,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+    )
+
+
+async def list_conversations(
+    session: AsyncSession, *, after: str | None = None, limit: int = 20
+) -> list[ConversationInfo]:
+    """Conversations, latest activity first; `after` is the last id of the previous page."""
+    query = _info_query()
+    if after is not None:
+        cursor = await session.get(Conversation, after)
+        if cursor is None:
+            raise InvalidRequest(f"unknown cursor {after!r}", param="after")
+        query = query.where(
+            or_(
+                Conversation.updated_at < cursor.updated_at,
+                and_(Conversation.updated_at == cursor.updated_at, Conversation.id < cursor.id),
+            )
+        )
+    query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit)
+    return [_info(row) for row in await session.execute(query)]
+
+
+async def get_conversation(session: AsyncSession, conversation_id: str) -> ConversationInfo:
+    row = (await session.execute(_info_query().where(Conversation.id == conversation_id))).first()
+    if row is None:
+        raise ConversationNotFound(conversation_id)
+    return _info(row)
+
+
+async def update_conversation(
+    session: AsyncSession, conversation_id: str, changes: dict[str, str | None]
+) -> ConversationInfo:
+    """Change the title and/or the system prompt (None clears the system prompt)."""
+    async with session.begin():
+        changed = await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(**changes, updated_at=utcnow())
+            .returning(Conversation.id)
+        )
+        if changed.first() is None:
+            raise ConversationNotFound(conversation_id)
+    session.expire_all()
+    return await get_conversation(session, conversation_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    # Tasks that were still waiting or running: their workers are told to stop.
+    unfinished: list[str]
+    # Where the conversation's files' bytes are, for the storage to forget them.
+    file_keys: list[str]
+
+
+async def delete_conversation(session: AsyncSession, conversation_id: str) -> Deleted:
+    """Delete a conversation with its tasks, messages and files' records, in one transaction.
+
+    A worker still running one of its tasks finds the task gone and writes nothing.
+    """
+    async with session.begin():
+        gone = await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(updated_at=utcnow())
+            .returning(Conversation.id)
+        )  # takes the row lock first, so no submit adds a turn meanwhile
+        if gone.first() is None:
+            raise ConversationNotFound(conversation_id)
+        unfinished = await session.scalars(
+            select(Task.id).where(
+                Task.conversation_id == conversation_id, Task.status.in_(UNFINISHED_STATUSES)
+            )
+        )
+        keys = await session.scalars(
+            select(StoredFile.storage_key)
+            .join(Task, StoredFile.task_id == Task.id)
+            .where(Task.conversation_id == conversation_id)
+        )
+        deleted = Deleted(unfinished=list(unfinished), file_keys=list(keys))
+        # Tasks, messages, files' rows and idempotency keys go with it (ON DELETE CASCADE).
+        await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+    return deleted
+
+
+async def context_header(
+    session: AsyncSession, conversation_id: str
+) -> tuple[str | None, str | None, int]:
+    """What a chat turn's context starts with: the system prompt, and the stored summary with
+    the last turn it covers (0 when there is none)."""
+    row = (
+        await session.execute(
+            select(
+                Conversation.system_prompt, Conversation.summary, Conversation.summary_turn
+            ).where(Conversation.id == conversation_id)
+        )
+    ).first()
+    if row is None:
+        return None, None, 0
+    return row[0], row[1], (row[2] or 0) if row[1] is not None else 0
 
 
 async def conversation_messages(
@@ -22,20 +172,6 @@ async def conversation_messages(
     if before_turn is not None:
         query = query.where(Message.turn < before_turn)
     return (await session.scalars(query.order_by(Message.turn, Message.id))).all()
-
-
-async def summary_of(session: AsyncSession, conversation_id: str) -> tuple[str | None, int]:
-    """The stored summary and the last turn it covers (0 when there is none)."""
-    row = (
-        await session.execute(
-            select(Conversation.summary, Conversation.summary_turn).where(
-                Conversation.id == conversation_id
-            )
-        )
-    ).first()
-    if row is None or row[0] is None:
-        return None, 0
-    return row[0], row[1] or 0
 
 
 async def save_summary(

@@ -72,9 +72,13 @@ class Base(DeclarativeBase):
 
 class Conversation(Base):
     __tablename__ = "conversations"
+    # Listing, by last activity.
+    __table_args__ = (Index("ix_conversations_updated", "updated_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     title: Mapped[str | None] = mapped_column(String(200))
+    # What every chat turn's context starts with.
+    system_prompt: Mapped[str | None] = mapped_column(Text)
     # Turns accepted so far; the next submit takes turns + 1.
     turns: Mapped[int] = mapped_column(Integer, default=0)
     # A summary of turns 1..summary_turn, made by a model's `summary_model` when they no longer

@@ -173,6 +173,8 @@ async def list_tasks(
     status: TaskStatus | None = None,
     model: str | None = None,
     conversation_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
     after: str | None = None,
     limit: int = 20,
 ) -> Sequence[Task]:
@@ -184,6 +186,10 @@ async def list_tasks(
         query = query.where(Task.model == model)
     if conversation_id is not None:
         query = query.where(Task.conversation_id == conversation_id)
+    if created_after is not None:
+        query = query.where(Task.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(Task.created_at < created_before)
     if after is not None:
         cursor = await session.get(Task, after)
         if cursor is None:

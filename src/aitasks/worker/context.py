@@ -46,15 +46,18 @@ def build_context(
     prompt: str,
     *,
     context_window: int,
+    system: str | None = None,
     summary: str | None = None,
 ) -> FittedContext:
-    """The messages to send: a summary of earlier turns (when given), then whole earlier turns,
-    newest kept first, then the prompt.
+    """The messages to send: the conversation's system prompt and a summary of earlier turns
+    (when there are), then whole earlier turns, newest kept first, then the prompt.
 
     Turns are dropped oldest first, whole, so the model never sees a reply without its question.
     The prompt itself is always sent, even when it alone exceeds the budget.
     """
-    head = [ChatMessage(role="system", content=SUMMARY_PREFIX + summary)] if summary else []
+    head = [ChatMessage(role="system", content=system)] if system else []
+    if summary:
+        head.append(ChatMessage(role="system", content=SUMMARY_PREFIX + summary))
     budget = int(context_window * (1 - REPLY_RESERVE_FRACTION)) - estimate_tokens(prompt)
     budget -= sum(estimate_tokens(m.content) for m in head)
     turns = [

@@ -384,24 +384,32 @@ class Worker:
             earlier = await history.conversation_messages(
                 session, task.conversation_id, before_turn=task.turn
             )
-        fitted = build_context(earlier, task.prompt, context_window=spec.context_window)
+            system, stored, covered = await history.context_header(session, task.conversation_id)
+        window = spec.context_window
+        fitted = build_context(earlier, task.prompt, context_window=window, system=system)
         if not fitted.dropped_through or not spec.summary_model:
             return fitted.messages
-        summary, through = await self._summary(task, spec, earlier, fitted.dropped_through)
+        summary, through = await self._summary(
+            task, spec, earlier, fitted.dropped_through, stored, covered
+        )
         if summary is None:
             return fitted.messages  # no summary to be had: the oldest turns are just left out
         rest = [m for m in earlier if m.turn > through]
         return build_context(
-            rest, task.prompt, context_window=spec.context_window, summary=summary
+            rest, task.prompt, context_window=window, system=system, summary=summary
         ).messages
 
     async def _summary(
-        self, task: Task, spec: ModelSpec, earlier: Sequence[Message], dropped_through: int
+        self,
+        task: Task,
+        spec: ModelSpec,
+        earlier: Sequence[Message],
+        dropped_through: int,
+        stored: str | None,
+        covered: int,
     ) -> tuple[str | None, int]:
-        """The conversation's summary covering at least the dropped turns: stored, or made now
-        (folding the newly dropped turns into the stored one) and kept for the next turns."""
-        async with self.services.db.session() as session:
-            stored, covered = await history.summary_of(session, task.conversation_id)
+        """The conversation's summary covering at least the dropped turns: the stored one, or one
+        made now (folding the newly dropped turns into it) and kept for the next turns."""
         if stored is not None and covered >= dropped_through:
             return stored, covered
         assert spec.summary_model is not None

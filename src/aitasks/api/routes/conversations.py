@@ -1,15 +1,79 @@
-"""GET /v1/conversations/{conversation_id}/history."""
+"""Conversations: list, read, rename or give a system prompt, delete; and their history."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import logging
+from typing import Annotated
 
-from aitasks.api.deps import SessionDep
-from aitasks.api.schemas import HistoryView
-from aitasks.api.views import history_message
+from fastapi import APIRouter, Query, Request
+
+from aitasks.api.deps import ServicesDep, SessionDep
+from aitasks.api.schemas import (
+    ConversationList,
+    ConversationPatch,
+    ConversationView,
+    Deletion,
+    HistoryView,
+)
+from aitasks.api.views import conversation_view, history_message
+from aitasks.errors import InvalidRequest
+from aitasks.queue import QueueUnavailable
 from aitasks.store import conversations as store
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["conversations"])
+
+MAX_PAGE = 100
+
+
+@router.get("/conversations", response_model=ConversationList)
+async def list_conversations(
+    session: SessionDep,
+    after: Annotated[str | None, Query(description="`next_after` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+) -> ConversationList:
+    """Conversations, latest activity first."""
+    rows = await store.list_conversations(session, after=after, limit=limit + 1)
+    page = rows[:limit]
+    return ConversationList(
+        data=[conversation_view(c) for c in page],
+        has_more=len(rows) > limit,
+        next_after=page[-1].id if len(rows) > limit else None,
+    )
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationView)
+async def read_conversation(conversation_id: str, session: SessionDep) -> ConversationView:
+    return conversation_view(await store.get_conversation(session, conversation_id))
+
+
+@router.patch("/conversations/{conversation_id}", response_model=ConversationView)
+async def update_conversation(
+    conversation_id: str, body: ConversationPatch, session: SessionDep
+) -> ConversationView:
+    """Rename it, or set (null: clear) the system prompt its chat turns start with."""
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise InvalidRequest("nothing to change: give title and/or system_prompt")
+    if changes.get("title", "") is None:
+        raise InvalidRequest("title cannot be null", param="title")
+    return conversation_view(await store.update_conversation(session, conversation_id, changes))
+
+
+@router.delete("/conversations/{conversation_id}", response_model=Deletion)
+async def delete_conversation(
+    conversation_id: str, session: SessionDep, services: ServicesDep
+) -> Deletion:
+    """Delete it with its messages, tasks and files; tasks still running are stopped."""
+    deleted = await store.delete_conversation(session, conversation_id)
+    for task_id in deleted.unfinished:
+        try:
+            await services.queue.announce_cancel(task_id)
+        except QueueUnavailable as exc:
+            log.warning("task %s: cancel not announced: %s", task_id, exc.message)
+    for key in deleted.file_keys:
+        await services.storage.delete(key)
+    return Deletion(id=conversation_id)
 
 
 @router.get("/conversations/{conversation_id}/history", response_model=HistoryView)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, status
@@ -73,6 +74,8 @@ async def list_tasks(
     status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
     model: str | None = None,
     conversation_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
     after: Annotated[str | None, Query(description="`next_after` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
 ) -> TaskList:
@@ -82,6 +85,8 @@ async def list_tasks(
         status=status_,
         model=model,
         conversation_id=conversation_id,
+        created_after=created_after,
+        created_before=created_before,
         after=after,
         limit=limit + 1,
     )
