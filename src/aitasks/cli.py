@@ -6,11 +6,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+from rich.console import Console
 
+from aitasks.client import DEFAULT_URL, Client, ClientError
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
 from aitasks.services import Services
@@ -120,6 +123,95 @@ def worker(
             await services.close()
 
     asyncio.run(main())
+
+
+Url = Annotated[str, typer.Option(envvar="AITASKS_URL", help="The gateway.")]
+ApiKey = Annotated[str | None, typer.Option(envvar="AITASKS_API_KEY", help="An API key.")]
+Conversation = Annotated[
+    str | None, typer.Option("--conversation", "-c", help="Continue this conversation.")
+]
+
+
+@app.command()
+def chat(
+    prompt: Annotated[
+        str | None, typer.Argument(help="Leave out for an interactive session.")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", "-m")] = "gemini-2.5-flash",
+    conversation: Conversation = None,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Chat with a model through a running gateway; the reply streams in as it is written."""
+    client = Client(url, api_key)
+
+    def turn(text: str, conversation_id: str | None) -> str:
+        task = client.chat(
+            text,
+            model=model,
+            conversation_id=conversation_id,
+            on_text=lambda piece: print(piece, end="", flush=True),
+        )
+        print()
+        return str(task["conversation_id"])
+
+    try:
+        if prompt is not None:
+            conversation = turn(prompt, conversation)
+        else:
+            typer.secho(f"chatting with {model}; an empty line or Ctrl-D ends", err=True, dim=True)
+            while line := _read_line("you> "):
+                conversation = turn(line, conversation)
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        client.close()
+    if conversation:
+        typer.secho(f"conversation: {conversation}", err=True, dim=True)
+
+
+def _read_line(prompt: str) -> str:
+    try:
+        return input(prompt).strip()
+    except EOFError:
+        return ""
+
+
+@app.command()
+def image(
+    prompt: Annotated[str, typer.Argument(help="What to draw.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to save it.")] = Path(
+        "image.png"
+    ),
+    model: Annotated[str, typer.Option("--model", "-m")] = "stable-diffusion-3",
+    conversation: Conversation = None,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Generate an image through a running gateway and save it as a PNG."""
+    client = Client(url, api_key)
+    console = Console(stderr=True)
+    try:
+        with console.status("submitting") as status:
+            task, images = client.image(
+                prompt,
+                model=model,
+                conversation_id=conversation,
+                on_status=lambda state: status.update(state.lower()),
+            )
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        client.close()
+    paths = (
+        [output]
+        if len(images) == 1
+        else [output.with_stem(f"{output.stem}-{n}") for n in range(1, len(images) + 1)]
+    )
+    for path, png in zip(paths, images, strict=True):
+        path.write_bytes(png)
+        typer.echo(str(path))
+    typer.secho(f"conversation: {task['conversation_id']}", err=True, dim=True)
 
 
 def _on_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
