@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import prometheus_client
 import typer
 import uvicorn
 from rich.console import Console
@@ -101,9 +102,14 @@ def worker(
         int | None,
         typer.Option(min=1, help="Tasks in flight at once [default: AITASKS_WORKER_CONCURRENCY]."),
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port.")
+    ] = None,
 ) -> None:
     """Run a worker: take tasks from the queues, call the models, store the results."""
     settings = _settings()
+    if metrics_port is not None:
+        prometheus_client.start_http_server(metrics_port)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
 
     async def main() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.datastructures import URL
 
-from aitasks.api.schemas import ConversationView, HistoryMessage, TaskView, as_utc
+from aitasks.api.schemas import ConversationView, HistoryMessage, TaskView
 from aitasks.store.conversations import ConversationInfo
-from aitasks.store.models import Message, Task, TaskStatus
+from aitasks.store.models import Message, Task, TaskStatus, as_utc
 
 
 def file_url(base_url: URL, file_id: str) -> str:

@@ -55,6 +55,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so the big integer becomes that there.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 Timestamp = DateTime(timezone=True)

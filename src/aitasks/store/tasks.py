@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +32,7 @@ from aitasks.store.models import (
     StoredFile,
     Task,
     TaskStatus,
+    as_utc,
     new_id,
     utcnow,
 )
@@ -291,3 +292,13 @@ async def purge_idempotency_keys(session: AsyncSession, *, now: datetime | None 
             delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
         )
     return int(getattr(purged, "rowcount", 0) or 0)
+
+
+async def oldest_pending(session: AsyncSession) -> dict[str, datetime]:
+    """When the oldest `PENDING` task of each queue was submitted."""
+    rows = await session.execute(
+        select(Task.queue, func.min(Task.created_at))
+        .where(Task.status == TaskStatus.PENDING)
+        .group_by(Task.queue)
+    )
+    return {queue: as_utc(oldest) for queue, oldest in rows if oldest is not None}  # type: ignore[misc]

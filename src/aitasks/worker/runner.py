@@ -14,9 +14,11 @@ import logging
 import os
 import random
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from aitasks import metrics
 from aitasks.errors import AITasksError, ProviderError, ProviderTimeout, UnknownModel
 from aitasks.events.base import DELTA, DONE, STATUS
 from aitasks.providers import ChatMessage, ChatRequest, ImageRequest, Provider, make_provider
@@ -27,7 +29,7 @@ from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
-from aitasks.store.models import Message, Task, TaskStatus, new_id
+from aitasks.store.models import Message, Task, TaskStatus, as_utc, new_id
 from aitasks.worker.breaker import CircuitBreaker
 from aitasks.worker.context import build_context, estimate_tokens, fit_messages
 from aitasks.worker.reconciler import Reconciler
@@ -205,6 +207,11 @@ class Worker:
             return
         task = claim.task
         await self._emit(task.id, STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts})
+        started = time.monotonic()
+        submitted, taken = as_utc(task.created_at), as_utc(task.started_at)
+        if task.attempts == 1 and submitted and taken:
+            metrics.WAIT_SECONDS.labels(task.queue).observe((taken - submitted).total_seconds())
+        metrics.IN_FLIGHT.labels(task.queue).inc()
         call = asyncio.create_task(self._call_with_retries(task))
         self._running[task.id] = call
         heartbeat = asyncio.create_task(self._keep_lease(task, delivery, call))
@@ -212,6 +219,8 @@ class Worker:
             await asyncio.wait({call})
         finally:
             self._running.pop(task.id, None)
+            metrics.IN_FLIGHT.labels(task.queue).dec()
+            metrics.RUN_SECONDS.labels(task.model).observe(time.monotonic() - started)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -241,6 +250,7 @@ class Worker:
             for index, spec in enumerate(chain):
                 if index > 0:
                     log.info("task %s: falling back to %s", task.id, spec.name)
+                    metrics.FALLBACKS.labels(chain[index - 1].name).inc()
                     if not await self._next_attempt(task, model=spec.name):
                         return None
                 try:
@@ -270,14 +280,19 @@ class Worker:
         """
         tries = 1
         while True:
+            calling = time.monotonic()
             try:
                 self.breaker.before_call(spec.name)
                 reply = await self._call_provider(task, spec)
             except ProviderError as exc:
+                metrics.PROVIDER_SECONDS.labels(spec.name, spec.served_by, exc.error_type).observe(
+                    time.monotonic() - calling
+                )
                 if exc.retryable:
                     self.breaker.failed(spec.name)
                 if not exc.retryable or tries >= spec.max_attempts:
                     raise
+                metrics.RETRIES.labels(spec.name).inc()
                 delay = backoff_seconds(
                     tries,
                     base=self.settings.retry_base_seconds,
@@ -293,6 +308,9 @@ class Worker:
                     raise ClaimLost(task.id) from exc
                 tries += 1
                 continue
+            metrics.PROVIDER_SECONDS.labels(spec.name, spec.served_by, "ok").observe(
+                time.monotonic() - calling
+            )
             self.breaker.succeeded(spec.name)
             reply.model, reply.provider = spec.name, spec.served_by
             return reply
@@ -439,6 +457,7 @@ class Worker:
                 )
 
         if await retry_database(write, f"task {task.id}: writing the result"):
+            metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.SUCCESS).inc()
             await self._emit_end(task.id, TaskStatus.SUCCESS)
         else:
             log.warning("task %s: no longer ours (cancelled or taken over); reply dropped", task.id)
@@ -452,6 +471,7 @@ class Worker:
 
         if await retry_database(write, f"task {task.id}: writing the failure"):
             log.info("task %s failed: %s: %s", task.id, error_type, message)
+            metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.FAILED).inc()
             await self._emit_end(task.id, TaskStatus.FAILED)
 
     async def _emit(self, task_id: str, event_type: str, data: dict[str, object]) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from aitasks import metrics
 from aitasks.api.deps import PreferHeader, ServicesDep
 from aitasks.api.live import preferred_wait, task_events, wait_for_task
 from aitasks.api.schemas import SubmitRequest, SubmitResponse
@@ -96,6 +97,7 @@ async def submit_task(
     task = submission.task
     if not submission.created:
         return task, False
+    metrics.TASKS_SUBMITTED.labels(task.model, task.queue).inc()
     try:
         await services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING})
         await services.queue.publish(task.queue, task.id)
