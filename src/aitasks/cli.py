@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -13,11 +15,13 @@ import prometheus_client
 import typer
 import uvicorn
 from rich.console import Console
+from rich.live import Live
 
 from aitasks.client import DEFAULT_URL, Client, ClientError
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
 from aitasks.services import Services
+from aitasks.status_view import status_view
 from aitasks.store.database import Database
 from aitasks.store.migrate import schema_state, upgrade
 from aitasks.worker import Worker
@@ -218,6 +222,33 @@ def image(
         path.write_bytes(png)
         typer.echo(str(path))
     typer.secho(f"conversation: {task['conversation_id']}", err=True, dim=True)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+    watch: Annotated[bool, typer.Option(help="Refresh every two seconds until Ctrl-C.")] = False,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Queues (depth, oldest waiting, finished a minute), workers alive, recent failures."""
+    client = Client(url, api_key)
+    try:
+        if as_json:
+            typer.echo(json.dumps(client.status(), indent=2))
+        elif watch:
+            with Live(status_view(client.status()), refresh_per_second=1) as live:
+                while True:
+                    time.sleep(2)
+                    live.update(status_view(client.status()))
+        else:
+            Console().print(status_view(client.status()))
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
 
 
 def _on_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:

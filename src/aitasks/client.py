@@ -85,6 +85,17 @@ class Client:
         task = self._follow(self._stream("/v1/images/generations", body), lambda _: None, on_status)
         return task, [self.http.get(url).raise_for_status().content for url in task["result"]]
 
+    def status(self) -> dict[str, Any]:
+        """Queues, workers alive and recent failures, as `GET /v1/status` gives them."""
+        try:
+            response = self.http.get("/v1/status")
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach {self.http.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise ClientError(_error_message(response))
+        status: dict[str, Any] = response.json()
+        return status
+
     @staticmethod
     def _follow(
         events: Iterator[Event], on_text: Callable[[str], None], on_status: Callable[[str], None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -58,3 +59,19 @@ def test_errors_are_said_plainly(server: str, tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "unknown model 'gpt-9'" in unknown.stderr
     down = run_cli(["chat", "hi", "--url", "http://127.0.0.1:9"], service_env(), tmp_path)
     assert down.returncode == 1 and "cannot reach" in down.stderr
+
+
+def test_status_shows_queues_workers_and_failures(server: str, tmp_path: Path) -> None:
+    failing = run_cli(
+        ["chat", "x [fail:fatal]", "-m", "mock-chat", "--url", server], service_env(), tmp_path
+    )
+    assert failing.returncode == 1 and "FAILED" in failing.stderr
+    shown = run_cli(["status", "--json", "--url", server], service_env(), tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert {q["name"] for q in status["queues"]} >= {"mock", "gemini", "sd"}
+    (worker, *_) = status["workers"]
+    assert worker["in_flight"] >= 0 and "mock" in worker["queues"]
+    assert status["recent_failures"][0]["error"]["type"] == "provider_bad_request"
+    table = run_cli(["status", "--url", server], service_env(), tmp_path)
+    assert table.returncode == 0 and "Queues" in table.stdout and "Workers alive" in table.stdout

@@ -16,7 +16,16 @@ from fastapi import FastAPI
 from aitasks import __version__
 from aitasks.api.errors import install_error_handlers
 from aitasks.api.openai import create_openai_app
-from aitasks.api.routes import conversations, files, health, metrics, models, submit, tasks
+from aitasks.api.routes import (
+    conversations,
+    files,
+    health,
+    metrics,
+    models,
+    status,
+    submit,
+    tasks,
+)
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
 from aitasks.services import Services
@@ -77,7 +86,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (submit, tasks, conversations, models, files, health, metrics):
+    for module in (submit, tasks, conversations, models, files, health, metrics, status):
         app.include_router(module.router)
     openai_app = create_openai_app()
     app.mount("/openai", openai_app)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aitasks.errors import ServiceUnavailable
 
@@ -70,6 +71,14 @@ class TaskQueue(ABC):
     async def rate_slot(self, name: str, limit: int, per_seconds: float) -> float:
         """Take one of `limit` calls allowed per `per_seconds` (a sliding window shared by all
         processes): 0 when taken, else the seconds until one frees up."""
+
+    @abstractmethod
+    async def beat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
+        """Say this worker is alive, and how it is doing; it counts as gone after `ttl`."""
+
+    @abstractmethod
+    async def workers(self) -> list[dict[str, Any]]:
+        """The workers alive now, as their last heartbeat described them."""
 
     @abstractmethod
     async def announce_cancel(self, task_id: str) -> None:

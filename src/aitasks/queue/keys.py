@@ -29,6 +29,17 @@ def rate_key(prefix: str, name: str) -> str:
     return f"{prefix}:rate:{name}"
 
 
+def worker_key(prefix: str, worker_id: str) -> str:
+    """A worker's last heartbeat (JSON), expiring when the worker stops beating."""
+    return f"{prefix}:worker:{worker_id}"
+
+
+def workers_key(prefix: str) -> str:
+    """Every worker seen, scored by its last heartbeat, so the live ones are listed without a
+    SCAN; entries older than their TTL are pruned as they are read."""
+    return f"{prefix}:workers"
+
+
 def cancel_channel(prefix: str) -> str:
     """Pub/sub channel on which gateways announce cancelled task ids to every worker. Missed
     messages are harmless: a worker also learns of a cancel when its next lease renewal fails."""

@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aitasks.queue.base import Delivery, TaskQueue
 
@@ -32,6 +33,7 @@ class InProcessQueue(TaskQueue):
         self._arrived = asyncio.Condition()
         self._locks: dict[str, float] = {}
         self._calls: dict[str, deque[float]] = {}
+        self._beats: dict[str, tuple[float, dict[str, Any]]] = {}
         self._cancel_listeners: set[asyncio.Queue[str]] = set()
 
     async def publish(self, queue: str, task_id: str) -> None:
@@ -103,6 +105,13 @@ class InProcessQueue(TaskQueue):
             calls.append(now)
             return 0.0
         return calls[0] + per_seconds - now
+
+    async def beat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
+        self._beats[worker_id] = (time.monotonic() + ttl, info)
+
+    async def workers(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [info for until, info in self._beats.values() if until > now]
 
     async def announce_cancel(self, task_id: str) -> None:
         for listener in self._cancel_listeners:

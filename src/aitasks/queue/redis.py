@@ -7,6 +7,7 @@ acknowledged, so a worker that dies holding a task leaves it there for another t
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -24,6 +25,8 @@ from aitasks.queue.keys import (
     lock_key,
     rate_key,
     stream_key,
+    worker_key,
+    workers_key,
 )
 
 T = TypeVar("T")
@@ -204,6 +207,27 @@ class RedisStreamQueue(TaskQueue):
             lambda: self.redis.eval(RATE_SLOT_SCRIPT, 1, key, per_seconds, limit, member)
         )
         return max(float(wait), 0.0)
+
+    async def beat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(worker_key(self.prefix, worker_id), json.dumps(info), px=int(ttl * 1000))
+                pipe.zadd(workers_key(self.prefix), {worker_id: time.time() + ttl})
+                await pipe.execute()
+
+        await self._call(write)
+
+    async def workers(self) -> list[dict[str, Any]]:
+        index = workers_key(self.prefix)
+
+        async def read() -> list[Any]:
+            await self.redis.zremrangebyscore(index, "-inf", time.time())
+            ids: list[str] = await self.redis.zrange(index, 0, -1)  # type: ignore[assignment]
+            if not ids:
+                return []
+            return list(await self.redis.mget([worker_key(self.prefix, i) for i in ids]))
+
+        return [json.loads(raw) for raw in await self._call(read) if raw]
 
     async def announce_cancel(self, task_id: str) -> None:
         channel = cancel_channel(self.prefix)

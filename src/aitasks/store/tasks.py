@@ -302,3 +302,11 @@ async def oldest_pending(session: AsyncSession) -> dict[str, datetime]:
         .group_by(Task.queue)
     )
     return {queue: as_utc(oldest) for queue, oldest in rows if oldest is not None}  # type: ignore[misc]
+
+
+async def finished_since(session: AsyncSession, since: datetime) -> dict[str, int]:
+    """How many tasks of each queue finished since `since`."""
+    rows = await session.execute(
+        select(Task.queue, func.count()).where(Task.finished_at >= since).group_by(Task.queue)
+    )
+    return {queue: int(count) for queue, count in rows}

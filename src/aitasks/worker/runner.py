@@ -29,7 +29,7 @@ from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
-from aitasks.store.models import Message, Task, TaskStatus, as_utc, new_id
+from aitasks.store.models import Message, Task, TaskStatus, as_utc, new_id, utcnow
 from aitasks.worker.breaker import CircuitBreaker
 from aitasks.worker.context import build_context, estimate_tokens, fit_messages
 from aitasks.worker.reconciler import Reconciler
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # How long to wait before asking an unreachable queue again.
 QUEUE_RETRY_SECONDS = 1.0
+# How often a worker says it is alive, and how long after its last word it counts as gone.
+HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_TTL_SECONDS = 15.0
 # How long one receive call blocks before the loop looks around again.
 RECEIVE_WAIT_SECONDS = 5.0
 
@@ -110,6 +113,7 @@ class Worker:
         helpers = [
             asyncio.create_task(self._follow_cancellations()),
             asyncio.create_task(self.reconciler.run(stop)),
+            asyncio.create_task(self._beat(stop)),
         ]
         try:
             while not stop.is_set():
@@ -135,6 +139,25 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             for provider in self._providers.values():
                 await provider.close()
+
+    async def _beat(self, stop: asyncio.Event) -> None:
+        """Publish this worker's heartbeat, for `aitasks status` and `/v1/status`."""
+        started = utcnow().isoformat()
+        while not stop.is_set():
+            info = {
+                "id": self.worker_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": self.queues,
+                "concurrency": self.concurrency,
+                "in_flight": len(self._in_flight),
+                "started_at": started,
+                "last_seen": utcnow().isoformat(),
+            }
+            with contextlib.suppress(QueueUnavailable):  # the queue loop reports the outage
+                await self.services.queue.beat(self.worker_id, info, HEARTBEAT_TTL_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
 
     async def _until_a_slot_frees(self, stop: asyncio.Event) -> None:
         stopping = asyncio.ensure_future(stop.wait())
