@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ import uvicorn
 from rich.console import Console
 from rich.live import Live
 
+from aitasks import logs
 from aitasks.client import DEFAULT_URL, Client, ClientError
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
@@ -39,12 +39,7 @@ Port = Annotated[int, typer.Option(help="Port to listen on.")]
 
 def _settings() -> Settings:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    # Alembic narrates every connection at INFO; the CLI says what happened in one line instead.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_format)
     return settings
 
 

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, validation_alias="AITASKS_SHUTDOWN_GRACE_SECONDS"
     )
+    log_format: str = Field(
+        default="auto", pattern="^(auto|json|text)$", validation_alias="AITASKS_LOG_FORMAT"
+    )
     log_level: str = Field(
         default="INFO", validation_alias=AliasChoices("AITASKS_LOG_LEVEL", "LOG_LEVEL")
     )

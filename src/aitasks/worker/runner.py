@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aitasks import metrics
+from aitasks import logs, metrics
 from aitasks.errors import AITasksError, ProviderError, ProviderTimeout, UnknownModel
 from aitasks.events.base import DELTA, DONE, STATUS
 from aitasks.providers import ChatMessage, ChatRequest, ImageRequest, Provider, make_provider
@@ -204,7 +204,8 @@ class Worker:
 
     async def _handle(self, delivery: Delivery) -> None:
         try:
-            await self._process(delivery)
+            with logs.task_context(task_id=delivery.task_id, queue=delivery.queue):
+                await self._process(delivery)
         except QueueUnavailable as exc:
             # The outcome is safe in the database; the entry is redelivered and dropped later.
             log.warning("task %s: queue unreachable: %s", delivery.task_id, exc.message)
@@ -229,6 +230,10 @@ class Worker:
             await self.services.queue.ack(delivery)  # finished, gone, or waiting on a turn
             return
         task = claim.task
+        with logs.task_context(model=task.model, attempt=task.attempts):
+            await self._run_claimed(task, delivery)
+
+    async def _run_claimed(self, task: Task, delivery: Delivery) -> None:
         await self._emit(task.id, STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts})
         started = time.monotonic()
         submitted, taken = as_utc(task.created_at), as_utc(task.started_at)
@@ -342,6 +347,7 @@ class Worker:
         """Count another attempt; tell stream readers the reply starts again from here."""
         if not await self._begin_attempt(task):
             return False
+        logs.set_attempt(task.attempts)
         status = {"status": TaskStatus.RUNNING, "attempt": task.attempts, "model": model}
         await self._emit(task.id, STATUS, status)
         return True
