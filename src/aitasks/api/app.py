@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from aitasks import __version__
 from aitasks.api.errors import install_error_handlers
@@ -25,6 +26,7 @@ from aitasks.api.routes import (
     status,
     submit,
     tasks,
+    web,
 )
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
@@ -86,8 +88,9 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (submit, tasks, conversations, models, files, health, metrics, status):
+    for module in (submit, tasks, conversations, models, files, health, metrics, status, web):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=web.WEB), name="static")
     openai_app = create_openai_app()
     app.mount("/openai", openai_app)
     return app

@@ -1,0 +1,214 @@
+// The aitasks web page: conversations, their history, and a prompt box whose replies stream in.
+// Plain JavaScript against the gateway's own API; no build step and nothing from a CDN.
+"use strict";
+
+const state = { conversation: null, models: [], busy: false };
+const $ = (id) => document.getElementById(id);
+
+function apiKey() { return localStorage.getItem("aitasks-api-key"); }
+
+async function api(path, options = {}) {
+  const headers = { "content-type": "application/json", ...(options.headers || {}) };
+  const key = apiKey();
+  if (key) headers.authorization = `Bearer ${key}`;
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) {
+    const entered = prompt("This server needs an API key:");
+    if (entered) {
+      localStorage.setItem("aitasks-api-key", entered.trim());
+      return api(path, options);
+    }
+  }
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+function showError(error) {
+  const box = $("error");
+  box.textContent = error ? String(error.message || error) : "";
+  box.hidden = !error;
+}
+
+// --- models -----------------------------------------------------------------------------------
+
+async function loadModels() {
+  const listing = await (await api("/v1/models")).json();
+  state.models = listing.data;
+  const picker = $("model");
+  picker.replaceChildren();
+  for (const kind of ["chat", "image"]) {
+    const group = document.createElement("optgroup");
+    group.label = kind === "chat" ? "Chat" : "Images";
+    for (const model of state.models.filter((m) => m.kind === kind)) {
+      const option = new Option(`${model.id}${model.served_by === "mock" ? " (mock)" : ""}`, model.id);
+      option.dataset.kind = kind;
+      group.append(option);
+    }
+    picker.append(group);
+  }
+}
+
+function selectedKind() { return $("model").selectedOptions[0]?.dataset.kind || "chat"; }
+
+// --- conversations ----------------------------------------------------------------------------
+
+async function loadConversations() {
+  const listing = await (await api("/v1/conversations?limit=100")).json();
+  const list = $("conversations");
+  list.replaceChildren();
+  for (const conversation of listing.data) {
+    const item = document.createElement("li");
+    item.setAttribute("data-testid", "conversation");
+    item.dataset.id = conversation.id;
+    item.classList.toggle("active", conversation.id === state.conversation);
+    item.textContent = conversation.title || "(untitled)";
+    const meta = document.createElement("small");
+    meta.textContent = `${conversation.message_count} messages · ${conversation.model || ""}`;
+    item.append(meta);
+    item.addEventListener("click", () => openConversation(conversation.id));
+    list.append(item);
+  }
+}
+
+async function openConversation(id) {
+  state.conversation = id;
+  localStorage.setItem("aitasks-conversation", id || "");
+  $("rename").hidden = $("delete").hidden = !id;
+  $("messages").replaceChildren();
+  $("conversation-title").textContent = "New conversation";
+  if (id) {
+    const [info, history] = await Promise.all([
+      api(`/v1/conversations/${id}`).then((r) => r.json()),
+      api(`/v1/conversations/${id}/history`).then((r) => r.json()),
+    ]);
+    $("conversation-title").textContent = info.title || "(untitled)";
+    for (const message of history.messages) addMessage(message.role, message.content, message.images);
+  }
+  await loadConversations();
+}
+
+function addMessage(role, text, images = []) {
+  const item = document.createElement("li");
+  item.className = role;
+  item.setAttribute("data-testid", role === "user" ? "message-user" : "message-assistant");
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text || "";
+  item.append(body);
+  for (const url of images || []) addImage(item, url);
+  $("messages").append(item);
+  item.scrollIntoView({ block: "end" });
+  return item;
+}
+
+function addImage(item, url) {
+  const image = document.createElement("img");
+  image.src = url;
+  image.alt = "generated image";
+  item.append(image);
+}
+
+// --- sending ----------------------------------------------------------------------------------
+
+// Reads a Server-Sent Events response, calling onEvent(name, data) for each event.
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+    }
+  }
+}
+
+async function send(event) {
+  event.preventDefault();
+  const text = $("prompt").value.trim();
+  if (!text || state.busy) return;
+  state.busy = true;
+  $("send").disabled = true;
+  showError(null);
+  const kind = selectedKind();
+  addMessage("user", text);
+  const reply = addMessage("assistant", "");
+  const body = reply.querySelector(".text");
+  const status = document.createElement("span");
+  status.className = "status";
+  reply.append(status);
+  try {
+    const path = kind === "chat" ? "/v1/chat/completions" : "/v1/images/generations";
+    const response = await api(path, {
+      method: "POST",
+      body: JSON.stringify({ prompt: text, model: $("model").value, conversation_id: state.conversation, stream: true }),
+    });
+    $("prompt").value = "";
+    await readEvents(response, (name, data) => {
+      if (name === "status") status.textContent = data.status === "SUCCESS" ? "" : data.status.toLowerCase();
+      else if (name === "delta") body.textContent += data.delta;
+      else if (name === "done") {
+        status.textContent = data.status === "SUCCESS" ? "" : `${data.status.toLowerCase()}: ${data.error?.message || ""}`;
+        if (data.status === "SUCCESS" && kind === "chat") body.textContent = data.result;
+        if (data.status === "SUCCESS" && kind === "image") for (const url of data.result) addImage(reply, url);
+        if (!state.conversation) state.conversation = data.conversation_id;
+      }
+    });
+    localStorage.setItem("aitasks-conversation", state.conversation || "");
+    $("rename").hidden = $("delete").hidden = !state.conversation;
+    await loadConversations();
+    const current = document.querySelector("#conversations li.active");
+    if (current) $("conversation-title").textContent = current.firstChild.textContent;
+  } catch (error) {
+    reply.remove();
+    showError(error);
+  } finally {
+    state.busy = false;
+    $("send").disabled = false;
+  }
+}
+
+async function rename() {
+  const title = prompt("New title:", $("conversation-title").textContent);
+  if (!title || !title.trim()) return;
+  await api(`/v1/conversations/${state.conversation}`, { method: "PATCH", body: JSON.stringify({ title: title.trim() }) });
+  $("conversation-title").textContent = title.trim();
+  await loadConversations();
+}
+
+async function remove() {
+  if (!confirm("Delete this conversation, its messages and its images?")) return;
+  await api(`/v1/conversations/${state.conversation}`, { method: "DELETE" });
+  await openConversation(null);
+}
+
+function guard(handler) {
+  return (...args) => handler(...args).catch(showError);
+}
+
+window.addEventListener("DOMContentLoaded", guard(async () => {
+  $("composer").addEventListener("submit", send);
+  $("prompt").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("composer").requestSubmit(); }
+  });
+  $("new-conversation").addEventListener("click", guard(() => openConversation(null)));
+  $("rename").addEventListener("click", guard(rename));
+  $("delete").addEventListener("click", guard(remove));
+  await loadModels();
+  await openConversation(localStorage.getItem("aitasks-conversation") || null).catch(() => openConversation(null));
+}));

@@ -1,0 +1,131 @@
+"""The web page in real headless Chromium (Debian's), driven by Playwright: chat and see it stream
+in, make an image and see it load, switch, rename and delete conversations, reload and find them.
+Screenshots of each step are saved in the test's folder."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from aitasks.providers.base import ChatMessage
+from aitasks.providers.mock import mock_reply
+from tests.helpers import Process, free_port, service_env, wait_until_up
+
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("web")
+    port = free_port()
+    # Replies take 1.5 s, so the test can watch one stream in.
+    process = Process(
+        ["up", "--port", str(port)], service_env(AITASKS_MOCK_LATENCY_MS="1500"), folder
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is not installed (scripts/test installs it)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, site: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    opened = context.new_page()
+    opened.on("dialog", lambda dialog: dialog.accept("Renamed chat"))
+    opened.goto(site)
+    yield opened
+    context.close()
+
+
+def shoot(page: Page, folder: Path, name: str) -> None:
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_a_chat_reply_streams_in(page: Page, tmp_path: Path) -> None:
+    page.get_by_test_id("model").select_option("mock-chat")
+    page.get_by_test_id("prompt").fill("Tell me about the sea")
+    page.get_by_test_id("send").click()
+    reply = page.get_by_test_id("message-assistant").last
+    expect(reply).to_contain_text("Mock reply", timeout=5000)  # the first words, streamed
+    partial = reply.inner_text()
+    shoot(page, tmp_path, "1-streaming")
+    expected = mock_reply([ChatMessage("user", "Tell me about the sea")])
+    expect(reply.locator(".text")).to_have_text(expected, timeout=10000)
+    assert len(partial) < len(expected)  # it was seen before it was whole
+    expect(page.get_by_test_id("message-user").last).to_have_text("Tell me about the sea")
+    expect(page.get_by_test_id("conversation").first).to_contain_text("Tell me about the sea")
+    shoot(page, tmp_path, "2-replied")
+
+
+def test_an_image_turn_shows_its_image(page: Page, tmp_path: Path) -> None:
+    page.get_by_test_id("new-conversation").click()
+    page.get_by_test_id("model").select_option("stable-diffusion-3")
+    page.get_by_test_id("prompt").fill("a cat riding a bicycle in space")
+    page.get_by_test_id("send").click()
+    image = page.get_by_test_id("message-assistant").last.locator("img")
+    expect(image).to_be_visible(timeout=15000)
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+    )
+    shoot(page, tmp_path, "3-image")
+
+
+def test_conversations_switch_rename_delete_and_survive_a_reload(
+    page: Page, tmp_path: Path
+) -> None:
+    page.get_by_test_id("new-conversation").click()
+    page.get_by_test_id("model").select_option("mock-chat")
+    page.get_by_test_id("prompt").fill("A conversation to delete")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("message-assistant").last).to_contain_text(
+        "Mock reply", timeout=10000
+    )
+    conversations = page.get_by_test_id("conversation")
+    expect(conversations).to_have_count(3, timeout=5000)
+
+    conversations.filter(has_text="Tell me about the sea").click()  # switch
+    expect(page.get_by_test_id("message-user").first).to_have_text("Tell me about the sea")
+    page.get_by_test_id("rename").click()  # the dialog answers "Renamed chat"
+    expect(conversations.filter(has_text="Renamed chat")).to_have_count(1)
+
+    page.reload()  # the list, and the open conversation, come back from the server
+    expect(page.get_by_test_id("conversation")).to_have_count(3)
+    expect(page.get_by_test_id("message-user").first).to_have_text("Tell me about the sea")
+
+    page.get_by_test_id("conversation").filter(has_text="A conversation to delete").click()
+    page.get_by_test_id("delete").click()  # confirmed by the dialog handler
+    expect(page.get_by_test_id("conversation")).to_have_count(2)
+    expect(page.get_by_test_id("conversation").filter(has_text="to delete")).to_have_count(0)
+    shoot(page, tmp_path, "4-after-delete")
+
+
+def test_the_page_fits_a_phone(browser: Browser, site: str, tmp_path: Path) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    phone.goto(site)
+    expect(phone.get_by_test_id("prompt")).to_be_visible()
+    expect(phone.get_by_test_id("send")).to_be_visible()
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # nothing sticks out sideways
+    shoot(phone, tmp_path, "5-phone")
+    context.close()
