@@ -72,3 +72,8 @@ ensure_redis() {
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
     wait_for_port 6379
 }
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
+ensure_chromium() {
+    command -v chromium >/dev/null || apt_install chromium
+}
