@@ -110,8 +110,8 @@ async def test_renewing_keeps_the_lease(db: Database) -> None:
     held = await claim(db, task.id, "w1", lease=0.2)
     assert held.task is not None
     async with db.session() as session:
-        assert await claims.renew_lease(session, task.id, worker_id="w1", lease_seconds=30)
-        assert not await claims.renew_lease(session, task.id, worker_id="w2", lease_seconds=30)
+        assert await claims.renew_lease(session, held.task, worker_id="w1", lease_seconds=30)
+        assert not await claims.renew_lease(session, held.task, worker_id="w2", lease_seconds=30)
     await asyncio.sleep(0.3)
     assert (await claim(db, task.id, "w2")).outcome is claims.ClaimOutcome.BUSY
 
@@ -139,3 +139,18 @@ async def test_unfinished_tasks_are_listed_for_republishing(db: Database) -> Non
     async with db.session() as session:
         unfinished = await claims.unfinished_tasks(session)
     assert {task_id for task_id, _ in unfinished} == {pending.id, running.id}
+
+
+async def test_a_stale_run_of_the_same_worker_cannot_write(db: Database) -> None:
+    """The worker claims its own task again after its lease ran out: only the new run writes."""
+    task = await submit(db)
+    old = await claim(db, task.id, "w1", lease=0.05)
+    assert old.task is not None
+    first = old.task
+    stale = Task(id=first.id, attempts=first.attempts, conversation_id=first.conversation_id,
+                 turn=first.turn, model=first.model, provider=first.provider)  # fmt: skip
+    await asyncio.sleep(0.1)
+    new = await claim(db, task.id, "w1")
+    assert new.task is not None and new.task.attempts == 2
+    assert not await complete(db, stale, "w1", text="stale")
+    assert await complete(db, new.task, "w1", text="fresh")

@@ -10,10 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from aitasks.errors import AITasksError
-from aitasks.store.database import is_unavailable
+from aitasks.store.database import is_bad_data, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,15 @@ def install_error_handlers(app: FastAPI) -> None:
     # catch-all handler re-raises, which drops the client's connection).
     @app.exception_handler(OSError)
     @app.exception_handler(TimeoutError)
+    @app.exception_handler(PoolTimeout)
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_bad_data(exc):
+            # PostgreSQL refused a value (a NUL character, a date out of range): the client's.
+            return JSONResponse(
+                error_body("invalid_request", "a value in the request cannot be stored"),
+                status_code=400,
+            )
         if not is_unavailable(exc):
             return unexpected(request, exc)
         log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)

@@ -16,11 +16,14 @@ from typing import Any
 from starlette.datastructures import URL
 
 from aitasks.api.views import task_view
+from aitasks.errors import TaskNotFound
 from aitasks.events import DONE
 from aitasks.services import Services
 from aitasks.store import tasks as store
 from aitasks.store.models import TERMINAL_STATUSES, Task
 
+# What an event id looks like: "12" in memory, "1764383529123-0" on Redis.
+EVENT_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?", re.ASCII)
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 # How often a waiter looks at the database when no event arrives (a lost `done`).
 WAIT_BACKSTOP_SECONDS = 5.0
@@ -49,9 +52,12 @@ async def wait_for_task(services: Services, task_id: str, seconds: float) -> Tas
         events = await services.events.read(
             task_id, after=after, wait_seconds=min(left, WAIT_BACKSTOP_SECONDS)
         )
-        if events and all(e.type != DONE for e in events):
+        if events:
             after = events[-1].id
-            continue
+            if all(e.type != DONE for e in events):
+                continue
+        # A `done`, or a quiet spell: the database says whether it has really finished (a
+        # `done` left from before a retry does not count).
         task = await load(services, task_id)
     return task
 
@@ -69,24 +75,28 @@ async def task_events(
     With `last_event_id`, only what came after it is sent, so a reader that reconnects misses
     nothing and sees nothing twice.
     """
-    heartbeat = services.settings.sse_heartbeat_seconds
-    after = last_event_id
-    events = await services.events.read(task_id, after=after, wait_seconds=0)
-    while True:
-        for event in events:
-            if event.type == DONE:
+    try:
+        heartbeat = services.settings.sse_heartbeat_seconds
+        after = last_event_id
+        events = await services.events.read(task_id, after=after, wait_seconds=0)
+        while True:
+            for event in events:
+                if event.type == DONE:
+                    task = await load(services, task_id)
+                    yield sse(DONE, task_view(task, base_url).model_dump(mode="json"), event.id)
+                    return
+                yield sse(event.type, event.data, event.id)
+                after = event.id
+            if not events:
                 task = await load(services, task_id)
-                yield sse(DONE, task_view(task, base_url).model_dump(mode="json"), event.id)
-                return
-            yield sse(event.type, event.data, event.id)
-            after = event.id
-        if not events:
-            task = await load(services, task_id)
-            if task.status in TERMINAL_STATUSES:
-                # Finished, and its log expired or its `done` was lost: end the story now.
-                yield sse("status", {"status": task.status})
-                yield sse(DONE, task_view(task, base_url).model_dump(mode="json"))
-                return
-        events = await services.events.read(task_id, after=after, wait_seconds=heartbeat)
-        if not events:
-            yield ": keep-alive\n\n"  # an SSE comment, so proxies keep the connection open
+                if task.status in TERMINAL_STATUSES:
+                    # Finished, and its log expired or its `done` was lost: end the story now.
+                    yield sse("status", {"status": task.status})
+                    yield sse(DONE, task_view(task, base_url).model_dump(mode="json"))
+                    return
+            events = await services.events.read(task_id, after=after, wait_seconds=heartbeat)
+            if not events:
+                yield ": keep-alive\n\n"  # an SSE comment, so proxies keep the connection open
+    except TaskNotFound:
+        # Deleted with its conversation while being watched: say so, and end the stream.
+        yield sse(DONE, {"task_id": task_id, "status": "DELETED"})

@@ -19,7 +19,10 @@ class InProcessEventLog(EventLog):
 
     async def append(self, task_id: str, event_type: str, data: dict[str, Any]) -> str:
         event = Event(id=str(next(self._ids)), type=event_type, data=data)
-        self._logs.setdefault(task_id, deque(maxlen=MAX_EVENTS)).append(event)
+        log = self._logs.setdefault(task_id, deque(maxlen=MAX_EVENTS))
+        if log and log[-1].type == DONE:
+            return log[-1].id  # the story has ended (a late delta of a cancelled run)
+        log.append(event)
         if event_type == DONE:
             asyncio.get_running_loop().call_later(self._finished_ttl, self._forget, task_id, event)
         async with self._changed:
@@ -33,7 +36,7 @@ class InProcessEventLog(EventLog):
 
     def _after(self, task_id: str, after: str | None) -> list[Event]:
         log = self._logs.get(task_id, ())
-        start = int(after) if after and after.isdigit() else 0
+        start = int(after) if after and after.isascii() and after.isdigit() else 0
         return [e for e in log if int(e.id) > start]
 
     async def read(self, task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:

@@ -60,7 +60,10 @@ class RedisEventLog(EventLog):
         ]
 
     async def reset(self, task_id: str) -> None:
-        await self.redis.delete(events_key(self.prefix, task_id))
+        try:
+            await self.redis.delete(events_key(self.prefix, task_id))
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -64,6 +64,9 @@ class RedisStreamQueue(TaskQueue):
         self.prefix = prefix
         self._groups: set[str] = set()
         self._last_reclaim = 0.0
+        # Where each stream's XAUTOCLAIM scan goes on from: one call looks at a bounded stretch
+        # of the pending list, so starting at 0-0 each time could miss entries further back.
+        self._reclaim_from: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, redeliver_after: float) -> RedisStreamQueue:
@@ -142,11 +145,13 @@ class RedisStreamQueue(TaskQueue):
         deliveries: list[Delivery] = []
         for key, queue in keys.items():
             wanted = count - len(deliveries)
+            start = self._reclaim_from.get(key, "0-0")
             claimed: Any = await self._call(
-                lambda key=key, wanted=wanted: self.redis.xautoclaim(  # type: ignore[misc]
-                    key, CONSUMER_GROUP, consumer, idle_ms, "0-0", count=wanted
+                lambda key=key, wanted=wanted, start=start: self.redis.xautoclaim(  # type: ignore[misc]
+                    key, CONSUMER_GROUP, consumer, idle_ms, start, count=wanted
                 )
             )
+            self._reclaim_from[key] = claimed[0]  # "0-0" again once the scan has wrapped
             deliveries += [
                 self._delivery(queue, message_id, fields)
                 for message_id, fields in claimed[1]

@@ -93,20 +93,26 @@ async def claim_task(
     return Claim(ClaimOutcome.FINISHED)
 
 
-def _held_by(task_id: str, worker_id: str) -> Any:
-    """The task is running under this worker's claim (it may have lost it to an expired lease)."""
-    return and_(Task.id == task_id, Task.worker_id == worker_id, Task.status == TaskStatus.RUNNING)
+def _held_by(task: Task, worker_id: str) -> Any:
+    """The task is still running under this very claim: same worker and same attempt, so a run
+    that lost its lease (even to the same worker claiming it again) cannot write."""
+    return and_(
+        Task.id == task.id,
+        Task.worker_id == worker_id,
+        Task.attempts == task.attempts,
+        Task.status == TaskStatus.RUNNING,
+    )
 
 
 async def renew_lease(
-    session: AsyncSession, task_id: str, *, worker_id: str, lease_seconds: float
+    session: AsyncSession, task: Task, *, worker_id: str, lease_seconds: float
 ) -> bool:
     """Extend this worker's lease; False when the task is no longer ours."""
     now = utcnow()
     async with session.begin():
         renewed = await session.execute(
             update(Task)
-            .where(_held_by(task_id, worker_id))
+            .where(_held_by(task, worker_id))
             .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
             .returning(Task.id)
         )
@@ -189,7 +195,7 @@ async def begin_attempt(
     async with session.begin():
         counted = await session.execute(
             update(Task)
-            .where(_held_by(task.id, worker_id))
+            .where(_held_by(task, worker_id))
             .values(
                 attempts=Task.attempts + 1,
                 lease_until=now + timedelta(seconds=lease_seconds),
@@ -209,7 +215,7 @@ async def release_task(session: AsyncSession, task: Task, *, worker_id: str) -> 
     async with session.begin():
         released = await session.execute(
             update(Task)
-            .where(_held_by(task.id, worker_id))
+            .where(_held_by(task, worker_id))
             .values(
                 status=TaskStatus.PENDING, worker_id=None, lease_until=None, updated_at=utcnow()
             )
@@ -225,7 +231,7 @@ async def _finish(
     now = utcnow()
     finished = await session.execute(
         update(Task)
-        .where(_held_by(task.id, worker_id))
+        .where(_held_by(task, worker_id))
         .values(status=status, lease_until=None, finished_at=now, updated_at=now, **values)
         .returning(Task.id)
     )

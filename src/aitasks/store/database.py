@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -64,7 +65,7 @@ def is_unavailable(exc: BaseException) -> bool:
     A refused or cut connection surfaces as a bare `OSError` from the driver at connect time, and
     as SQLAlchemy's `OperationalError` / `InterfaceError` (or an invalidated connection) later.
     """
-    if isinstance(exc, OSError | TimeoutError):
+    if isinstance(exc, OSError | TimeoutError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError):
         return (
@@ -73,3 +74,12 @@ def is_unavailable(exc: BaseException) -> bool:
             or isinstance(exc.orig, OSError)
         )
     return False
+
+
+def is_bad_data(exc: BaseException) -> bool:
+    """Whether the database refused a value (SQLSTATE class 22: a NUL in text, a date out of
+    range, a string too long): the request's fault, not the server's."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+    return str(code).startswith("22")

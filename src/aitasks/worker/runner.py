@@ -29,6 +29,7 @@ from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
+from aitasks.store.database import is_unavailable
 from aitasks.store.models import Message, Task, TaskStatus, as_utc, new_id, utcnow
 from aitasks.worker.breaker import CircuitBreaker
 from aitasks.worker.context import build_context, estimate_tokens, fit_messages
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # How long to wait before asking an unreachable queue again.
 QUEUE_RETRY_SECONDS = 1.0
+# Attempts a task may take in all, over every claim, before it is failed rather than run again.
+MAX_ATTEMPTS_IN_ALL = 20
 # How often a worker says it is alive, and how long after its last word it counts as gone.
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_TTL_SECONDS = 15.0
@@ -234,6 +237,16 @@ class Worker:
             await self._run_claimed(task, delivery)
 
     async def _run_claimed(self, task: Task, delivery: Delivery) -> None:
+        if self._stopping:
+            await self._hand_back(task, delivery)  # claimed just as the worker began to stop
+            return
+        if task.attempts > MAX_ATTEMPTS_IN_ALL:
+            # Claimed again and again without an outcome (a worker crashing on it each time):
+            # stop paying the provider for it.
+            await self._fail(task, "too_many_attempts", f"gave up after {task.attempts - 1} tries")
+            await self.services.queue.ack(delivery)
+            await self._release_next_turn(task)
+            return
         await self._emit(task.id, STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts})
         started = time.monotonic()
         submitted, taken = as_utc(task.created_at), as_utc(task.started_at)
@@ -242,9 +255,20 @@ class Worker:
         metrics.IN_FLIGHT.labels(task.queue).inc()
         call = asyncio.create_task(self._call_with_retries(task))
         self._running[task.id] = call
+        # The lease is kept until the outcome is written, not just until the provider answers.
         heartbeat = asyncio.create_task(self._keep_lease(task, delivery, call))
         try:
             await asyncio.wait({call})
+            self._running.pop(task.id, None)
+            if call.cancelled():
+                if self._stopping:
+                    await self._hand_back(task, delivery)
+                    return
+                log.info("task %s: stopped (cancelled, or its lease was lost)", task.id)
+            else:
+                reply = call.result()
+                if reply is not None:
+                    await self._complete(task, reply)
         finally:
             self._running.pop(task.id, None)
             metrics.IN_FLIGHT.labels(task.queue).dec()
@@ -252,15 +276,6 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        if call.cancelled():
-            if self._stopping:
-                await self._hand_back(task, delivery)
-                return
-            log.info("task %s: stopped (cancelled, or its lease was lost)", task.id)
-        else:
-            reply = call.result()
-            if reply is not None:
-                await self._complete(task, reply)
         await self.services.queue.ack(delivery)
         await self._release_next_turn(task)
 
@@ -291,7 +306,9 @@ class Worker:
             return None  # cancelled meanwhile, or taken over: nothing to write
         except AITasksError as exc:
             await self._fail(task, exc.error_type, exc.message)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise  # the database is down: the task is left to run again, not failed
             # A bug, not the provider's doing: fail the task rather than re-run it forever.
             log.exception("task %s: unexpected error while running", task.id)
             await self._fail(task, "internal_error", "the worker hit an unexpected error")
@@ -472,20 +489,31 @@ class Worker:
         return summary, dropped_through
 
     async def _complete(self, task: Task, reply: Reply) -> None:
+        # PostgreSQL text cannot hold NUL; a provider that sends one must not wedge the task.
+        text = reply.text.replace("\x00", "")
+
         async def write() -> bool:
             async with self.services.db.session() as session:
                 return await claims.complete_task(
                     session,
                     task,
                     worker_id=self.worker_id,
-                    text=reply.text,
+                    text=text,
                     files=reply.files,
                     usage=reply.usage,
                     served_model=reply.model,
                     provider=reply.provider,
                 )
 
-        if await retry_database(write, f"task {task.id}: writing the result"):
+        try:
+            written = await retry_database(write, f"task {task.id}: writing the result")
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise  # still down after the retries: the task runs again later
+            log.exception("task %s: the result could not be stored", task.id)
+            await self._fail(task, "internal_error", "the result could not be stored")
+            return
+        if written:
             metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.SUCCESS).inc()
             await self._emit_end(task.id, TaskStatus.SUCCESS)
         else:
@@ -552,7 +580,7 @@ class Worker:
                 async with self.services.db.session() as session:
                     ours = await claims.renew_lease(
                         session,
-                        task.id,
+                        task,
                         worker_id=self.worker_id,
                         lease_seconds=self.settings.lease_seconds,
                     )

@@ -10,11 +10,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from aitasks.api.errors import RETRY_AFTER_SECONDS, validation_problem
 from aitasks.errors import AITasksError, UnknownModel
-from aitasks.store.database import is_unavailable
+from aitasks.store.database import is_bad_data, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ ERROR_TYPES = {
 def openai_error(
     status: int, message: str, *, code: str | None, param: str | None = None, **headers: str
 ) -> JSONResponse:
+    """An error as OpenAI answers it. Pass `x_should_retry="false"` where a retry by the SDK
+    would submit the work again (its default is to retry 409, 429 and 5xx twice)."""
+    headers = {k.replace("_", "-"): v for k, v in headers.items()}
     body: dict[str, Any] = {
         "error": {
             "message": message,
@@ -67,8 +71,11 @@ def install_openai_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OSError)
     @app.exception_handler(TimeoutError)
+    @app.exception_handler(PoolTimeout)
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_bad_data(exc):
+            return openai_error(400, "a value in the request cannot be stored", code="bad_value")
         if is_unavailable(exc):
             return openai_error(
                 503,

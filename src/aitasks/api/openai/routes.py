@@ -24,9 +24,9 @@ from aitasks.api.openai.errors import openai_error
 from aitasks.api.openai.schemas import ChatCompletionRequest, ChatMessageIn, ImageRequest
 from aitasks.api.routes.submit import submit_task
 from aitasks.api.views import file_url
-from aitasks.errors import InvalidRequest
+from aitasks.errors import InvalidRequest, TaskNotFound
 from aitasks.events import DONE
-from aitasks.events.base import DELTA
+from aitasks.events.base import DELTA, STATUS
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
 from aitasks.store import tasks as store
@@ -71,17 +71,19 @@ def _refuse_unsupported(body: ChatCompletionRequest) -> None:
 
 
 def _failure(task: Task) -> Response:
+    """How a task that did not succeed is answered. The SDK is told not to retry: the task was
+    already tried (with its own retries), and a retry would submit it, and run it, again."""
+    no_retry = {"x_should_retry": "false"}
     if task.status == TaskStatus.CANCELLED:
-        return openai_error(409, f"task {task.id} was cancelled", code="cancelled")
+        return openai_error(409, f"task {task.id} was cancelled", code="cancelled", **no_retry)
     if task.status not in TERMINAL_STATUSES:
-        return openai_error(
-            504, f"task {task.id} did not finish in time; it goes on", code="timeout"
-        )
+        message = f"task {task.id} did not finish in time; it goes on"
+        return openai_error(504, message, code="timeout", **no_retry)
     error = task.error or {}
     error_type = str(error.get("type", "provider_error"))
-    return openai_error(
-        FAILURE_STATUS.get(error_type, 502), str(error.get("message", "failed")), code=error_type
-    )
+    status = FAILURE_STATUS.get(error_type, 502)
+    message = str(error.get("message", "failed"))
+    return openai_error(status, message, code=error_type, **no_retry)
 
 
 def _completion(task: Task) -> dict[str, Any]:
@@ -147,27 +149,53 @@ def _chunk(task: Task, created: int, **fields: Any) -> str:
     return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
 
+def _stream_error(message: str, code: str) -> str:
+    error = {"message": message, "type": "server_error", "param": None, "code": code}
+    return f"data: {json.dumps({'error': error})}\n\n"
+
+
 async def _chunks(services: Services, task: Task, include_usage: bool) -> AsyncIterator[str]:
-    """The task's deltas as `chat.completion.chunk` events, ending in `data: [DONE]`."""
+    """The task's deltas as `chat.completion.chunk` events, ending in `data: [DONE]`.
+
+    Text once sent cannot be taken back: when the task starts a new attempt after some of an
+    earlier attempt's text went out, the stream ends with an error event instead of mixing the
+    two (the task goes on, and its result is at /v1/tasks/{id}).
+    """
     created = int(task.created_at.timestamp())
     yield _chunk(task, created, choices=[_choice({"role": "assistant", "content": ""})])
     after: str | None = None
+    attempt: int | None = None
+    sent = False
     heartbeat = services.settings.sse_heartbeat_seconds
-    while True:
-        events = await services.events.read(task.id, after=after, wait_seconds=heartbeat)
-        if not events:
-            current = await load(services, task.id)
-            if current.status in TERMINAL_STATUSES:
-                break  # its `done` was lost: finish from the database
-            yield ": keep-alive\n\n"
-            continue
-        after = events[-1].id
-        for event in events:
-            if event.type == DELTA:
-                yield _chunk(task, created, choices=[_choice({"content": event.data["delta"]})])
-        if any(event.type == DONE for event in events):
-            break
-    final = await load(services, task.id)
+    try:
+        while True:
+            events = await services.events.read(task.id, after=after, wait_seconds=heartbeat)
+            if not events:
+                if (await load(services, task.id)).status in TERMINAL_STATUSES:
+                    break  # its `done` was lost: finish from the database
+                yield ": keep-alive\n\n"
+                continue
+            after = events[-1].id
+            for event in events:
+                if event.type == STATUS and "attempt" in event.data:
+                    if sent and event.data["attempt"] != attempt:
+                        yield _stream_error(
+                            f"the reply was interrupted and is being tried again; the task "
+                            f"goes on, its result will be at /v1/tasks/{task.id}",
+                            "stream_interrupted",
+                        )
+                        return
+                    attempt = event.data["attempt"]
+                elif event.type == DELTA:
+                    sent = True
+                    delta = _choice({"content": event.data["delta"]})
+                    yield _chunk(task, created, choices=[delta])
+            if any(event.type == DONE for event in events):
+                break
+        final = await load(services, task.id)
+    except TaskNotFound:
+        yield _stream_error("the task was deleted with its conversation", "not_found")
+        return
     if final.status != TaskStatus.SUCCESS:
         failure = json.loads(bytes(_failure(final).body))
         yield f"data: {json.dumps(failure)}\n\n"

@@ -32,7 +32,7 @@ class ChatCompletionRequest(BaseModel):
     # servers commonly do; those it cannot honour (n > 1, tools) are refused by the route.
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessageIn] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -53,7 +53,7 @@ class ChatCompletionRequest(BaseModel):
 class ImageRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=200)
     prompt: str
     n: int = Field(default=1, ge=1, le=4)
     size: str | None = Field(default=None, pattern=r"^\d{2,4}x\d{2,4}$")

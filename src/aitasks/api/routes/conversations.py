@@ -17,6 +17,8 @@ from aitasks.api.schemas import (
 )
 from aitasks.api.views import conversation_view, history_message
 from aitasks.errors import InvalidRequest
+from aitasks.events import DONE
+from aitasks.events.base import STATUS
 from aitasks.queue import QueueUnavailable
 from aitasks.store import conversations as store
 
@@ -68,6 +70,9 @@ async def delete_conversation(
     deleted = await store.delete_conversation(session, conversation_id)
     for task_id in deleted.unfinished:
         try:
+            # Readers of its stream learn that it ended; its worker is told to stop.
+            await services.events.append(task_id, STATUS, {"status": "DELETED"})
+            await services.events.append(task_id, DONE, {})
             await services.queue.announce_cancel(task_id)
         except QueueUnavailable as exc:
             log.warning("task %s: cancel not announced: %s", task_id, exc.message)

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from aitasks.api.deps import PreferHeader, ServicesDep, SessionDep
-from aitasks.api.live import preferred_wait, task_events, wait_for_task
+from aitasks.api.live import EVENT_ID, load, preferred_wait, task_events, wait_for_task
 from aitasks.api.schemas import TaskList, TaskView
 from aitasks.api.views import task_view
+from aitasks.errors import InvalidRequest
 from aitasks.events import DONE
 from aitasks.events.base import STATUS
 from aitasks.queue import QueueUnavailable
@@ -28,17 +29,14 @@ MAX_PAGE = 100
 
 @router.get("/tasks/{task_id}", response_model=TaskView)
 async def read_task(
-    task_id: str,
-    session: SessionDep,
-    services: ServicesDep,
-    request: Request,
-    prefer: PreferHeader = None,
+    task_id: str, services: ServicesDep, request: Request, prefer: PreferHeader = None
 ) -> TaskView:
     """A task's status, and its result or error once it has finished.
 
     With `Prefer: wait=N`, the answer comes as soon as the task finishes, or after N seconds.
     """
-    task = await store.get_task(session, task_id)
+    # A short session of its own: a wait must not hold a pooled connection while it waits.
+    task = await load(services, task_id)
     wait = preferred_wait(prefer, services.settings.max_wait_seconds)
     if wait is not None:
         task = await wait_for_task(services, task_id, wait)
@@ -52,14 +50,17 @@ async def read_task(
 )
 async def stream_task(
     task_id: str,
-    session: SessionDep,
     services: ServicesDep,
     request: Request,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """The task's life as Server-Sent Events: `status` on each change, `delta` for each piece of
     reply text, and a last `done` carrying the task. Reconnect with `Last-Event-ID` to resume."""
-    await store.get_task(session, task_id)  # 404 before the stream starts
+    if last_event_id is not None and not EVENT_ID.fullmatch(last_event_id):
+        raise InvalidRequest(
+            f"Last-Event-ID {last_event_id!r} is not an event id", param="Last-Event-ID"
+        )
+    await load(services, task_id)  # 404 before the stream starts; no connection held after
     return StreamingResponse(
         task_events(services, task_id, request.base_url, last_event_id),
         media_type="text/event-stream",
