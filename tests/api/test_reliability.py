@@ -144,3 +144,18 @@ async def test_a_full_queue_pushes_back_with_429(embedded: EmbeddedFactory) -> N
         assert refused.headers["retry-after"] == "5"
         assert refused.json()["error"]["type"] == "queue_full"
         assert "limit is 2" in refused.json()["error"]["message"]
+
+
+async def test_a_malformed_last_event_id_is_refused(client: httpx.AsyncClient) -> None:
+    task_id = (await submit(client, "hi"))["task_id"]
+    for bad in ("1x", "abc", "1-2-3", "-1"):
+        response = await client.get(f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": bad})
+        assert response.status_code == 400, bad
+        assert response.json()["error"]["param"] == "Last-Event-ID"
+
+
+async def test_openai_failures_tell_the_sdk_not_to_resubmit(client: httpx.AsyncClient) -> None:
+    body = {"model": "mock-chat", "messages": [{"role": "user", "content": "x [fail:retryable]"}]}
+    response = await client.post("/openai/v1/chat/completions", json=body)
+    assert response.status_code == 502
+    assert response.headers["x-should-retry"] == "false"

@@ -17,6 +17,7 @@ from tests.helpers import (
     Process,
     free_port,
     query,
+    row_counts,
     run_cli,
     service_env,
     wait_for_tasks,
@@ -143,3 +144,13 @@ def test_readers_on_two_gateways_see_the_same_stream(deployment: Deployment) -> 
         second.stop()
     assert first == other
     assert first[-1][1] == "done" and sum(kind == "delta" for _, kind, _ in first) > 5
+
+
+def test_values_postgresql_cannot_store_are_a_400(deployment: Deployment) -> None:
+    before = row_counts(deployment.database_url)
+    response = deployment.client.post(
+        "/v1/chat/completions", json={"prompt": "nul \u0000 inside", "model": "mock-chat"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["type"] == "invalid_request"
+    assert row_counts(deployment.database_url) == before
