@@ -106,6 +106,8 @@ def test_a_postgres_outage_is_a_503_and_loses_nothing(
         assert read.json()["error"]["type"] == "service_unavailable"
         refused = client.post(CHAT, json={"prompt": "while down", "model": "mock-chat"})
         assert refused.status_code == 503 and "Traceback" not in refused.text
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["database"] != "ok"
         time.sleep(2)  # replies finish meanwhile; the worker holds them and retries its writes
         proxy.start()
         finished = wait_for_tasks(client, task_ids, timeout=30)
