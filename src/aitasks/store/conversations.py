@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aitasks.errors import ConversationNotFound, InvalidRequest
+from aitasks.errors import ConversationNotFound
 from aitasks.store.models import (
     UNFINISHED_STATUSES,
     Conversation,
@@ -19,6 +19,7 @@ from aitasks.store.models import (
     Task,
     utcnow,
 )
+from aitasks.store.paging import newest_first
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +68,9 @@ async def list_conversations(
     session: AsyncSession, *, after: str | None = None, limit: int = 20
 ) -> list[ConversationInfo]:
     """Conversations, latest activity first; `after` is the last id of the previous page."""
-    query = _info_query()
-    if after is not None:
-        cursor = await session.get(Conversation, after)
-        if cursor is None:
-            raise InvalidRequest(f"unknown cursor {after!r}", param="after")
-        query = query.where(
-            or_(
-                Conversation.updated_at < cursor.updated_at,
-                and_(Conversation.updated_at == cursor.updated_at, Conversation.id < cursor.id),
-            )
-        )
-    query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit)
+    query = await newest_first(
+        session, _info_query(), Conversation, Conversation.updated_at, after=after, limit=limit
+    )
     return [_info(row) for row in await session.execute(query)]
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +19,6 @@ from aitasks.errors import (
     Conflict,
     ConversationNotFound,
     IdempotencyKeyReused,
-    InvalidRequest,
     TaskNotFound,
 )
 from aitasks.routing import ModelSpec
@@ -36,6 +35,7 @@ from aitasks.store.models import (
     new_id,
     utcnow,
 )
+from aitasks.store.paging import newest_first
 
 TITLE_CHARS = 80
 # Idempotency keys are honoured for at least this long.
@@ -191,19 +191,8 @@ async def list_tasks(
         query = query.where(Task.created_at >= created_after)
     if created_before is not None:
         query = query.where(Task.created_at < created_before)
-    if after is not None:
-        cursor = await session.get(Task, after)
-        if cursor is None:
-            raise InvalidRequest(f"unknown cursor {after!r}", param="after")
-        query = query.where(
-            or_(
-                Task.created_at < cursor.created_at,
-                and_(Task.created_at == cursor.created_at, Task.id < cursor.id),
-            )
-        )
-    rows = await session.scalars(
-        query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)
-    )
+    query = await newest_first(session, query, Task, Task.created_at, after=after, limit=limit)
+    rows = await session.scalars(query)
     return rows.all()
 
 
