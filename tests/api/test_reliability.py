@@ -159,3 +159,19 @@ async def test_openai_failures_tell_the_sdk_not_to_resubmit(client: httpx.AsyncC
     response = await client.post("/openai/v1/chat/completions", json=body)
     assert response.status_code == 502
     assert response.headers["x-should-retry"] == "false"
+
+
+async def test_a_repeat_with_its_key_is_answered_even_when_the_queue_is_full(
+    embedded: EmbeddedFactory,
+) -> None:
+    async with embedded(worker_concurrency=1, max_queue_depth=2) as client:
+        key = {"Idempotency-Key": "first"}
+        first = await submit(client, "slow 0 [latency:2000]", **key)
+        await submit(client, "slow 1 [latency:2000]")
+        assert (
+            await client.post(CHAT, json={"prompt": "more", "model": "mock-chat"})
+        ).status_code == 429
+        repeat = await client.post(
+            CHAT, json={"prompt": "slow 0 [latency:2000]", "model": "mock-chat"}, headers=key
+        )
+        assert repeat.status_code == 200 and repeat.json()["task_id"] == first["task_id"]

@@ -65,7 +65,7 @@ async def submit_task(
     With an idempotency key, a repeat of the same request returns the first one's task instead.
     """
     if idempotency_key is not None:
-        earlier = await _replay(session, idempotency_key, request_hash)
+        earlier = await replay(session, idempotency_key, request_hash)
         if earlier is not None:
             return Submission(earlier, created=False)
     try:
@@ -87,14 +87,16 @@ async def submit_task(
         await session.rollback()
         if idempotency_key is None:
             raise
-        earlier = await _replay(session, idempotency_key, request_hash)
+        earlier = await replay(session, idempotency_key, request_hash)
         if earlier is None:
             raise
         return Submission(earlier, created=False)
     return Submission(task, created=True)
 
 
-async def _replay(session: AsyncSession, key: str, request_hash: str) -> Task | None:
+async def replay(session: AsyncSession, key: str, request_hash: str) -> Task | None:
+    """The task an earlier request with this idempotency key made, if any; a key reused with
+    another request is refused."""
     async with session.begin():
         stored = await session.get(IdempotencyKey, key)
         if stored is None:

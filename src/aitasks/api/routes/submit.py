@@ -82,6 +82,12 @@ async def submit_task(
             f"prompt is {len(prompt)} characters; the limit is {limit}", param="prompt", limit=limit
         )
     spec = services.models.resolve_kind(model, kind)
+    if idempotency_key is not None:
+        # A repeat gets its task back even when the queue has filled up since.
+        async with services.db.session() as session:
+            earlier = await store.replay(session, idempotency_key, request_hash)
+        if earlier is not None:
+            return earlier, False
     await _refuse_when_full(services, spec.queue)
     async with services.db.session() as session:
         submission = await store.submit_task(
