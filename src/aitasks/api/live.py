@@ -18,6 +18,7 @@ from starlette.datastructures import URL
 from aitasks.api.views import task_view
 from aitasks.errors import TaskNotFound
 from aitasks.events import DONE
+from aitasks.events.base import STATUS
 from aitasks.services import Services
 from aitasks.store import tasks as store
 from aitasks.store.models import TERMINAL_STATUSES, Task
@@ -60,6 +61,15 @@ async def wait_for_task(services: Services, task_id: str, seconds: float) -> Tas
         # `done` left from before a retry does not count).
         task = await load(services, task_id)
     return task
+
+
+async def stop_task(services: Services, task_id: str, status: str) -> None:
+    """A task ended by a client (cancelled, or deleted with its conversation): end its stream for
+    readers and tell the worker running it to stop. Best effort: a missed announcement is caught
+    by the worker's next lease renewal."""
+    await services.events.append(task_id, STATUS, {"status": status})
+    await services.events.append(task_id, DONE, {})
+    await services.queue.announce_cancel(task_id)
 
 
 def sse(event: str, data: Any, event_id: str | None = None) -> str:

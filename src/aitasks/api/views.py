@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
 from starlette.datastructures import URL
 
 from aitasks.api.schemas import ConversationView, HistoryMessage, TaskView
 from aitasks.store.conversations import ConversationInfo
 from aitasks.store.models import Message, Task, TaskStatus, as_utc
+
+Row = TypeVar("Row")
 
 
 def file_url(base_url: URL, file_id: str) -> str:
@@ -20,8 +25,6 @@ def task_view(task: Task, base_url: URL) -> TaskView:
             result = [file_url(base_url, f) for f in task.result["files"]]
         else:
             result = task.result.get("text")
-    created_at, updated_at = as_utc(task.created_at), as_utc(task.updated_at)
-    assert created_at is not None and updated_at is not None
     return TaskView(
         task_id=task.id,
         conversation_id=task.conversation_id,
@@ -34,34 +37,40 @@ def task_view(task: Task, base_url: URL) -> TaskView:
         error=task.error,
         usage=task.usage,
         attempts=task.attempts,
-        created_at=created_at,
-        updated_at=updated_at,
+        created_at=as_utc(task.created_at),
+        updated_at=as_utc(task.updated_at),
         started_at=as_utc(task.started_at),
         finished_at=as_utc(task.finished_at),
     )
 
 
 def history_message(message: Message, base_url: URL) -> HistoryMessage:
-    created_at = as_utc(message.created_at)
-    assert created_at is not None
     return HistoryMessage(
         role=message.role,
         content=message.content,
         images=[file_url(base_url, f) for f in message.files],
         task_id=message.task_id,
-        created_at=created_at,
+        created_at=as_utc(message.created_at),
     )
 
 
 def conversation_view(info: ConversationInfo) -> ConversationView:
-    created_at, updated_at = as_utc(info.created_at), as_utc(info.updated_at)
-    assert created_at is not None and updated_at is not None
     return ConversationView(
         id=info.id,
         title=info.title,
         system_prompt=info.system_prompt,
         model=info.model,
         message_count=info.message_count,
-        created_at=created_at,
-        updated_at=updated_at,
+        created_at=as_utc(info.created_at),
+        updated_at=as_utc(info.updated_at),
     )
+
+
+class Page(Generic[Row]):
+    """One page of a newest-first list, fetched with one row more than asked to learn if more
+    follow."""
+
+    def __init__(self, rows: Sequence[Row], limit: int, key: Callable[[Row], str]) -> None:
+        self.rows = rows[:limit]
+        self.has_more = len(rows) > limit
+        self.next_after = key(self.rows[-1]) if self.has_more else None

@@ -62,12 +62,10 @@ async def submit_task(
 ) -> Submission:
     """Write the conversation (when new), the user's message and the `PENDING` task, atomically.
 
-    With an idempotency key, a repeat of the same request returns the first one's task instead.
+    With an idempotency key, a repeat of the same request returns the first one's task instead:
+    the key's row collides and the transaction rolls back. (Callers that must know before
+    writing, such as the gateway's queue-depth check, look with `replay` first.)
     """
-    if idempotency_key is not None:
-        earlier = await replay(session, idempotency_key, request_hash)
-        if earlier is not None:
-            return Submission(earlier, created=False)
     try:
         new = Task(
             id=new_id(),
@@ -83,7 +81,7 @@ async def submit_task(
         )
         task = await _insert_task(session, new, conversation_id, idempotency_key, request_hash)
     except IntegrityError:
-        # Only a concurrent submit with the same key can collide: return the task it made.
+        # Only a submit with the same key can collide: return the task it made.
         await session.rollback()
         if idempotency_key is None:
             raise
@@ -292,7 +290,7 @@ async def oldest_pending(session: AsyncSession) -> dict[str, datetime]:
         .where(Task.status == TaskStatus.PENDING)
         .group_by(Task.queue)
     )
-    return {queue: as_utc(oldest) for queue, oldest in rows if oldest is not None}  # type: ignore[misc]
+    return {queue: as_utc(oldest) for queue, oldest in rows if oldest is not None}
 
 
 async def finished_since(session: AsyncSession, since: datetime) -> dict[str, int]:

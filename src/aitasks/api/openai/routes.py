@@ -230,15 +230,16 @@ async def images_generations(
         return _failure(task)
     file_ids: list[str] = (task.result or {}).get("files", [])
     data: list[dict[str, Any]] = []
-    for file_id in file_ids:
-        if body.response_format == "b64_json":
-            async with services.db.session() as session:
-                stored = await store.get_file(session, file_id)
-            assert stored is not None, "a finished task's files are recorded with it"
-            png = await services.storage.get(stored.storage_key)
+    if body.response_format == "url":
+        base = site_url(request)
+        data = [{"url": file_url(base, f), "revised_prompt": None} for f in file_ids]
+    else:
+        async with services.db.session() as session:
+            stored = [await store.get_file(session, f) for f in file_ids]
+        for record in stored:
+            assert record is not None, "a finished task's files are recorded with it"
+            png = await services.storage.get(record.storage_key)
             data.append({"b64_json": base64.b64encode(png).decode(), "revised_prompt": None})
-        else:
-            data.append({"url": file_url(site_url(request), file_id), "revised_prompt": None})
     return JSONResponse({"created": int(time.time()), "data": data})
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from aitasks.api.deps import ServicesDep, SessionDep
+from aitasks.api.live import stop_task
 from aitasks.api.schemas import (
     ConversationList,
     ConversationPatch,
@@ -15,10 +16,8 @@ from aitasks.api.schemas import (
     Deletion,
     HistoryView,
 )
-from aitasks.api.views import conversation_view, history_message
+from aitasks.api.views import Page, conversation_view, history_message
 from aitasks.errors import InvalidRequest
-from aitasks.events import DONE
-from aitasks.events.base import STATUS
 from aitasks.queue import QueueUnavailable
 from aitasks.store import conversations as store
 
@@ -36,11 +35,11 @@ async def list_conversations(
 ) -> ConversationList:
     """Conversations, latest activity first."""
     rows = await store.list_conversations(session, after=after, limit=limit + 1)
-    page = rows[:limit]
+    page = Page(rows, limit, key=lambda c: c.id)
     return ConversationList(
-        data=[conversation_view(c) for c in page],
-        has_more=len(rows) > limit,
-        next_after=page[-1].id if len(rows) > limit else None,
+        data=[conversation_view(c) for c in page.rows],
+        has_more=page.has_more,
+        next_after=page.next_after,
     )
 
 
@@ -70,10 +69,7 @@ async def delete_conversation(
     deleted = await store.delete_conversation(session, conversation_id)
     for task_id in deleted.unfinished:
         try:
-            # Readers of its stream learn that it ended; its worker is told to stop.
-            await services.events.append(task_id, STATUS, {"status": "DELETED"})
-            await services.events.append(task_id, DONE, {})
-            await services.queue.announce_cancel(task_id)
+            await stop_task(services, task_id, "DELETED")
         except QueueUnavailable as exc:
             log.warning("task %s: cancel not announced: %s", task_id, exc.message)
     for key in deleted.file_keys:

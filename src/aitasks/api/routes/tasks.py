@@ -10,16 +10,21 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from aitasks.api.deps import PreferHeader, ServicesDep, SessionDep
-from aitasks.api.live import EVENT_ID, load, preferred_wait, task_events, wait_for_task
+from aitasks.api.live import (
+    EVENT_ID,
+    load,
+    preferred_wait,
+    stop_task,
+    task_events,
+    wait_for_task,
+)
 from aitasks.api.schemas import TaskList, TaskView
-from aitasks.api.views import task_view
+from aitasks.api.views import Page, task_view
 from aitasks.errors import InvalidRequest
-from aitasks.events import DONE
 from aitasks.events.base import STATUS
 from aitasks.queue import QueueUnavailable
-from aitasks.services import Services
 from aitasks.store import tasks as store
-from aitasks.store.models import Task, TaskStatus
+from aitasks.store.models import TaskStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["tasks"])
@@ -36,10 +41,11 @@ async def read_task(
     With `Prefer: wait=N`, the answer comes as soon as the task finishes, or after N seconds.
     """
     # A short session of its own: a wait must not hold a pooled connection while it waits.
-    task = await load(services, task_id)
     wait = preferred_wait(prefer, services.settings.max_wait_seconds)
-    if wait is not None:
-        task = await wait_for_task(services, task_id, wait)
+    if wait is None:
+        task = await load(services, task_id)
+    else:
+        task = await wait_for_task(services, task_id, wait)  # loads it first: 404 at once
     return task_view(task, request.base_url)
 
 
@@ -91,32 +97,12 @@ async def list_tasks(
         after=after,
         limit=limit + 1,
     )
-    page = rows[:limit]
+    page = Page(rows, limit, key=lambda t: t.id)
     return TaskList(
-        data=[task_view(t, request.base_url) for t in page],
-        has_more=len(rows) > limit,
-        next_after=page[-1].id if len(rows) > limit else None,
+        data=[task_view(t, request.base_url) for t in page.rows],
+        has_more=page.has_more,
+        next_after=page.next_after,
     )
-
-
-async def _notify(services: Services, task: Task, *, cancelled: bool) -> None:
-    """Tell workers what changed; a lost message is caught up by lease renewal and reconciling."""
-    try:
-        if cancelled:
-            await services.events.append(task.id, STATUS, {"status": task.status})
-            await services.events.append(task.id, DONE, {})
-            await services.queue.announce_cancel(task.id)
-            async with services.db.session() as session:
-                waiting = await store.next_waiting_turn(session, task)
-            if waiting is not None:
-                await services.queue.publish(waiting[1], waiting[0])
-        else:
-            # It runs again from the start: so does its stream.
-            await services.events.reset(task.id)
-            await services.events.append(task.id, STATUS, {"status": task.status})
-            await services.queue.publish(task.queue, task.id)
-    except QueueUnavailable as exc:
-        log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskView)
@@ -125,7 +111,14 @@ async def cancel_task(
 ) -> TaskView:
     """Cancel a `PENDING` or `RUNNING` task; a finished one is a 409."""
     task = await store.cancel_task(session, task_id)
-    await _notify(services, task, cancelled=True)
+    try:
+        await stop_task(services, task.id, task.status)
+        # The turn after it in its conversation need not wait any longer.
+        waiting = await store.next_waiting_turn(session, task)
+        if waiting is not None:
+            await services.queue.publish(waiting[1], waiting[0])
+    except QueueUnavailable as exc:
+        log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
     return task_view(task, request.base_url)
 
 
@@ -137,5 +130,11 @@ async def retry_task(
 ) -> TaskView:
     """Queue a `FAILED` or `CANCELLED` task again, with a fresh set of attempts."""
     task = await store.retry_task(session, task_id)
-    await _notify(services, task, cancelled=False)
+    try:
+        # It runs again from the start: so does its stream.
+        await services.events.reset(task.id)
+        await services.events.append(task.id, STATUS, {"status": task.status})
+        await services.queue.publish(task.queue, task.id)
+    except QueueUnavailable as exc:
+        log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
     return task_view(task, request.base_url)
