@@ -18,6 +18,11 @@ from aitasks.store.database import is_bad_data, is_unavailable
 
 log = logging.getLogger(__name__)
 
+# What the database layer raises, for a refused value or an outage. Handled by class, not by the
+# catch-all, so that Starlette answers and keeps serving (its catch-all handler re-raises, which
+# drops the client's connection).
+DATABASE_ERRORS = (OSError, TimeoutError, PoolTimeout, DBAPIError)
+
 # How long a client should wait before retrying when a backing service is down.
 RETRY_AFTER_SECONDS = 2
 
@@ -72,12 +77,6 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
-    # Registered by class, not as a catch-all, so that Starlette answers and keeps serving (its
-    # catch-all handler re-raises, which drops the client's connection).
-    @app.exception_handler(OSError)
-    @app.exception_handler(TimeoutError)
-    @app.exception_handler(PoolTimeout)
-    @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         if is_bad_data(exc):
             # PostgreSQL refused a value (a NUL character, a date out of range): the client's.
@@ -93,6 +92,9 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+
+    for error_class in DATABASE_ERRORS:
+        app.add_exception_handler(error_class, database_error)
 
     @app.exception_handler(Exception)
     async def any_error(request: Request, exc: Exception) -> JSONResponse:

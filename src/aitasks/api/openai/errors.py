@@ -9,11 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from aitasks.api.errors import RETRY_AFTER_SECONDS, validation_problem
+from aitasks.api.errors import DATABASE_ERRORS, RETRY_AFTER_SECONDS, validation_problem
 from aitasks.errors import AITasksError, UnknownModel
 from aitasks.store.database import is_bad_data, is_unavailable
 
@@ -69,10 +67,6 @@ def install_openai_error_handlers(app: FastAPI) -> None:
         code = "not_found" if exc.status_code == 404 else None
         return openai_error(exc.status_code, str(exc.detail), code=code)
 
-    @app.exception_handler(OSError)
-    @app.exception_handler(TimeoutError)
-    @app.exception_handler(PoolTimeout)
-    @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         if is_bad_data(exc):
             return openai_error(400, "a value in the request cannot be stored", code="bad_value")
@@ -85,3 +79,6 @@ def install_openai_error_handlers(app: FastAPI) -> None:
             )
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return openai_error(500, "the server hit an unexpected error", code="internal_error")
+
+    for error_class in DATABASE_ERRORS:
+        app.add_exception_handler(error_class, database_error)
