@@ -1,0 +1,172 @@
+"""End to end: aitasks against the seed's design and a Celery build of the same API, side by side.
+
+Each of C clients submits a chat task (`POST /v1/chat/completions`, model mock-chat, the mock
+answering at once) and waits until its result is visible, then submits the next, until N tasks have
+finished. Waiting is by polling `GET /v1/tasks/{id}` every --poll-ms (the seed's client, the same
+for all three systems); for aitasks also by `Prefer: wait=30` and by the task's SSE stream. Reports
+submitted/s (202s), completed/s (results seen by the client) and latency from submit to result seen.
+Also: the OpenAI-compatible sync path (`POST /openai/v1/chat/completions`) in requests/s.
+
+    .venv/bin/python -m benchmarks.e2e --tasks 3000 --concurrency 20 50 200
+    .venv/bin/python -m benchmarks.e2e --quick          # a smoke run; records nothing
+
+All three systems run at once (each with one gateway process, one worker process, its own
+redis-server and its own PostgreSQL database) and are measured in turn at each concurrency, so
+machine noise hits them alike. Needs PostgreSQL (AITASKS_TEST_POSTGRES) and redis-server on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from datetime import datetime
+
+import httpx
+
+from benchmarks.harness import (
+    SYSTEMS,
+    WAITERS,
+    LoadResult,
+    System,
+    closed_loop,
+    percentile,
+    progress_bar,
+    run_loop,
+    running,
+)
+from benchmarks.report import append_result, machine_summary
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=3000, help="tasks per measurement")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[20, 50, 200])
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--poll-ms", type=float, default=20.0, help="the polling client's period")
+    parser.add_argument(
+        "--aitasks-modes", nargs="*", choices=["wait", "sse"], default=["wait", "sse"],
+        help="extra ways aitasks' clients wait, besides polling",
+    )  # fmt: skip
+    parser.add_argument("--openai-requests", type=int, default=2000, help="0 skips the sync path")
+    parser.add_argument("--openai-concurrency", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="30 tasks at concurrency 5; no record")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.concurrency, args.openai_requests = 30, [5], 30
+        args.openai_concurrency, args.no_record = 5, True
+    return args
+
+
+def measure(system: System, n: int, concurrency: int, mode: str, poll_s: float) -> LoadResult:
+    bar, advance = progress_bar(n, f"{system.name} {mode} c={concurrency}")
+    with bar:
+        result: LoadResult = run_loop(
+            closed_loop(system.base_urls, n, concurrency, WAITERS[mode](poll_s), advance)
+        )
+    assert result.failures == 0, f"{system.name}: {result.failures} tasks did not succeed"
+    return result
+
+
+async def openai_sync(base_url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
+    """Closed loop of non-streamed `chat.completions.create`: requests/s and latencies."""
+    limits = httpx.Limits(max_connections=concurrency + 10)
+    body = {"model": "mock-chat", "messages": [{"role": "user", "content": "Hi!"}]}
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+        counter = iter(range(n))
+        started = time.perf_counter()
+
+        async def one_client() -> None:
+            for _ in counter:
+                sent = time.perf_counter()
+                response = await client.post("/openai/v1/chat/completions", json=body)
+                assert response.status_code == 200, response.text
+                latencies.append(time.perf_counter() - sent)
+
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        return n / (time.perf_counter() - started), latencies
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def table(results: dict[tuple[str, int], LoadResult], args: argparse.Namespace) -> list[str]:
+    names = [s for s in ("aitasks", "seed", "celery") if s in args.systems]
+    head = f"{'c':>4} {'figure':<13}" + "".join(f"{n:>10}" for n in names)
+    if "aitasks" in names:
+        head += "".join(f"{'/' + n:>10}" for n in names if n != "aitasks")
+    lines = [head]
+    figures = [
+        ("submitted/s", lambda r: r.submitted_per_s),
+        ("completed/s", lambda r: r.completed_per_s),
+        ("p50 ms", lambda r: r.ms(0.50)),
+        ("p95 ms", lambda r: r.ms(0.95)),
+        ("p99 ms", lambda r: r.ms(0.99)),
+    ]
+    for c in args.concurrency:
+        for label, get in figures:
+            values = {n: get(results[(f"{n} poll", c)]) for n in names}
+            line = f"{c:>4} {label:<13}" + "".join(f"{values[n]:>10.1f}" for n in names)
+            if "aitasks" in names:
+                line += "".join(
+                    f"{ratio(values['aitasks'], values[n]):>10}" for n in names if n != "aitasks"
+                )
+            lines.append(line)
+    for mode in args.aitasks_modes if "aitasks" in names else []:
+        for c in args.concurrency:
+            r = results[(f"aitasks {mode}", c)]
+            lines.append(
+                f"aitasks, waiting by {mode}, c={c}: submitted/s {r.submitted_per_s:.1f}, "
+                f"completed/s {r.completed_per_s:.1f}, p50 {r.ms(0.5):.1f} ms, "
+                f"p95 {r.ms(0.95):.1f} ms, p99 {r.ms(0.99):.1f} ms"
+            )
+    return lines
+
+
+def main() -> int:
+    args = parse_args()
+    poll_s = args.poll_ms / 1000
+    results: dict[tuple[str, int], LoadResult] = {}
+    lines: list[str] = []
+    with contextlib.ExitStack() as stack:
+        systems = {name: stack.enter_context(running(name)) for name in args.systems}
+        print(f"started {', '.join(systems)}", flush=True)
+        for c in args.concurrency:
+            for name, system in systems.items():
+                modes = ["poll", *(args.aitasks_modes if name == "aitasks" else [])]
+                for mode in modes:
+                    r = measure(system, args.tasks, c, mode, poll_s)
+                    results[(f"{name} {mode}", c)] = r
+                    print(f"  {name:<8} {mode:<5} c={c:<4} completed/s {r.completed_per_s:7.1f}"
+                          f"  p99 {r.ms(0.99):7.1f} ms", flush=True)  # fmt: skip
+        lines = [
+            f"{args.tasks} tasks per cell, mock latency 0, one gateway + one worker process each, "
+            f"polling every {args.poll_ms:g} ms",
+            *table(results, args),
+        ]
+        if "aitasks" in systems and args.openai_requests:
+            rate, latencies = run_loop(
+                openai_sync(systems["aitasks"].base_urls[0], args.openai_requests,
+                            args.openai_concurrency)
+            )  # fmt: skip
+            ms = [s * 1000 for s in latencies]
+            lines.append(
+                f"aitasks OpenAI sync POST /openai/v1/chat/completions, c={args.openai_concurrency}"
+                f": {rate:.1f} req/s, p50 {percentile(ms, 0.5):.1f} ms, "
+                f"p95 {percentile(ms, 0.95):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms"
+            )
+    print("\n".join(lines))
+    if not args.no_record:
+        command = "python -m benchmarks.e2e " + " ".join(sys.argv[1:])
+        append_result("End to end: aitasks vs the seed vs Celery", command, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    print(f"e2e benchmark on {machine_summary()} at {datetime.now():%Y-%m-%d %H:%M}", flush=True)
+    raise SystemExit(main())

@@ -1,0 +1,371 @@
+"""Shared by the load benchmarks: start a system (aitasks, the seed baseline, the Celery baseline)
+as real processes on a private Redis and a fresh PostgreSQL database, drive it over HTTP, sum up.
+
+Every system runs with its logs at WARNING (no access log), so no one pays for logging the others
+skip. The client is the same for all three: asyncio + httpx on uvloop, in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.conftest import fresh_postgres_database
+from tests.helpers import (
+    TERMINAL,
+    Background,
+    Process,
+    free_port,
+    run_cli,
+    service_env,
+    wait_until_up,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEMS = ("aitasks", "seed", "celery")
+MODEL = "mock-chat"  # aitasks' built-in mock model; the baselines route "mock" to their mock queue
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Command:
+    """Any command (uvicorn, celery, a baseline worker) as a process with its output in a log."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], cwd: Path, name: str) -> None:
+        self.args = argv
+        self.log_path = cwd / f"{name}-{free_port()}.log"
+        self._log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            argv, env=dict(env), cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+
+Proc = Process | Command
+
+
+@dataclass
+class System:
+    name: str
+    base_urls: list[str]
+    database_url: str  # plain postgresql://, for the benchmark's own queries
+    gateways: list[Proc] = field(default_factory=list)
+    workers: list[Proc] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A redis-server of our own, without persistence; yields its URL."""
+    port = free_port()
+    server = Background(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port),
+         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        port,
+    )  # fmt: skip
+    server.start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.kill()
+
+
+@contextlib.contextmanager
+def running(
+    name: str,
+    *,
+    gateways: int = 1,
+    workers: int = 1,
+    latency_ms: int = 0,
+    worker_concurrency: int | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[System]:
+    """Start one system on its own Redis and database; stop it and drop both afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=f"aitasks-bench-{name}-"))
+    with private_redis() as redis_url, fresh_postgres_database() as database_url:
+        starter = {"aitasks": _start_aitasks, "seed": _start_seed, "celery": _start_celery}[name]
+        system = System(name, [], database_url)
+        try:
+            starter(system, folder, redis_url, gateways, workers, latency_ms,
+                    worker_concurrency, dict(extra_env or {}))  # fmt: skip
+            warm_up(system)
+            yield system
+        finally:
+            for process in [*system.gateways, *system.workers]:
+                process.stop()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_aitasks(
+    system: System, folder: Path, redis_url: str, gateways: int, workers: int,
+    latency_ms: int, concurrency: int | None, extra: dict[str, str],
+) -> None:  # fmt: skip
+    env = service_env(
+        DATABASE_URL=system.database_url,
+        REDIS_URL=redis_url,
+        AITASKS_DATA_DIR=str(folder / "data"),
+        AITASKS_MOCK_LATENCY_MS=str(latency_ms),
+        AITASKS_LOG_LEVEL="WARNING",
+        **extra,
+    )
+    migrated = run_cli(["db", "upgrade"], env, folder)
+    assert migrated.returncode == 0, migrated.stderr
+    for _ in range(gateways):
+        port = free_port()
+        gateway = Process(["api", "--port", str(port)], env, folder)
+        system.gateways.append(gateway)
+        system.base_urls.append(f"http://127.0.0.1:{port}")
+        wait_until_up(system.base_urls[-1], gateway)
+    worker_args = ["worker"] + (["--concurrency", str(concurrency)] if concurrency else [])
+    system.workers = [Process(worker_args, env, folder) for _ in range(workers)]
+    # At WARNING the worker logs nothing on start-up: its heartbeat in /v1/status says it is up.
+    deadline = time.monotonic() + 60
+    while len(httpx.get(f"{system.base_urls[0]}/v1/status").json()["workers"]) < workers:
+        for worker in system.workers:
+            assert worker.popen.poll() is None, worker.log()
+        assert time.monotonic() < deadline, "workers did not come up"
+        time.sleep(0.2)
+
+
+def _baseline_env(system: System, redis_url: str, latency_ms: int) -> dict[str, str]:
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    return service_env(
+        SEED_DATABASE_URL=system.database_url.replace("postgresql://", "postgresql+psycopg://", 1),
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=port,
+        SEED_MOCK_LATENCY_MS=str(latency_ms),
+        PYTHONPATH=str(ROOT),
+    )
+
+
+def _start_gateways(system: System, folder: Path, env: dict[str, str], app: str, n: int) -> None:
+    for _ in range(n):
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
+        gateway = Command(argv, env, folder, "gateway")
+        system.gateways.append(gateway)
+        system.base_urls.append(f"http://127.0.0.1:{port}")
+        wait_until_up(system.base_urls[-1], gateway)  # type: ignore[arg-type]
+
+
+def _create_tables(env: dict[str, str], folder: Path) -> None:
+    argv = [sys.executable, "-m", "benchmarks.baselines.seed.shared"]
+    subprocess.run(argv, env=env, cwd=folder, check=True, capture_output=True, timeout=60)
+
+
+def _start_seed(
+    system: System, folder: Path, redis_url: str, gateways: int, workers: int,
+    latency_ms: int, concurrency: int | None, extra: dict[str, str],
+) -> None:  # fmt: skip
+    env = {**_baseline_env(system, redis_url, latency_ms), **extra}
+    _create_tables(env, folder)
+    _start_gateways(system, folder, env, "benchmarks.baselines.seed.main:app", gateways)
+    argv = [sys.executable, "-m", "benchmarks.baselines.seed.worker"]
+    system.workers = [Command(argv, env, folder, "worker") for _ in range(workers)]
+
+
+def _start_celery(
+    system: System, folder: Path, redis_url: str, gateways: int, workers: int,
+    latency_ms: int, concurrency: int | None, extra: dict[str, str],
+) -> None:  # fmt: skip
+    env = {**_baseline_env(system, redis_url, latency_ms), "CELERY_BROKER_URL": redis_url, **extra}
+    _create_tables(env, folder)
+    _start_gateways(system, folder, env, "benchmarks.baselines.celery_app.main:app", gateways)
+    # Prefork, one child per core: the idiomatic Celery worker for this 2-core machine.
+    argv = [sys.executable, "-m", "celery", "-A", "benchmarks.baselines.celery_app.tasks",
+            "worker", "-Q", "mock", "-c", str(concurrency or 2), "--pool", "prefork",
+            "--loglevel", "WARNING", "-n", "bench{}@%h"]  # fmt: skip
+    system.workers = [
+        Command([*argv[:-1], argv[-1].format(i)], env, folder, "worker") for i in range(workers)
+    ]
+
+
+def warm_up(system: System, timeout: float = 60) -> None:
+    """One task end to end on every gateway: each system is up and has its connections open."""
+    for base_url in system.base_urls:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            task_id = client.post(
+                "/v1/chat/completions", json={"prompt": "warm up", "model": MODEL}
+            ).json()["task_id"]
+            deadline = time.monotonic() + timeout
+            while client.get(f"/v1/tasks/{task_id}").json()["status"] not in TERMINAL:
+                for worker in system.workers:
+                    assert worker.popen.poll() is None, worker.log()
+                assert time.monotonic() < deadline, f"{system.name}: warm-up task never finished"
+                time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def peak_rss_mib(pid: int) -> tuple[float, float]:
+    """(peak, current) resident memory of a process in MiB, from /proc (psutil is not needed)."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields["VmHWM"], fields["VmRSS"]
+
+
+def sql(database_url: str, statement: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        return list(connection.execute(statement))  # type: ignore[arg-type]
+
+
+@dataclass
+class LoadResult:
+    started: float
+    submitted_at: list[float] = field(default_factory=list)  # when each 202 came back
+    latencies: list[float] = field(default_factory=list)  # submit sent -> result seen, seconds
+    finished_at: list[float] = field(default_factory=list)
+    failures: int = 0
+
+    @property
+    def submitted_per_s(self) -> float:
+        return len(self.submitted_at) / (max(self.submitted_at) - self.started)
+
+    @property
+    def completed_per_s(self) -> float:
+        return len(self.finished_at) / (max(self.finished_at) - self.started)
+
+    def ms(self, share: float) -> float:
+        return percentile(self.latencies, share) * 1000
+
+
+Waiter = Callable[[httpx.AsyncClient, str], Any]
+
+
+def poller(interval: float) -> Waiter:
+    """The seed's client: GET the task every `interval` seconds until it has finished."""
+
+    async def wait(client: httpx.AsyncClient, task_id: str) -> str:
+        while True:
+            status: str = (await client.get(f"/v1/tasks/{task_id}")).json()["status"]
+            if status in TERMINAL:
+                return status
+            await asyncio.sleep(interval)
+
+    return wait
+
+
+async def long_wait(client: httpx.AsyncClient, task_id: str) -> str:
+    """`Prefer: wait=30`: the gateway answers when the task has finished."""
+    while True:
+        response = await client.get(f"/v1/tasks/{task_id}", headers={"Prefer": "wait=30"})
+        status: str = response.json()["status"]
+        if status in TERMINAL:
+            return status
+
+
+async def event_stream(client: httpx.AsyncClient, task_id: str) -> str:
+    """The task's SSE stream, read until its `done` event."""
+    async with client.stream("GET", f"/v1/tasks/{task_id}/events") as response:
+        done = False
+        async for line in response.aiter_lines():
+            if line == "event: done":
+                done = True
+            elif done and line.startswith("data: "):
+                return "SUCCESS" if '"status": "SUCCESS"' in line else "FAILED"
+    raise AssertionError(f"event stream of {task_id} ended without `done`")
+
+
+WAITERS: dict[str, Callable[[float], Waiter]] = {
+    "poll": poller,
+    "wait": lambda _: long_wait,
+    "sse": lambda _: event_stream,
+}
+
+
+def clients(base_urls: list[str], concurrency: int) -> list[httpx.AsyncClient]:
+    per = concurrency // len(base_urls) + 10
+    limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+    return [httpx.AsyncClient(base_url=u, timeout=120, limits=limits) for u in base_urls]
+
+
+async def closed_loop(
+    base_urls: list[str],
+    n: int,
+    concurrency: int,
+    wait: Waiter,
+    progress: Callable[[], None] = lambda: None,
+    prompt: str = "Hello, who are you?",
+) -> LoadResult:
+    """`concurrency` clients, each submitting a task and waiting for its result, then the next,
+    until `n` tasks have finished. Requests are spread round-robin over the gateways."""
+    pool = clients(base_urls, concurrency)
+    result = LoadResult(started=time.perf_counter())
+    counter = iter(range(n))
+
+    async def client_loop() -> None:
+        for i in counter:
+            client = pool[i % len(pool)]
+            sent = time.perf_counter()
+            response = await client.post(
+                "/v1/chat/completions", json={"prompt": f"{prompt} #{i}", "model": MODEL}
+            )
+            assert response.status_code == 202, response.text
+            result.submitted_at.append(time.perf_counter())
+            status = await wait(client, response.json()["task_id"])
+            seen = time.perf_counter()
+            result.failures += status != "SUCCESS"
+            result.latencies.append(seen - sent)
+            result.finished_at.append(seen)
+            progress()
+
+    try:
+        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    finally:
+        for client in pool:
+            await client.aclose()
+    return result
+
+
+def run_loop(coroutine: Any) -> Any:
+    """Run the client on uvloop where it is installed: less client CPU on a small machine."""
+    try:
+        import uvloop
+
+        return uvloop.run(coroutine)
+    except ImportError:
+        return asyncio.run(coroutine)
+
+
+def progress_bar(total: int, label: str) -> tuple[Any, Callable[[], None]]:
+    """A rich progress bar on a terminal, nothing otherwise; returns (context, advance)."""
+    from rich.progress import Progress
+
+    bar = Progress(transient=True, disable=not sys.stderr.isatty())
+    task = bar.add_task(label, total=total)
+    return bar, lambda: bar.advance(task)
