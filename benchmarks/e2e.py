@@ -52,6 +52,10 @@ def parse_args() -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--openai-requests", type=int, default=2000, help="0 skips the sync path")
     parser.add_argument("--openai-concurrency", type=int, default=20)
+    parser.add_argument(
+        "--profile", metavar="DIR",
+        help="run aitasks' processes under pyinstrument, counting SQL and Redis calls, into DIR",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="30 tasks at concurrency 5; no record")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
@@ -134,7 +138,13 @@ def main() -> int:
     results: dict[tuple[str, int], LoadResult] = {}
     lines: list[str] = []
     with contextlib.ExitStack() as stack:
-        systems = {name: stack.enter_context(running(name)) for name in args.systems}
+        profiled = {"BENCH_PROFILE_DIR": args.profile} if args.profile else {}
+        systems = {
+            name: stack.enter_context(
+                running(name, extra_env=profiled if name == "aitasks" else {})
+            )
+            for name in args.systems
+        }
         print(f"started {', '.join(systems)}", flush=True)
         for c in args.concurrency:
             for name, system in systems.items():

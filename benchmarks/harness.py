@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import redis
 
 from tests.conftest import fresh_postgres_database
 from tests.helpers import (
@@ -74,6 +75,9 @@ class System:
     name: str
     base_urls: list[str]
     database_url: str  # plain postgresql://, for the benchmark's own queries
+    redis_url: str
+    folder: Path
+    env: dict[str, str] = field(default_factory=dict)
     gateways: list[Proc] = field(default_factory=list)
     workers: list[Proc] = field(default_factory=list)
 
@@ -108,11 +112,12 @@ def running(
     folder = Path(tempfile.mkdtemp(prefix=f"aitasks-bench-{name}-"))
     with private_redis() as redis_url, fresh_postgres_database() as database_url:
         starter = {"aitasks": _start_aitasks, "seed": _start_seed, "celery": _start_celery}[name]
-        system = System(name, [], database_url)
+        system = System(name, [], database_url, redis_url, folder)
         try:
             starter(system, folder, redis_url, gateways, workers, latency_ms,
                     worker_concurrency, dict(extra_env or {}))  # fmt: skip
-            warm_up(system)
+            if workers:  # with none, the caller starts them when it wants them
+                warm_up(system)
             yield system
         finally:
             for process in [*system.gateways, *system.workers]:
@@ -132,23 +137,42 @@ def _start_aitasks(
         AITASKS_LOG_LEVEL="WARNING",
         **extra,
     )
+    system.env = env
     migrated = run_cli(["db", "upgrade"], env, folder)
     assert migrated.returncode == 0, migrated.stderr
     for _ in range(gateways):
         port = free_port()
-        gateway = Process(["api", "--port", str(port)], env, folder)
+        gateway = _aitasks(system, ["api", "--port", str(port)])
         system.gateways.append(gateway)
         system.base_urls.append(f"http://127.0.0.1:{port}")
-        wait_until_up(system.base_urls[-1], gateway)
-    worker_args = ["worker"] + (["--concurrency", str(concurrency)] if concurrency else [])
-    system.workers = [Process(worker_args, env, folder) for _ in range(workers)]
-    # At WARNING the worker logs nothing on start-up: its heartbeat in /v1/status says it is up.
+        wait_until_up(system.base_urls[-1], gateway)  # type: ignore[arg-type]
+    for _ in range(workers):
+        start_aitasks_worker(system, concurrency)
+
+
+def _aitasks(system: System, args: list[str]) -> Proc:
+    """`aitasks ARGS`; under the profiler (benchmarks.profile_run) when BENCH_PROFILE_DIR is set."""
+    if "BENCH_PROFILE_DIR" not in system.env:
+        return Process(args, system.env, system.folder)
+    argv = [sys.executable, "-m", "benchmarks.profile_run", *args]
+    env = {**system.env, "PYTHONPATH": str(ROOT)}
+    return Command(argv, env, system.folder, args[0])
+
+
+def start_aitasks_worker(system: System, concurrency: int | None = None) -> Proc:
+    """One more `aitasks worker`; returns once its heartbeat shows in /v1/status."""
+    args = ["worker"] + (["--concurrency", str(concurrency)] if concurrency else [])
+    worker = _aitasks(system, args)
+    system.workers.append(worker)
+    # At WARNING the worker logs nothing on start-up: its heartbeat says it is up.
     deadline = time.monotonic() + 60
-    while len(httpx.get(f"{system.base_urls[0]}/v1/status").json()["workers"]) < workers:
-        for worker in system.workers:
-            assert worker.popen.poll() is None, worker.log()
-        assert time.monotonic() < deadline, "workers did not come up"
-        time.sleep(0.2)
+    while len(httpx.get(f"{system.base_urls[0]}/v1/status").json()["workers"]) < len(
+        system.workers
+    ):
+        assert worker.popen.poll() is None, worker.log()
+        assert time.monotonic() < deadline, "the worker did not come up"
+        time.sleep(0.1)
+    return worker
 
 
 def _baseline_env(system: System, redis_url: str, latency_ms: int) -> dict[str, str]:
@@ -181,7 +205,7 @@ def _start_seed(
     system: System, folder: Path, redis_url: str, gateways: int, workers: int,
     latency_ms: int, concurrency: int | None, extra: dict[str, str],
 ) -> None:  # fmt: skip
-    env = {**_baseline_env(system, redis_url, latency_ms), **extra}
+    env = system.env = {**_baseline_env(system, redis_url, latency_ms), **extra}
     _create_tables(env, folder)
     _start_gateways(system, folder, env, "benchmarks.baselines.seed.main:app", gateways)
     argv = [sys.executable, "-m", "benchmarks.baselines.seed.worker"]
@@ -193,6 +217,7 @@ def _start_celery(
     latency_ms: int, concurrency: int | None, extra: dict[str, str],
 ) -> None:  # fmt: skip
     env = {**_baseline_env(system, redis_url, latency_ms), "CELERY_BROKER_URL": redis_url, **extra}
+    system.env = env
     _create_tables(env, folder)
     _start_gateways(system, folder, env, "benchmarks.baselines.celery_app.main:app", gateways)
     # Prefork, one child per core: the idiomatic Celery worker for this 2-core machine.
@@ -242,6 +267,36 @@ def peak_rss_mib(pid: int) -> tuple[float, float]:
 def sql(database_url: str, statement: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url, autocommit=True) as connection:
         return list(connection.execute(statement))  # type: ignore[arg-type]
+
+
+def status_counts(database_url: str) -> dict[str, int]:
+    return dict(sql(database_url, "SELECT status, count(*) FROM tasks GROUP BY status"))
+
+
+def db_counters(database_url: str) -> dict[str, int]:
+    """This database's cumulative activity (PostgreSQL flushes these about once a second)."""
+    columns = ("xact_commit", "xact_rollback", "tup_returned", "tup_fetched", "tup_inserted",
+               "tup_updated", "blks_hit", "blks_read")  # fmt: skip
+    name = database_url.rsplit("/", 1)[1]
+    row = sql(
+        database_url,
+        f"SELECT {', '.join(columns)} FROM pg_stat_database WHERE datname = '{name}'",
+    )[0]
+    return dict(zip(columns, (int(v) for v in row), strict=True))
+
+
+def redis_calls(redis_url: str) -> dict[str, int]:
+    """Calls per Redis command since the server started (INFO commandstats)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
 
 
 @dataclass
@@ -321,6 +376,7 @@ async def closed_loop(
     wait: Waiter,
     progress: Callable[[], None] = lambda: None,
     prompt: str = "Hello, who are you?",
+    limit_s: float = 900,
 ) -> LoadResult:
     """`concurrency` clients, each submitting a task and waiting for its result, then the next,
     until `n` tasks have finished. Requests are spread round-robin over the gateways."""
@@ -345,7 +401,9 @@ async def closed_loop(
             progress()
 
     try:
-        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+        # A system that stops finishing tasks (a dead worker) fails the run instead of hanging it.
+        async with asyncio.timeout(limit_s):
+            await asyncio.gather(*(client_loop() for _ in range(concurrency)))
     finally:
         for client in pool:
             await client.aclose()

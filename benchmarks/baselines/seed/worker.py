@@ -49,7 +49,7 @@ def main() -> None:
     r = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, decode_responses=True)
     print(f"mock worker listening on {QUEUES}", flush=True)
     while True:
-        item = r.brpop(QUEUES, timeout=5)
+        item = r.brpop(QUEUES, timeout=1)  # under redis-py's 5 s socket timeout
         if item is not None:
             process(item[1])
 

@@ -1,0 +1,38 @@
+"""Each benchmark runs end to end in its --quick form: it starts, measures, prints its figures and
+exits 0, without touching RESULTS.md. How fast it measured is not checked here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+
+@pytest.mark.parametrize(
+    ("module", "figures"),
+    [
+        ("e2e", ["submitted/s", "completed/s", "p99 ms", "/seed", "/celery", "OpenAI sync"]),
+        ("slow_models", ["peak RSS", "tasks/s", "every task SUCCESS"]),
+        ("scale_out", ["completed/s", "2 worker(s)"]),
+        ("polling", ["GET/s", "per GET"]),
+    ],
+)
+def test_quick_run(module: str, figures: list[str]) -> None:
+    before = RESULTS.read_bytes() if RESULTS.exists() else b""
+    run = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    for figure in figures:
+        assert figure in run.stdout, run.stdout
+    assert (RESULTS.read_bytes() if RESULTS.exists() else b"") == before, "a quick run recorded"
