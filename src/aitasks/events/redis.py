@@ -1,4 +1,7 @@
-"""Event logs on Redis Streams: one capped stream per task, readable from any gateway."""
+"""Event logs on Redis Streams: one capped stream per task, readable from any gateway.
+
+Every command touches one task's key (tagged `{t:<task>}`), so it works on Redis Cluster too.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +9,24 @@ import json
 from typing import Any
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
 
 from aitasks.events.base import DONE, FINISHED_LOG_TTL, MAX_EVENTS, Event, EventLog
 from aitasks.queue.base import QueueUnavailable
 from aitasks.queue.keys import events_key
+from aitasks.redis_connect import UNREACHABLE, RedisClient, connect
 
 # Longer than any blocking read, or that read would time out.
 SOCKET_TIMEOUT_SECONDS = 60.0
 
 
 class RedisEventLog(EventLog):
-    def __init__(self, redis: Redis, *, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisEventLog:
-        redis = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=5,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        )
-        return cls(redis, prefix=prefix)
+        return cls(connect(url, socket_timeout=SOCKET_TIMEOUT_SECONDS), prefix=prefix)
 
     async def append(self, task_id: str, event_type: str, data: dict[str, Any]) -> str:
         key = events_key(self.prefix, task_id)
@@ -40,7 +37,7 @@ class RedisEventLog(EventLog):
                 # Every log expires; a finished task's sooner, once nobody is likely to read it.
                 pipe.expire(key, FINISHED_LOG_TTL if event_type == DONE else 24 * 3600)
                 event_id, _ = await pipe.execute()
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        except UNREACHABLE as exc:
             raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
         return str(event_id)
 
@@ -49,7 +46,7 @@ class RedisEventLog(EventLog):
         block = int(wait_seconds * 1000) if wait_seconds > 0 else None
         try:
             found: Any = await self.redis.xread({key: after or "0-0"}, block=block)
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        except UNREACHABLE as exc:
             raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
         except redis_errors.ResponseError:
             return []  # a malformed Last-Event-ID: nothing is after it
@@ -62,7 +59,7 @@ class RedisEventLog(EventLog):
     async def reset(self, task_id: str) -> None:
         try:
             await self.redis.delete(events_key(self.prefix, task_id))
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        except UNREACHABLE as exc:
             raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
 
     async def close(self) -> None:

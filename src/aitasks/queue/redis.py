@@ -2,6 +2,10 @@
 
 Unlike `BRPOP` on a list, an entry read from a stream stays in the group's pending list until it is
 acknowledged, so a worker that dies holding a task leaves it there for another to claim.
+
+On Redis Cluster every command touches keys of one hash slot (each queue's keys share the tag
+`{q:<queue>}`), pipelines are non-transactional so the client splits them by node, and queues on
+different slots are read one slot at a time (see `receive`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from aitasks.queue.base import Delivery, QueueUnavailable, TaskQueue
 from aitasks.queue.keys import (
@@ -28,6 +32,7 @@ from aitasks.queue.keys import (
     worker_key,
     workers_key,
 )
+from aitasks.redis_connect import UNREACHABLE, RedisClient, connect
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -58,7 +63,7 @@ SCAN_PAGE = 1000
 class RedisStreamQueue(TaskQueue):
     """Task queues on Redis Streams."""
 
-    def __init__(self, redis: Redis, *, prefix: str, redeliver_after: float) -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str, redeliver_after: float) -> None:
         super().__init__(redeliver_after=redeliver_after)
         self.redis = redis
         self.prefix = prefix
@@ -67,17 +72,13 @@ class RedisStreamQueue(TaskQueue):
         # Where each stream's XAUTOCLAIM scan goes on from: one call looks at a bounded stretch
         # of the pending list, so starting at 0-0 each time could miss entries further back.
         self._reclaim_from: dict[str, str] = {}
+        # Which slot a cluster read starts at, turning each call so no queue waits behind another.
+        self._first_slot = 0
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, redeliver_after: float) -> RedisStreamQueue:
-        redis = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=5,
-            # Longer than any blocking read the workers make, or those would time out.
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            health_check_interval=30,
-        )
+        # The socket timeout outlasts any blocking read the workers make, or those would time out.
+        redis = connect(url, socket_timeout=SOCKET_TIMEOUT_SECONDS)
         return cls(redis, prefix=prefix, redeliver_after=redeliver_after)
 
     def _key(self, queue: str) -> str:
@@ -87,7 +88,7 @@ class RedisStreamQueue(TaskQueue):
         """Run one Redis operation, turning connection failures into `QueueUnavailable`."""
         try:
             return await operation()
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        except UNREACHABLE as exc:
             raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
 
     async def _ensure_group(self, key: str) -> None:
@@ -118,22 +119,109 @@ class RedisStreamQueue(TaskQueue):
             if deliveries:
                 return deliveries
             block_ms = max(1, int(wait_seconds * 1000))
-            read: Any = await self._call(
-                lambda: self.redis.xreadgroup(
-                    CONSUMER_GROUP, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms
-                )
-            )
+            slots = self._by_slot(keys)
+            if len(slots) == 1:
+                # One server (or one slot): a single blocking read across every stream.
+                return await self._read(keys, consumer, count, block_ms)
+            # A read may not span slots, and a blocking XREADGROUP per slot cannot be called off
+            # once another returns (what the server had handed it would sit pending until
+            # reclaimed); so take what is there slot by slot, else wait, consuming nothing, until
+            # some slot has new entries, and take again. Starting slot turns, for fairness.
+            self._first_slot = (self._first_slot + 1) % len(slots)
+            slots = slots[self._first_slot :] + slots[: self._first_slot]
+            deliveries = await self._read_each(slots, consumer, count)
+            if not deliveries:
+                woken = await self._wait_for_entries(slots, block_ms)
+                if woken:
+                    # The slots that woke first: they hold what the wait was for.
+                    rest = [keys for keys in slots if keys not in woken]
+                    deliveries = await self._read_each(woken + rest, consumer, count)
+            return deliveries
         except redis_errors.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
                 raise
             # Redis restarted empty (or the stream was deleted): make the groups again next call.
             self._groups.clear()
             return []
+
+    def _by_slot(self, keys: dict[str, str]) -> list[dict[str, str]]:
+        """`keys` split into the sets one command may touch together: all of them on one server,
+        one set per hash slot on a cluster."""
+        if not isinstance(self.redis, RedisCluster):
+            return [keys]
+        slots: dict[int, dict[str, str]] = {}
+        for key, queue in keys.items():
+            slots.setdefault(self.redis.keyslot(key), {})[key] = queue
+        return list(slots.values())
+
+    async def _read(
+        self, keys: dict[str, str], consumer: str, count: int, block_ms: int | None
+    ) -> list[Delivery]:
+        """New entries of streams in one slot; waits up to `block_ms` for one unless None."""
+        read: Any = await self._call(
+            lambda: self.redis.xreadgroup(
+                CONSUMER_GROUP, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms
+            )
+        )
         return [
             self._delivery(keys[key], message_id, fields)
             for key, entries in (read or [])
             for message_id, fields in entries
         ]
+
+    async def _read_each(
+        self, slots: list[dict[str, str]], consumer: str, count: int
+    ) -> list[Delivery]:
+        """What each slot's streams hold for the group now, up to `count` in all, not waiting."""
+        deliveries: list[Delivery] = []
+        for keys in slots:
+            deliveries += await self._read(keys, consumer, count - len(deliveries), None)
+            if len(deliveries) >= count:
+                break
+        return deliveries
+
+    async def _wait_for_entries(
+        self, slots: list[dict[str, str]], block_ms: int
+    ) -> list[dict[str, str]]:
+        """Wait up to `block_ms` until a stream holds an entry the group has not delivered; the
+        slots where one came (none on timeout). Plain XREADs from the group's last delivered id
+        take nothing, so the ones still waiting when another returns can be cancelled."""
+        last = dict(
+            zip(
+                [key for keys in slots for key in keys],
+                await asyncio.gather(*(self._last_delivered(k) for keys in slots for k in keys)),
+                strict=True,
+            )
+        )
+
+        async def wait(keys: dict[str, str]) -> bool:
+            found: Any = await self._call(
+                lambda: self.redis.xread({k: last[k] for k in keys}, count=1, block=block_ms)
+            )
+            return bool(found)
+
+        waits = [asyncio.ensure_future(wait(keys)) for keys in slots]
+        try:
+            pending: set[asyncio.Future[bool]] = set(waits)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                woken = [
+                    keys for keys, w in zip(slots, waits, strict=True) if w in done and w.result()
+                ]
+                if woken:
+                    return woken
+            return []
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _last_delivered(self, key: str) -> str:
+        groups: Any = await self._call(lambda: self.redis.xinfo_groups(key))
+        for group in groups:
+            if group["name"] == CONSUMER_GROUP:
+                return str(group["last-delivered-id"])
+        raise redis_errors.ResponseError(f"NOGROUP no group {CONSUMER_GROUP} on {key}")
 
     async def _reclaim(self, keys: dict[str, str], consumer: str, count: int) -> list[Delivery]:
         """Take over entries whose consumer has not touched them for `redeliver_after` seconds."""
@@ -230,7 +318,11 @@ class RedisStreamQueue(TaskQueue):
             ids: list[str] = await self.redis.zrange(index, 0, -1)  # type: ignore[assignment]
             if not ids:
                 return []
-            return list(await self.redis.mget([worker_key(self.prefix, i) for i in ids]))
+            # GETs in a pipeline rather than one MGET: each worker's key may be on another slot.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for worker_id in ids:
+                    pipe.get(worker_key(self.prefix, worker_id))
+                return list(await pipe.execute())
 
         return [json.loads(raw) for raw in await self._call(read) if raw]
 
@@ -240,14 +332,20 @@ class RedisStreamQueue(TaskQueue):
 
     async def cancellations(self) -> AsyncIterator[str]:
         channel = cancel_channel(self.prefix)
+        # On a cluster the subscription is made on one node; PUBLISH reaches every node's
+        # subscribers, so that is enough.
         while True:
             try:
+                if isinstance(self.redis, RedisCluster):
+                    # A cluster pubsub picks its node from the slot map, which the client only
+                    # loads on its first command; this may be the first.
+                    await self.redis.initialize()
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(channel)
                     async for message in pubsub.listen():
                         if message["type"] == "message":
                             yield str(message["data"])
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            except UNREACHABLE as exc:
                 log.warning("cancel announcements lost (%s); subscribing again", exc)
                 await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
