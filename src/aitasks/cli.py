@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -19,11 +19,13 @@ from rich.live import Live
 from aitasks import logs
 from aitasks.client import DEFAULT_URL, Client, ClientError
 from aitasks.config import Settings
-from aitasks.errors import ConfigError
+from aitasks.errors import AITasksError, ConfigError
 from aitasks.services import Services
 from aitasks.status_view import status_view
+from aitasks.store import keys as store_keys
 from aitasks.store.database import Database
 from aitasks.store.migrate import schema_state, upgrade
+from aitasks.store.models import ApiKey as ApiKeyRow
 from aitasks.worker import Worker
 from aitasks.worker.retrying import retry_database
 
@@ -32,6 +34,8 @@ T = TypeVar("T")
 app = typer.Typer(help="aitasks: an asynchronous AI task service.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="API keys: each acts for a tenant, with its own limits.")
+app.add_typer(keys_app, name="keys")
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
@@ -65,7 +69,7 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Run the whole system in one process: gateway, worker and queue, on the embedded default."""
     from aitasks.api.app import create_app
 
-    settings = _settings()
+    settings = _settings().auth_for_host(host)
     _on_database(settings, upgrade)
 
     async def main() -> None:
@@ -74,8 +78,7 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
             queue = f"Redis at {settings.effective_redis_url}"
         typer.echo(
             f"aitasks on http://{host}:{port} (API docs at /docs)\n"
-            f"  database: {settings.sqlalchemy_url}\n  queue: {queue}\n"
-            "  auth: off: keep it bound to localhost"
+            f"  database: {settings.sqlalchemy_url}\n  queue: {queue}\n  {_auth_line(settings)}"
         )
         await _serve(create_app(settings, embedded=True), host, port, settings)
 
@@ -87,8 +90,15 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Run the gateway. Needs `aitasks db upgrade` first, and workers to run the tasks."""
     from aitasks.api.app import create_app
 
-    settings = _settings()
+    settings = _settings().auth_for_host(host)
+    typer.echo(f"aitasks gateway on http://{host}:{port}; {_auth_line(settings)}")
     asyncio.run(_serve(create_app(settings), host, port, settings))
+
+
+def _auth_line(settings: Settings) -> str:
+    if settings.auth_enabled:
+        return "auth: on (API keys from `aitasks keys create`)"
+    return "auth: OFF: anyone who can reach this port can use it; keep it bound to localhost"
 
 
 @app.command()
@@ -277,6 +287,80 @@ def db_current() -> None:
     state = _on_database(_settings(), schema_state)
     verdict = "up to date" if state.up_to_date else "behind: run `aitasks db upgrade`"
     typer.echo(f"revision {state.current or 'none'} (newest {state.head}): {verdict}")
+
+
+def _limits(key: ApiKeyRow) -> str:
+    parts = [
+        f"{name}={value}"
+        for name, value in (
+            ("rpm", key.rpm),
+            ("max-inflight", key.max_inflight),
+            ("daily-tokens", key.daily_tokens),
+        )
+        if value is not None
+    ]
+    return ", ".join(parts) or "none"
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A unique name for the key.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="The tenant it acts for [default: the key's name].")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    max_inflight: Annotated[int | None, typer.Option(min=1, help="Unfinished tasks.")] = None,
+    daily_tokens: Annotated[int | None, typer.Option(min=1, help="Tokens per UTC day.")] = None,
+) -> None:
+    """Make a key. Its secret is the last line printed, shown this once; only a hash is kept."""
+
+    async def create(db: Database) -> tuple[ApiKeyRow, str]:
+        async with db.session() as session:
+            return await store_keys.create_key(
+                session,
+                name=name,
+                tenant=tenant,
+                rpm=rpm,
+                max_inflight=max_inflight,
+                daily_tokens=daily_tokens,
+            )
+
+    try:
+        key, secret = _on_database(_settings(), create)
+    except AITasksError as exc:
+        raise _fail(exc.message) from None
+    typer.echo(f"key {key.name} (id {key.id}) for tenant {key.tenant}; limits: {_limits(key)}")
+    typer.echo(f"webhook signing secret: {key.webhook_secret}")
+    typer.echo("the key (shown this once; send it as `Authorization: Bearer <key>`):")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key: name, id, tenant, limits, and whether it is revoked. Never the secret."""
+
+    async def rows(db: Database) -> Sequence[ApiKeyRow]:
+        async with db.session() as session:
+            return await store_keys.list_keys(session)
+
+    for key in _on_database(_settings(), rows):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        typer.echo(f"{key.name}\t{key.id}\ttenant={key.tenant}\tlimits: {_limits(key)}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name or id.")]) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+
+    async def revoke(db: Database) -> ApiKeyRow:
+        async with db.session() as session:
+            return await store_keys.revoke_key(session, name)
+
+    try:
+        key = _on_database(_settings(), revoke)
+    except AITasksError as exc:
+        raise _fail(exc.message) from None
+    typer.echo(f"revoked {key.name} (id {key.id})")
 
 
 def main() -> None:

@@ -87,6 +87,53 @@ class Settings(BaseSettings):
         default="INFO", validation_alias=AliasChoices("AITASKS_LOG_LEVEL", "LOG_LEVEL")
     )
 
+    # --- tenants and input limits --------------------------------------------------------------
+    # On: every API call but health needs `Authorization: Bearer <key>`. Unset: on, unless the
+    # gateway listens on loopback only (see `auth_for_host`).
+    auth: bool | None = Field(default=None, validation_alias="AITASKS_AUTH")
+    # How long a gateway trusts a key it looked up: a revoked key works for at most this long.
+    key_cache_seconds: float = Field(
+        default=10.0, ge=0, validation_alias="AITASKS_KEY_CACHE_SECONDS"
+    )
+    max_body_bytes: int = Field(default=1_048_576, gt=0, validation_alias="AITASKS_MAX_BODY_BYTES")
+    max_messages: int = Field(default=500, gt=0, validation_alias="AITASKS_MAX_MESSAGES")
+    max_history_chars: int = Field(
+        default=400_000, gt=0, validation_alias="AITASKS_MAX_HISTORY_CHARS"
+    )
+    max_turns: int = Field(default=10_000, gt=0, validation_alias="AITASKS_MAX_TURNS")
+    max_images: int = Field(default=4, gt=0, validation_alias="AITASKS_MAX_IMAGES")
+    max_image_side: int = Field(default=2048, gt=0, validation_alias="AITASKS_MAX_IMAGE_SIDE")
+    file_url_ttl_seconds: int = Field(
+        default=3600, gt=0, validation_alias="AITASKS_FILE_URL_TTL_SECONDS"
+    )
+    webhook_allow_private: bool = Field(
+        default=False, validation_alias="AITASKS_WEBHOOK_ALLOW_PRIVATE"
+    )
+    webhook_max_attempts: int = Field(
+        default=8, gt=0, validation_alias="AITASKS_WEBHOOK_MAX_ATTEMPTS"
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, validation_alias="AITASKS_WEBHOOK_TIMEOUT_SECONDS"
+    )
+    # The first retry's delay; each one after waits twice as long (up to an hour).
+    webhook_retry_base_seconds: float = Field(
+        default=5.0, gt=0, validation_alias="AITASKS_WEBHOOK_RETRY_BASE_SECONDS"
+    )
+    # Where clients reach the gateway: the base of file links in webhooks (no request to go by).
+    public_url: str = Field(default="http://127.0.0.1:8000", validation_alias="AITASKS_PUBLIC_URL")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth)
+
+    def auth_for_host(self, host: str) -> Settings:
+        """These settings with `auth` decided for a gateway listening on `host`: as set, else on
+        unless only this machine can reach it."""
+        if self.auth is not None:
+            return self
+        loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+        return self.model_copy(update={"auth": not loopback})
+
     @cached_property
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL: `DATABASE_URL`, else the seed's variables, else SQLite."""

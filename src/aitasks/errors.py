@@ -56,6 +56,20 @@ class PayloadTooLarge(AITasksError):
     error_type = "payload_too_large"
 
 
+class LimitExceeded(AITasksError):
+    """A request over one of the operator's input limits (image count, turns in a conversation)."""
+
+    status_code = 422
+    error_type = "limit_exceeded"
+
+
+class Unauthorized(AITasksError):
+    """No API key, or one that is unknown or revoked. Says nothing about which."""
+
+    status_code = 401
+    error_type = "unauthorized"
+
+
 class NotFound(AITasksError):
     status_code = 404
     error_type = "not_found"
@@ -91,6 +105,14 @@ class IdempotencyKeyReused(AITasksError):
 class QueueFull(AITasksError):
     status_code = 429
     error_type = "queue_full"
+
+
+class RateLimited(AITasksError):
+    """An API key over one of its limits: requests per minute, tasks in flight, tokens per day.
+    The message names the limit; `retry_after` says when the key may go on."""
+
+    status_code = 429
+    error_type = "rate_limited"
 
 
 class ServiceUnavailable(AITasksError):

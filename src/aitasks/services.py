@@ -1,16 +1,21 @@
-"""The long-lived parts one process holds: database, queue, model table, file storage."""
+"""The long-lived parts one process holds: database, queue, model table, file storage, event
+log and the per-key limits."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
 from aitasks.events import EventLog, open_event_log
 from aitasks.files import FileStorage, LocalFileStorage
+from aitasks.limits import Limits, open_limits
+from aitasks.links import FileSigner
 from aitasks.providers import IMPLEMENTED
 from aitasks.queue import TaskQueue, open_queue
 from aitasks.routing import ModelTable
+from aitasks.store import keys as store_keys
 from aitasks.store.database import Database
 
 
@@ -33,6 +38,9 @@ class Services:
     models: ModelTable
     storage: FileStorage
     events: EventLog
+    limits: Limits
+    # Signs file links; read from the database by `load_secrets`, shared by every process.
+    file_signer: FileSigner | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, in_process_queue: bool = False) -> Services:
@@ -43,9 +51,19 @@ class Services:
             models=load_models(settings),
             storage=LocalFileStorage(settings.files_dir),
             events=open_event_log(settings, in_process=in_process_queue),
+            limits=open_limits(settings, in_process=in_process_queue),
         )
+
+    async def load_secrets(self) -> None:
+        """Read the secrets every process must share (made by whichever asks first)."""
+        async with self.db.session() as session:
+            secret = await store_keys.service_secret(
+                session, "file_links", make=secrets.token_urlsafe(32)
+            )
+        self.file_signer = FileSigner(secret.encode(), self.settings.file_url_ttl_seconds)
 
     async def close(self) -> None:
         await self.queue.close()
         await self.events.close()
+        await self.limits.close()
         await self.db.dispose()

@@ -13,15 +13,17 @@ from aitasks.store import claims
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
-from aitasks.store.models import Message, Task, TaskStatus
+from aitasks.store.models import LOCAL_TENANT, Message, Task, TaskStatus
+from aitasks.store.tasks import Owner
 
 SPEC = ModelTable.load(environ={}).resolve("mock-chat")
+OWNER = Owner(LOCAL_TENANT)
 
 
 async def submit(db: Database, conversation_id: str | None = None, prompt: str = "hi") -> Task:
     async with db.session() as session:
         submission = await store.submit_task(
-            session, spec=SPEC, prompt=prompt, conversation_id=conversation_id
+            session, owner=OWNER, spec=SPEC, prompt=prompt, conversation_id=conversation_id
         )
         return submission.task
 
@@ -47,7 +49,7 @@ async def test_submit_numbers_the_turns_of_a_conversation(db: Database) -> None:
     assert (first.turn, second.turn) == (1, 2)
     assert first.status == TaskStatus.PENDING
     async with db.session() as session:
-        messages = await history.conversation_messages(session, first.conversation_id)
+        messages = await history.conversation_messages(session, first.conversation_id, tenant=None)
     assert [(m.turn, m.role) for m in messages] == [(1, "user"), (2, "user")]
 
 
@@ -101,7 +103,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_write(
     assert not await complete(db, dead.task, "dead-worker", text="stale")
     assert await complete(db, retry.task, "live-worker", text="fresh")
     async with db.session() as session:
-        messages = await history.conversation_messages(session, task.conversation_id)
+        messages = await history.conversation_messages(session, task.conversation_id, tenant=None)
     assert [(m.role, m.content) for m in messages] == [("user", "hi"), ("assistant", "fresh")]
 
 
@@ -124,7 +126,7 @@ async def test_failing_keeps_the_reason_and_the_attempts(db: Database) -> None:
         assert await claims.fail_task(
             session, held.task, worker_id="w1", error_type="provider_error", message="boom"
         )
-        failed = await store.get_task(session, task.id)
+        failed = await store.get_task(session, task.id, LOCAL_TENANT)
     assert failed.status == TaskStatus.FAILED
     assert failed.error == {"type": "provider_error", "message": "boom", "attempts": 1}
 

@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from aitasks import __version__
+from aitasks.api.auth import KeyCache
+from aitasks.api.body_limit import BodySizeLimit
 from aitasks.api.errors import install_error_handlers
 from aitasks.api.openai import create_openai_app
 from aitasks.api.routes import (
@@ -27,6 +29,7 @@ from aitasks.api.routes import (
     submit,
     tasks,
     web,
+    webhooks,
 )
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
@@ -67,6 +70,7 @@ def create_app(
                     f"the database schema is at {state.current}, this code needs {state.head}: "
                     "run `aitasks db upgrade`"
                 )
+            await services.load_secrets()
             warn_mock_fallbacks(services)
             if embedded:
                 worker = Worker(services, concurrency=settings.worker_concurrency)
@@ -88,9 +92,13 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (submit, tasks, conversations, models, files, health, metrics, status, web):
+    routes = (submit, tasks, conversations, models, files, webhooks, health, metrics, status, web)
+    for module in routes:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.WEB), name="static")
     openai_app = create_openai_app()
     app.mount("/openai", openai_app)
+    # Keys looked up lately, shared by both apps.
+    app.state.key_cache = openai_app.state.key_cache = KeyCache(settings.key_cache_seconds)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

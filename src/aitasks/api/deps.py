@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aitasks.links import Links
 from aitasks.services import Services
 
 
@@ -17,6 +18,15 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_links(request: Request, services: ServicesDep) -> Links:
+    """Links as this caller reached the site; file links signed while auth is on."""
+    root = str(request.url.replace(path="/", query="", fragment=""))
+    return Links(root, services.file_signer if services.settings.auth_enabled else None)
+
+
+LinksDep = Annotated[Links, Depends(get_links)]
 
 
 async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:

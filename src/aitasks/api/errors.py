@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 # drops the client's connection).
 DATABASE_ERRORS = (OSError, TimeoutError, PoolTimeout, DBAPIError)
 
+# Error types for statuses Starlette itself raises (no such route, a body over the cap).
+HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
 # How long a client should wait before retrying when a backing service is down.
 RETRY_AFTER_SECONDS = 2
 
@@ -58,7 +61,9 @@ def install_error_handlers(app: FastAPI) -> None:
         retry_after = exc.retry_after
         if retry_after is None and exc.status_code == 503:
             retry_after = RETRY_AFTER_SECONDS
-        headers = None if retry_after is None else {"Retry-After": str(math.ceil(retry_after))}
+        headers = {} if retry_after is None else {"Retry-After": str(math.ceil(retry_after))}
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
         body = error_body(exc.error_type, exc.message, exc.param, **exc.details)
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
@@ -70,7 +75,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        error_type = "not_found" if exc.status_code == 404 else "http_error"
+        error_type = HTTP_ERROR_TYPES.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(error_type, str(exc.detail)),
             status_code=exc.status_code,

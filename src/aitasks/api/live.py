@@ -13,12 +13,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.datastructures import URL
-
 from aitasks.api.views import task_view
 from aitasks.errors import TaskNotFound
 from aitasks.events import DONE
 from aitasks.events.base import STATUS
+from aitasks.links import Links
 from aitasks.services import Services
 from aitasks.store import tasks as store
 from aitasks.store.models import TERMINAL_STATUSES, Task
@@ -36,14 +35,14 @@ def preferred_wait(prefer: str | None, cap: float) -> float | None:
     return min(float(match.group(1)), cap) if match else None
 
 
-async def load(services: Services, task_id: str) -> Task:
+async def load(services: Services, task_id: str, tenant: str) -> Task:
     async with services.db.session() as session:
-        return await store.get_task(session, task_id)
+        return await store.get_task(session, task_id, tenant)
 
 
-async def wait_for_task(services: Services, task_id: str, seconds: float) -> Task:
-    """The task once it has finished, or as it is after `seconds`."""
-    task = await load(services, task_id)
+async def wait_for_task(services: Services, task_id: str, tenant: str, seconds: float) -> Task:
+    """The tenant's task once it has finished, or as it is after `seconds`."""
+    task = await load(services, task_id, tenant)
     deadline = time.monotonic() + seconds
     after: str | None = None
     while task.status not in TERMINAL_STATUSES:
@@ -59,7 +58,7 @@ async def wait_for_task(services: Services, task_id: str, seconds: float) -> Tas
                 continue
         # A `done`, or a quiet spell: the database says whether it has really finished (a
         # `done` left from before a retry does not count).
-        task = await load(services, task_id)
+        task = await load(services, task_id, tenant)
     return task
 
 
@@ -78,7 +77,7 @@ def sse(event: str, data: Any, event_id: str | None = None) -> str:
 
 
 async def task_events(
-    services: Services, task_id: str, base_url: URL, last_event_id: str | None
+    services: Services, task_id: str, tenant: str, links: Links, last_event_id: str | None
 ) -> AsyncIterator[str]:
     """The task's life as SSE: `status` and `delta` events, then `done` with the task, then end.
 
@@ -92,17 +91,17 @@ async def task_events(
         while True:
             for event in events:
                 if event.type == DONE:
-                    task = await load(services, task_id)
-                    yield sse(DONE, task_view(task, base_url).model_dump(mode="json"), event.id)
+                    task = await load(services, task_id, tenant)
+                    yield sse(DONE, task_view(task, links).model_dump(mode="json"), event.id)
                     return
                 yield sse(event.type, event.data, event.id)
                 after = event.id
             if not events:
-                task = await load(services, task_id)
+                task = await load(services, task_id, tenant)
                 if task.status in TERMINAL_STATUSES:
                     # Finished, and its log expired or its `done` was lost: end the story now.
                     yield sse("status", {"status": task.status})
-                    yield sse(DONE, task_view(task, base_url).model_dump(mode="json"))
+                    yield sse(DONE, task_view(task, links).model_dump(mode="json"))
                     return
             events = await services.events.read(task_id, after=after, wait_seconds=heartbeat)
             if not events:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aitasks.store.models import TaskStatus
+
+WebhookEvent = Literal["task.running", "task.succeeded", "task.failed", "task.cancelled"]
 
 
 class SubmitRequest(BaseModel):
@@ -27,6 +29,17 @@ class SubmitRequest(BaseModel):
     )
     stream: bool = Field(
         default=False, description="Answer with the new task's event stream (SSE) instead."
+    )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="POST the task here (signed, Standard Webhooks) when it finishes.",
+    )
+    callback_events: list[WebhookEvent] | None = Field(
+        default=None,
+        max_length=4,
+        description="Events to send besides the terminal ones (task.succeeded, task.failed, "
+        "task.cancelled, always sent): task.running.",
     )
 
     @field_validator("prompt")
@@ -155,3 +168,25 @@ class Deletion(BaseModel):
     id: str
     object: str = "conversation"
     deleted: bool = True
+
+
+class WebhookDeliveryView(BaseModel):
+    id: str = Field(description="The `webhook-id` header: the same on every retry.")
+    event: str
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None = Field(description="The receiver's last HTTP status.")
+    last_error: str | None
+    next_attempt_at: datetime | None = Field(description="When it is tried again (pending).")
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class WebhookDeliveryList(BaseModel):
+    object: str = "list"
+    data: list[WebhookDeliveryView]
+
+
+class WebhookSecret(BaseModel):
+    secret: str = Field(description="Verifies this key's webhooks (`whsec_...`).")

@@ -1,28 +1,29 @@
-"""Stored rows → the API's JSON shapes. Image URLs are made absolute for the caller's host."""
+"""Stored rows → the API's JSON shapes. Image URLs are made absolute for the caller's host (and
+signed while auth is on)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from starlette.datastructures import URL
-
-from aitasks.api.schemas import ConversationView, HistoryMessage, TaskView
+from aitasks.api.schemas import (
+    ConversationView,
+    HistoryMessage,
+    TaskView,
+    WebhookDeliveryView,
+)
+from aitasks.links import Links
 from aitasks.store.conversations import ConversationInfo
-from aitasks.store.models import Message, Task, TaskStatus, as_utc
+from aitasks.store.models import Message, Task, TaskStatus, WebhookDelivery, as_utc
 
 Row = TypeVar("Row")
 
 
-def file_url(base_url: URL, file_id: str) -> str:
-    return f"{str(base_url).rstrip('/')}/v1/files/{file_id}"
-
-
-def task_view(task: Task, base_url: URL) -> TaskView:
+def task_view(task: Task, links: Links) -> TaskView:
     result: str | list[str] | None = None
     if task.result is not None:
         if "files" in task.result:
-            result = [file_url(base_url, f) for f in task.result["files"]]
+            result = [links.file(f) for f in task.result["files"]]
         else:
             result = task.result.get("text")
     return TaskView(
@@ -44,11 +45,11 @@ def task_view(task: Task, base_url: URL) -> TaskView:
     )
 
 
-def history_message(message: Message, base_url: URL) -> HistoryMessage:
+def history_message(message: Message, links: Links) -> HistoryMessage:
     return HistoryMessage(
         role=message.role,
         content=message.content,
-        images=[file_url(base_url, f) for f in message.files],
+        images=[links.file(f) for f in message.files],
         task_id=message.task_id,
         created_at=as_utc(message.created_at),
     )
@@ -63,6 +64,22 @@ def conversation_view(info: ConversationInfo) -> ConversationView:
         message_count=info.message_count,
         created_at=as_utc(info.created_at),
         updated_at=as_utc(info.updated_at),
+    )
+
+
+def delivery_view(delivery: WebhookDelivery) -> WebhookDeliveryView:
+    pending = delivery.status == "pending"
+    return WebhookDeliveryView(
+        id=delivery.id,
+        event=delivery.event,
+        url=delivery.url,
+        status=delivery.status,
+        attempts=delivery.attempts,
+        last_status_code=delivery.last_status_code,
+        last_error=delivery.last_error,
+        next_attempt_at=as_utc(delivery.next_attempt_at) if pending else None,
+        created_at=as_utc(delivery.created_at),
+        delivered_at=as_utc(delivery.delivered_at),
     )
 
 

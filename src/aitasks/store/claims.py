@@ -25,6 +25,7 @@ from aitasks.store.models import (
     TaskStatus,
     utcnow,
 )
+from aitasks.store.webhooks import delivery_for
 
 
 class ClaimOutcome(Enum):
@@ -84,6 +85,8 @@ async def claim_task(
         )
         if claimed.first() is not None:
             task = await session.get(Task, task_id, populate_existing=True)
+            if task is not None and task.attempts == 1:
+                _add_webhook(session, task, TaskStatus.RUNNING)
             return Claim(ClaimOutcome.CLAIMED, task)
         status = await session.scalar(select(Task.status).where(Task.id == task_id))
     if status == TaskStatus.PENDING:
@@ -235,7 +238,17 @@ async def _finish(
         .values(status=status, lease_until=None, finished_at=now, updated_at=now, **values)
         .returning(Task.id)
     )
-    return finished.first() is not None
+    if finished.first() is None:
+        return False
+    _add_webhook(session, task, status)
+    return True
+
+
+def _add_webhook(session: AsyncSession, task: Task, status: TaskStatus) -> None:
+    """The webhook this change calls for, in the same transaction (none without a callback)."""
+    delivery = delivery_for(task.id, task.callback_url, task.callback_events, status)
+    if delivery is not None:
+        session.add(delivery)
 
 
 async def unfinished_tasks(session: AsyncSession) -> Sequence[tuple[str, str]]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aitasks.errors import ConversationNotFound
@@ -65,37 +65,50 @@ def _info(row: Any) -> ConversationInfo:
 
 
 async def list_conversations(
-    session: AsyncSession, *, after: str | None = None, limit: int = 20
+    session: AsyncSession, *, tenant: str, after: str | None = None, limit: int = 20
 ) -> list[ConversationInfo]:
-    """Conversations, latest activity first; `after` is the last id of the previous page."""
+    """The tenant's conversations, latest activity first; `after` is the last id of the
+    previous page."""
     query = await newest_first(
-        session, _info_query(), Conversation, Conversation.updated_at, after=after, limit=limit
+        session,
+        _info_query().where(Conversation.tenant == tenant),
+        Conversation,
+        Conversation.updated_at,
+        after=after,
+        limit=limit,
     )
     return [_info(row) for row in await session.execute(query)]
 
 
-async def get_conversation(session: AsyncSession, conversation_id: str) -> ConversationInfo:
-    row = (await session.execute(_info_query().where(Conversation.id == conversation_id))).first()
+def _theirs(conversation_id: str, tenant: str) -> Any:
+    """The conversation, if it is the tenant's: another's is as good as missing (404)."""
+    return and_(Conversation.id == conversation_id, Conversation.tenant == tenant)
+
+
+async def get_conversation(
+    session: AsyncSession, conversation_id: str, tenant: str
+) -> ConversationInfo:
+    row = (await session.execute(_info_query().where(_theirs(conversation_id, tenant)))).first()
     if row is None:
         raise ConversationNotFound(conversation_id)
     return _info(row)
 
 
 async def update_conversation(
-    session: AsyncSession, conversation_id: str, changes: dict[str, str | None]
+    session: AsyncSession, conversation_id: str, tenant: str, changes: dict[str, str | None]
 ) -> ConversationInfo:
     """Change the title and/or the system prompt (None clears the system prompt)."""
     async with session.begin():
         changed = await session.execute(
             update(Conversation)
-            .where(Conversation.id == conversation_id)
+            .where(_theirs(conversation_id, tenant))
             .values(**changes, updated_at=utcnow())
             .returning(Conversation.id)
         )
         if changed.first() is None:
             raise ConversationNotFound(conversation_id)
     session.expire_all()
-    return await get_conversation(session, conversation_id)
+    return await get_conversation(session, conversation_id, tenant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +119,7 @@ class Deleted:
     file_keys: list[str]
 
 
-async def delete_conversation(session: AsyncSession, conversation_id: str) -> Deleted:
+async def delete_conversation(session: AsyncSession, conversation_id: str, tenant: str) -> Deleted:
     """Delete a conversation with its tasks, messages and files' records, in one transaction.
 
     A worker still running one of its tasks finds the task gone and writes nothing.
@@ -114,7 +127,7 @@ async def delete_conversation(session: AsyncSession, conversation_id: str) -> De
     async with session.begin():
         gone = await session.execute(
             update(Conversation)
-            .where(Conversation.id == conversation_id)
+            .where(_theirs(conversation_id, tenant))
             .values(updated_at=utcnow())
             .returning(Conversation.id)
         )  # takes the row lock first, so no submit adds a turn meanwhile
@@ -154,10 +167,18 @@ async def context_header(
 
 
 async def conversation_messages(
-    session: AsyncSession, conversation_id: str, *, before_turn: int | None = None
+    session: AsyncSession,
+    conversation_id: str,
+    *,
+    tenant: str | None,
+    before_turn: int | None = None,
 ) -> Sequence[Message]:
-    """A conversation's messages in order; only the turns before `before_turn` when given."""
-    found = await session.scalar(select(Conversation.id).where(Conversation.id == conversation_id))
+    """A conversation's messages in order; only the turns before `before_turn` when given.
+    `tenant` None is the worker's view (it reads whichever conversation its task is in)."""
+    mine = (
+        Conversation.id == conversation_id if tenant is None else _theirs(conversation_id, tenant)
+    )
+    found = await session.scalar(select(Conversation.id).where(mine))
     if found is None:
         raise ConversationNotFound(conversation_id)
     query = select(Message).where(Message.conversation_id == conversation_id)

@@ -46,6 +46,10 @@ class Role(StrEnum):
     ASSISTANT = "assistant"
 
 
+# The tenant of everything made while authentication is off (the embedded default).
+LOCAL_TENANT = "local"
+
+
 def new_id() -> str:
     """A random, URL-safe, unguessable id (128 bits as 32 hex digits)."""
     return secrets.token_hex(16)
@@ -88,9 +92,11 @@ class Base(DeclarativeBase):
 class Conversation(Base):
     __tablename__ = "conversations"
     # Listing, by last activity.
-    __table_args__ = (Index("ix_conversations_updated", "updated_at", "id"),)
+    __table_args__ = (Index("ix_conversations_tenant_updated", "tenant", "updated_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # Whose it is: every read is filtered by the caller's tenant.
+    tenant: Mapped[str] = mapped_column(String(64), default=LOCAL_TENANT)
     title: Mapped[str | None] = mapped_column(String(200))
     # What every chat turn's context starts with.
     system_prompt: Mapped[str | None] = mapped_column(Text)
@@ -110,11 +116,17 @@ class Task(Base):
         UniqueConstraint("conversation_id", "turn", name="uq_tasks_conversation_turn"),
         # The reconciler's scan: unfinished tasks, and expired leases among them.
         Index("ix_tasks_status_lease", "status", "lease_until"),
-        # Listing, newest first.
-        Index("ix_tasks_created", "created_at", "id"),
+        # Listing, newest first, one tenant's.
+        Index("ix_tasks_tenant_created", "tenant", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), default=LOCAL_TENANT)
+    # The API key that submitted it: its limits count this task, its secret signs the webhooks.
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    # Where to POST the task's webhooks, and the events asked for beyond the terminal ones.
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    callback_events: Mapped[list[str] | None] = mapped_column(JSON)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     turn: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
@@ -180,8 +192,63 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
 
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # "<tenant>/<the client's key>": two tenants may pick the same key.
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
     # SHA-256 of the request, so a reused key with another body is told apart.
     request_hash: Mapped[str] = mapped_column(String(64))
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ApiKey(Base):
+    """An API key. Only a hash of its secret is kept; the secret is shown once, when made."""
+
+    __tablename__ = "api_keys"
+
+    # The public part of the key (`ait_<id>_<secret>`): found by it, then the hash is compared.
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    # Signs this key's webhooks (Standard Webhooks `whsec_...`); the service needs it in clear.
+    webhook_secret: Mapped[str] = mapped_column(String(100))
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    max_inflight: Mapped[int | None] = mapped_column(Integer)
+    daily_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One webhook message for one event of a task, and how its delivery went. Written in the
+    same transaction as the state change it reports, so none is lost (a transactional outbox)."""
+
+    __tablename__ = "webhook_deliveries"
+    # The dispatcher's scan: what is due.
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    # The `webhook-id`: the same on every retry, so receivers can drop repeats.
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    # pending -> delivered | failed (after the last attempt).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # The body, fixed at the first attempt so every retry sends the same bytes.
+    payload: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+
+class ServiceSecret(Base):
+    """Secrets every gateway must share, made once by whichever starts first (the key that signs
+    file URLs; the webhook secret of the keyless local tenant)."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

@@ -19,6 +19,7 @@ from aitasks.errors import (
     Conflict,
     ConversationNotFound,
     IdempotencyKeyReused,
+    LimitExceeded,
     TaskNotFound,
 )
 from aitasks.routing import ModelSpec
@@ -36,10 +37,27 @@ from aitasks.store.models import (
     utcnow,
 )
 from aitasks.store.paging import newest_first
+from aitasks.store.webhooks import delivery_for
 
 TITLE_CHARS = 80
 # Idempotency keys are honoured for at least this long.
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who submits: the tenant, and the API key (None while auth is off)."""
+
+    tenant: str
+    api_key_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """Where to POST the task's webhooks, and the events asked for beyond the terminal ones."""
+
+    url: str
+    events: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +67,25 @@ class Submission:
     created: bool
 
 
+def scoped_key(tenant: str, idempotency_key: str) -> str:
+    """Idempotency keys are the client's own: two tenants may choose the same one."""
+    return f"{tenant}/{idempotency_key}"
+
+
 async def submit_task(
     session: AsyncSession,
     *,
+    owner: Owner,
     spec: ModelSpec,
     prompt: str,
     conversation_id: str | None,
+    task_id: str | None = None,
     idempotency_key: str | None = None,
     request_hash: str = "",
     params: dict[str, Any] | None = None,
     context: list[dict[str, str]] | None = None,
+    callback: Callback | None = None,
+    max_turns: int | None = None,
 ) -> Submission:
     """Write the conversation (when new), the user's message and the `PENDING` task, atomically.
 
@@ -68,7 +95,11 @@ async def submit_task(
     """
     try:
         new = Task(
-            id=new_id(),
+            id=task_id or new_id(),
+            tenant=owner.tenant,
+            api_key_id=owner.api_key_id,
+            callback_url=callback.url if callback else None,
+            callback_events=callback.events if callback else None,
             kind=spec.kind.value,
             model=spec.name,
             queue=spec.queue,
@@ -79,24 +110,25 @@ async def submit_task(
             params=params,
             context=context,
         )
-        task = await _insert_task(session, new, conversation_id, idempotency_key, request_hash)
+        key = scoped_key(owner.tenant, idempotency_key) if idempotency_key else None
+        task = await _insert_task(session, new, conversation_id, key, request_hash, max_turns)
     except IntegrityError:
         # Only a submit with the same key can collide: return the task it made.
         await session.rollback()
         if idempotency_key is None:
             raise
-        earlier = await replay(session, idempotency_key, request_hash)
+        earlier = await replay(session, owner.tenant, idempotency_key, request_hash)
         if earlier is None:
             raise
         return Submission(earlier, created=False)
     return Submission(task, created=True)
 
 
-async def replay(session: AsyncSession, key: str, request_hash: str) -> Task | None:
-    """The task an earlier request with this idempotency key made, if any; a key reused with
-    another request is refused."""
+async def replay(session: AsyncSession, tenant: str, key: str, request_hash: str) -> Task | None:
+    """The task an earlier request of this tenant with this idempotency key made, if any; a key
+    reused with another request is refused."""
     async with session.begin():
-        stored = await session.get(IdempotencyKey, key)
+        stored = await session.get(IdempotencyKey, scoped_key(tenant, key))
         if stored is None:
             return None
         if stored.request_hash != request_hash:
@@ -112,14 +144,21 @@ async def _insert_task(
     conversation_id: str | None,
     idempotency_key: str | None,
     request_hash: str,
+    max_turns: int | None,
 ) -> Task:
-    """Insert `task` as its conversation's next turn, with the user's message."""
+    """Insert `task` as its conversation's next turn, with the user's message. A conversation
+    of another tenant is as good as missing."""
     now = utcnow()
     prompt = task.prompt
     async with session.begin():
         if conversation_id is None:
             conversation = Conversation(
-                id=new_id(), title=prompt[:TITLE_CHARS], turns=1, created_at=now, updated_at=now
+                id=new_id(),
+                tenant=task.tenant,
+                title=prompt[:TITLE_CHARS],
+                turns=1,
+                created_at=now,
+                updated_at=now,
             )
             session.add(conversation)
             await session.flush()
@@ -128,7 +167,7 @@ async def _insert_task(
             # The row lock this takes orders concurrent submits to one conversation.
             taken = await session.execute(
                 update(Conversation)
-                .where(Conversation.id == conversation_id)
+                .where(Conversation.id == conversation_id, Conversation.tenant == task.tenant)
                 .values(turns=Conversation.turns + 1, updated_at=now)
                 .returning(Conversation.turns)
             )
@@ -136,6 +175,14 @@ async def _insert_task(
             if turn_row is None:
                 raise ConversationNotFound(conversation_id)
             turn = turn_row[0]
+            if max_turns is not None and turn > max_turns:
+                # Raised inside the transaction: the turn taken above is rolled back.
+                raise LimitExceeded(
+                    f"the conversation has reached its limit of {max_turns} turns "
+                    "(AITASKS_MAX_TURNS); start a new one",
+                    param="conversation_id",
+                    limit=max_turns,
+                )
         task.conversation_id, task.turn = conversation_id, turn
         task.created_at = task.updated_at = now
         session.add(task)
@@ -161,16 +208,28 @@ async def _insert_task(
     return task
 
 
-async def get_task(session: AsyncSession, task_id: str) -> Task:
+async def get_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
+    """The tenant's task; another tenant's is as good as missing (404, not 403)."""
     task = await session.get(Task, task_id)
-    if task is None:
+    if task is None or task.tenant != tenant:
         raise TaskNotFound(task_id)
     return task
+
+
+async def unfinished_of(session: AsyncSession, task_ids: Sequence[str]) -> list[str]:
+    """Which of these tasks have not finished."""
+    if not task_ids:
+        return []
+    rows = await session.scalars(
+        select(Task.id).where(Task.id.in_(task_ids), Task.status.in_(UNFINISHED_STATUSES))
+    )
+    return list(rows)
 
 
 async def list_tasks(
     session: AsyncSession,
     *,
+    tenant: str,
     status: TaskStatus | None = None,
     model: str | None = None,
     conversation_id: str | None = None,
@@ -179,8 +238,9 @@ async def list_tasks(
     after: str | None = None,
     limit: int = 20,
 ) -> Sequence[Task]:
-    """Tasks newest first; `after` is the id of the last task of the previous page."""
-    query = select(Task)
+    """The tenant's tasks newest first; `after` is the id of the last task of the previous
+    page."""
+    query = select(Task).where(Task.tenant == tenant)
     if status is not None:
         query = query.where(Task.status == status)
     if model is not None:
@@ -196,14 +256,14 @@ async def list_tasks(
     return rows.all()
 
 
-async def cancel_task(session: AsyncSession, task_id: str) -> Task:
+async def cancel_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
     """Cancel a task that has not finished: a `PENDING` one is never run, a `RUNNING` one's
     worker can no longer write its result (and is told to stop)."""
     now = utcnow()
     async with session.begin():
         cancelled = await session.execute(
             update(Task)
-            .where(Task.id == task_id, Task.status.in_(UNFINISHED_STATUSES))
+            .where(Task.id == task_id, Task.tenant == tenant, Task.status.in_(UNFINISHED_STATUSES))
             .values(
                 status=TaskStatus.CANCELLED,
                 error={"type": "cancelled", "message": "cancelled at the client's request"},
@@ -211,23 +271,32 @@ async def cancel_task(session: AsyncSession, task_id: str) -> Task:
                 finished_at=now,
                 updated_at=now,
             )
-            .returning(Task.id)
+            .returning(Task.callback_url, Task.callback_events)
         )
-        found = cancelled.first() is not None
-    task = await get_task(session, task_id)
+        row = cancelled.first()
+        found = row is not None
+        if row is not None:
+            delivery = delivery_for(task_id, row[0], row[1], TaskStatus.CANCELLED)
+            if delivery is not None:
+                session.add(delivery)
+    task = await get_task(session, task_id, tenant)
     await session.refresh(task)
     if not found:
         raise Conflict(f"task {task_id!r} has already finished ({task.status})", param="task_id")
     return task
 
 
-async def retry_task(session: AsyncSession, task_id: str) -> Task:
+async def retry_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
     """Put a `FAILED` or `CANCELLED` task back to `PENDING`, with a fresh set of attempts."""
     now = utcnow()
     async with session.begin():
         requeued = await session.execute(
             update(Task)
-            .where(Task.id == task_id, Task.status.in_((TaskStatus.FAILED, TaskStatus.CANCELLED)))
+            .where(
+                Task.id == task_id,
+                Task.tenant == tenant,
+                Task.status.in_((TaskStatus.FAILED, TaskStatus.CANCELLED)),
+            )
             .values(
                 status=TaskStatus.PENDING,
                 error=None,
@@ -242,7 +311,7 @@ async def retry_task(session: AsyncSession, task_id: str) -> Task:
             .returning(Task.id)
         )
         found = requeued.first() is not None
-    task = await get_task(session, task_id)
+    task = await get_task(session, task_id, tenant)
     await session.refresh(task)
     if not found:
         raise Conflict(
@@ -269,8 +338,12 @@ async def next_waiting_turn(session: AsyncSession, task: Task) -> tuple[str, str
     return (row[0], row[1]) if row is not None else None
 
 
-async def get_file(session: AsyncSession, file_id: str) -> StoredFile | None:
-    return await session.get(StoredFile, file_id)
+async def get_file(session: AsyncSession, file_id: str, tenant: str | None) -> StoredFile | None:
+    """The file, if it is the tenant's (any tenant's for None: a signed URL already proved it)."""
+    query = select(StoredFile).where(StoredFile.id == file_id)
+    if tenant is not None:
+        query = query.join(Task, Task.id == StoredFile.task_id).where(Task.tenant == tenant)
+    return (await session.scalars(query)).first()
 
 
 async def purge_idempotency_keys(session: AsyncSession, *, now: datetime | None = None) -> int:

@@ -31,6 +31,7 @@ from aitasks.store import conversations as history
 from aitasks.store import tasks as store
 from aitasks.store.database import is_unavailable
 from aitasks.store.models import Message, Task, TaskStatus, as_utc, new_id, utcnow
+from aitasks.webhooks.dispatcher import WebhookDispatcher
 from aitasks.worker.breaker import CircuitBreaker
 from aitasks.worker.context import build_context, estimate_tokens, fit_messages
 from aitasks.worker.reconciler import Reconciler
@@ -99,6 +100,7 @@ class Worker:
         self.concurrency = concurrency
         self.worker_id = worker_id or default_worker_id()
         self.reconciler = Reconciler(services)
+        self.webhooks = WebhookDispatcher(services)
         self.breaker = CircuitBreaker()
         self._providers: dict[str, Provider] = {}
         self._model_slots: dict[str, asyncio.Semaphore] = {}
@@ -113,10 +115,12 @@ class Worker:
             "worker %s on queues %s, concurrency %d",
             self.worker_id, ",".join(self.queues), self.concurrency,
         )  # fmt: skip
+        await retry_database(self.services.load_secrets, "reading the shared secrets")
         helpers = [
             asyncio.create_task(self._follow_cancellations()),
             asyncio.create_task(self.reconciler.run(stop)),
             asyncio.create_task(self._beat(stop)),
+            asyncio.create_task(self.webhooks.run(stop)),
         ]
         try:
             while not stop.is_set():
@@ -446,7 +450,7 @@ class Worker:
             return fit_messages(given, task.prompt, context_window=spec.context_window)
         async with self.services.db.session() as session:
             earlier = await history.conversation_messages(
-                session, task.conversation_id, before_turn=task.turn
+                session, task.conversation_id, tenant=None, before_turn=task.turn
             )
             system, stored, covered = await history.context_header(session, task.conversation_id)
         window = spec.context_window
@@ -515,7 +519,7 @@ class Worker:
             return
         if written:
             metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.SUCCESS).inc()
-            await self._emit_end(task.id, TaskStatus.SUCCESS)
+            await self._ended(task, TaskStatus.SUCCESS, reply.usage)
         else:
             log.warning("task %s: no longer ours (cancelled or taken over); reply dropped", task.id)
 
@@ -529,7 +533,7 @@ class Worker:
         if await retry_database(write, f"task {task.id}: writing the failure"):
             log.info("task %s failed: %s: %s", task.id, error_type, message)
             metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.FAILED).inc()
-            await self._emit_end(task.id, TaskStatus.FAILED)
+            await self._ended(task, TaskStatus.FAILED)
 
     async def _emit(self, task_id: str, event_type: str, data: dict[str, object]) -> None:
         """Add to the task's event log. Best effort: the database has the outcome regardless."""
@@ -538,9 +542,23 @@ class Worker:
         except Exception as exc:
             log.warning("task %s: event not published: %s", task_id, exc)
 
-    async def _emit_end(self, task_id: str, status: TaskStatus) -> None:
-        await self._emit(task_id, STATUS, {"status": status})
-        await self._emit(task_id, DONE, {})
+    async def _ended(
+        self, task: Task, status: TaskStatus, usage: dict[str, int] | None = None
+    ) -> None:
+        """After the outcome is stored: end its stream, free its key's in-flight slot, count its
+        tokens, and send its webhook."""
+        await self._emit(task.id, STATUS, {"status": status})
+        await self._emit(task.id, DONE, {})
+        if task.callback_url:
+            self.webhooks.wake()
+        if task.api_key_id:
+            try:
+                await self.services.limits.release(task.api_key_id, [task.id])
+                await self.services.limits.add_tokens(
+                    task.api_key_id, (usage or {}).get("total_tokens", 0)
+                )
+            except Exception as exc:  # the gateway's check against the database heals a miss
+                log.warning("task %s: limits not updated: %s", task.id, exc)
 
     async def _begin_attempt(self, task: Task) -> bool:
         async with self.services.db.session() as session:

@@ -11,7 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from aitasks.api.errors import DATABASE_ERRORS, RETRY_AFTER_SECONDS, validation_problem
+from aitasks.api.errors import (
+    DATABASE_ERRORS,
+    HTTP_ERROR_TYPES,
+    RETRY_AFTER_SECONDS,
+    validation_problem,
+)
 from aitasks.errors import AITasksError, UnknownModel
 from aitasks.store.database import is_bad_data, is_unavailable
 
@@ -55,6 +60,8 @@ def install_openai_error_handlers(app: FastAPI) -> None:
         elif status == 422:
             status = 400
         headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else {}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
         return openai_error(status, exc.message, code=code, param=exc.param, **headers)
 
     @app.exception_handler(RequestValidationError)
@@ -64,7 +71,7 @@ def install_openai_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = "not_found" if exc.status_code == 404 else None
+        code = HTTP_ERROR_TYPES.get(exc.status_code)
         return openai_error(exc.status_code, str(exc.detail), code=code)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -14,17 +14,18 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.datastructures import URL
 
-from aitasks.api.deps import ServicesDep
+from aitasks.api.auth import CallerDep, authenticate
+from aitasks.api.deps import LinksDep, ServicesDep
 from aitasks.api.live import load, wait_for_task
 from aitasks.api.openai.errors import openai_error
 from aitasks.api.openai.schemas import ChatCompletionRequest, ChatMessageIn, ImageRequest
 from aitasks.api.routes.submit import submit_task
-from aitasks.api.views import file_url
-from aitasks.errors import InvalidRequest, TaskNotFound
+from aitasks.auth.keys import Caller
+from aitasks.config import Settings
+from aitasks.errors import InvalidRequest, LimitExceeded, PayloadTooLarge, TaskNotFound
 from aitasks.events import DONE
 from aitasks.events.base import DELTA, STATUS
 from aitasks.routing import ModelKind, ModelSpec
@@ -32,7 +33,7 @@ from aitasks.services import Services
 from aitasks.store import tasks as store
 from aitasks.store.models import TERMINAL_STATUSES, Task, TaskStatus
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
 
 # How long a synchronous request waits for its task before answering 504 (the task goes on).
 SYNC_WAIT_SECONDS = 600.0
@@ -43,11 +44,6 @@ FAILURE_STATUS = {
     "provider_timeout": 504,
 }
 PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "user")
-
-
-def site_url(request: Request) -> URL:
-    """The server's own root (this app is mounted under /openai; files live at /v1/files)."""
-    return request.url.replace(path="/", query="", fragment="")
 
 
 def _split(messages: list[ChatMessageIn]) -> tuple[str, list[dict[str, str]]]:
@@ -61,6 +57,42 @@ def _split(messages: list[ChatMessageIn]) -> tuple[str, list[dict[str, str]]]:
     roles = {"developer": "system", "tool": "user"}
     context = [{"role": roles.get(m.role, m.role), "content": m.text()} for m in earlier]
     return prompt, context
+
+
+def _refuse_oversized(body: ChatCompletionRequest, settings: Settings) -> None:
+    count, most = len(body.messages), settings.max_messages
+    if count > most:
+        raise PayloadTooLarge(
+            f"messages has {count} entries; the limit is {most} (AITASKS_MAX_MESSAGES)",
+            param="messages",
+            limit=most,
+        )
+    chars, most = sum(len(m.text()) for m in body.messages), settings.max_history_chars
+    if chars > most:
+        raise PayloadTooLarge(
+            f"the messages hold {chars} characters; the limit is {most} "
+            "(AITASKS_MAX_HISTORY_CHARS)",
+            param="messages",
+            limit=most,
+        )
+
+
+def _refuse_oversized_images(body: ImageRequest, settings: Settings) -> None:
+    if body.n > settings.max_images:
+        raise LimitExceeded(
+            f"n is {body.n}; the limit is {settings.max_images} images (AITASKS_MAX_IMAGES)",
+            param="n",
+            limit=settings.max_images,
+        )
+    if body.size:
+        side = max(int(part) for part in body.size.split("x"))
+        if side > settings.max_image_side:
+            raise LimitExceeded(
+                f"size {body.size} is over the limit of {settings.max_image_side} pixels a side "
+                "(AITASKS_MAX_IMAGE_SIDE)",
+                param="size",
+                limit=settings.max_image_side,
+            )
 
 
 def _refuse_unsupported(body: ChatCompletionRequest) -> None:
@@ -109,15 +141,17 @@ def _completion(task: Task) -> dict[str, Any]:
 
 @router.post("/chat/completions")
 async def chat_completions(
-    body: ChatCompletionRequest, services: ServicesDep, request: Request
+    body: ChatCompletionRequest, services: ServicesDep, caller: CallerDep
 ) -> Response:
     _refuse_unsupported(body)
+    _refuse_oversized(body, services.settings)
     prompt, context = _split(body.messages)
     params = {name: getattr(body, name) for name in PARAMS if getattr(body, name) is not None}
     if body.max_completion_tokens is not None:
         params["max_tokens"] = body.max_completion_tokens
     task, _ = await submit_task(
         services,
+        caller,
         ModelKind.CHAT,
         model=body.model,
         prompt=prompt,
@@ -129,9 +163,9 @@ async def chat_completions(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            _chunks(services, task, include_usage), media_type="text/event-stream"
+            _chunks(services, caller, task, include_usage), media_type="text/event-stream"
         )
-    task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS)
+    task = await wait_for_task(services, task.id, caller.tenant, SYNC_WAIT_SECONDS)
     if task.status != TaskStatus.SUCCESS:
         return _failure(task)
     return JSONResponse(_completion(task))
@@ -154,7 +188,9 @@ def _stream_error(message: str, code: str) -> str:
     return f"data: {json.dumps({'error': error})}\n\n"
 
 
-async def _chunks(services: Services, task: Task, include_usage: bool) -> AsyncIterator[str]:
+async def _chunks(
+    services: Services, caller: Caller, task: Task, include_usage: bool
+) -> AsyncIterator[str]:
     """The task's deltas as `chat.completion.chunk` events, ending in `data: [DONE]`.
 
     Text once sent cannot be taken back: when the task starts a new attempt after some of an
@@ -171,7 +207,7 @@ async def _chunks(services: Services, task: Task, include_usage: bool) -> AsyncI
         while True:
             events = await services.events.read(task.id, after=after, wait_seconds=heartbeat)
             if not events:
-                if (await load(services, task.id)).status in TERMINAL_STATUSES:
+                if (await load(services, task.id, caller.tenant)).status in TERMINAL_STATUSES:
                     break  # its `done` was lost: finish from the database
                 yield ": keep-alive\n\n"
                 continue
@@ -192,7 +228,7 @@ async def _chunks(services: Services, task: Task, include_usage: bool) -> AsyncI
                     yield _chunk(task, created, choices=[delta])
             if any(event.type == DONE for event in events):
                 break
-        final = await load(services, task.id)
+        final = await load(services, task.id, caller.tenant)
     except TaskNotFound:
         yield _stream_error("the task was deleted with its conversation", "not_found")
         return
@@ -212,30 +248,31 @@ def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str
 
 @router.post("/images/generations")
 async def images_generations(
-    body: ImageRequest, services: ServicesDep, request: Request
+    body: ImageRequest, services: ServicesDep, caller: CallerDep, links: LinksDep
 ) -> Response:
+    _refuse_oversized_images(body, services.settings)
     params: dict[str, object] = {"n": body.n}
     if body.size:
         params["size"] = body.size
     task, _ = await submit_task(
         services,
+        caller,
         ModelKind.IMAGE,
         model=body.model,
         prompt=body.prompt,
         conversation_id=body.conversation_id,
         params=params,
     )
-    task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS)
+    task = await wait_for_task(services, task.id, caller.tenant, SYNC_WAIT_SECONDS)
     if task.status != TaskStatus.SUCCESS:
         return _failure(task)
     file_ids: list[str] = (task.result or {}).get("files", [])
     data: list[dict[str, Any]] = []
     if body.response_format == "url":
-        base = site_url(request)
-        data = [{"url": file_url(base, f), "revised_prompt": None} for f in file_ids]
+        data = [{"url": links.file(f), "revised_prompt": None} for f in file_ids]
     else:
         async with services.db.session() as session:
-            stored = [await store.get_file(session, f) for f in file_ids]
+            stored = [await store.get_file(session, f, caller.tenant) for f in file_ids]
         for record in stored:
             assert record is not None, "a finished task's files are recorded with it"
             png = await services.storage.get(record.storage_key)

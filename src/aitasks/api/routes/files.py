@@ -1,9 +1,13 @@
-"""GET /v1/files/{file_id}: generated images, with their content type."""
+"""GET /v1/files/{file_id}: generated images, with their content type. Served to their owner, or
+to anyone holding a signed link that has not expired (what task results carry while auth is on)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
+from fastapi import APIRouter, Query, Request, Response
+
+from aitasks.api.auth import authenticate
 from aitasks.api.deps import ServicesDep, SessionDep
 from aitasks.errors import FileNotFound
 from aitasks.store import tasks as store
@@ -12,9 +16,27 @@ router = APIRouter(prefix="/v1", tags=["files"])
 
 
 @router.get("/files/{file_id}", response_class=Response)
-async def read_file(file_id: str, session: SessionDep, services: ServicesDep) -> Response:
+async def read_file(
+    file_id: str,
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    expires: Annotated[int | None, Query(description="From a signed link.")] = None,
+    signature: Annotated[
+        str | None, Query(max_length=128, description="From a signed link.")
+    ] = None,
+) -> Response:
     """The file's bytes. Files never change, so clients may cache them for good."""
-    stored = await store.get_file(session, file_id)
+    signer = services.file_signer
+    signed = (
+        signer is not None
+        and expires is not None
+        and signature is not None
+        and signer.verify(file_id, expires, signature)
+    )
+    # A bad or expired signature is no worse than none: the caller's key decides then.
+    tenant = None if signed else (await authenticate(request, services)).tenant
+    stored = await store.get_file(session, file_id, tenant)
     if stored is None:
         raise FileNotFound(file_id)
     try:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from aitasks.api.auth import authenticate
 from aitasks.api.deps import ServicesDep
 from aitasks.api.schemas import ModelList, ModelView, PatternView
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(authenticate)])
 
 
 @router.get("/models", response_model=ModelList)

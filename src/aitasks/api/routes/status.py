@@ -6,9 +6,10 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from aitasks.api.deps import ServicesDep, SessionDep
+from aitasks.api.auth import CallerDep
+from aitasks.api.deps import LinksDep, ServicesDep, SessionDep
 from aitasks.api.views import task_view
 from aitasks.queue import QueueUnavailable
 from aitasks.store import tasks as store
@@ -20,7 +21,9 @@ RECENT_FAILURES = 5
 
 
 @router.get("/status")
-async def read_status(services: ServicesDep, session: SessionDep, request: Request) -> Any:
+async def read_status(
+    services: ServicesDep, session: SessionDep, caller: CallerDep, links: LinksDep
+) -> Any:
     """Each queue's depth, oldest waiting task and tasks finished in the last minute; the workers
     that sent a heartbeat lately; the latest failures."""
     now = utcnow()
@@ -45,11 +48,12 @@ async def read_status(services: ServicesDep, session: SessionDep, request: Reque
         workers = await services.queue.workers()
     except QueueUnavailable:
         workers = []
-    failures = await store.list_tasks(session, status=TaskStatus.FAILED, limit=RECENT_FAILURES)
+    # Queues and workers are the service's; failures are the caller's own.
+    failures = await store.list_tasks(
+        session, tenant=caller.tenant, status=TaskStatus.FAILED, limit=RECENT_FAILURES
+    )
     return {
         "queues": queues,
         "workers": sorted(workers, key=lambda w: str(w.get("id"))),
-        "recent_failures": [
-            task_view(t, request.base_url).model_dump(mode="json") for t in failures
-        ],
+        "recent_failures": [task_view(t, links).model_dump(mode="json") for t in failures],
     }

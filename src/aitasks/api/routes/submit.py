@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from aitasks import metrics
-from aitasks.api.deps import PreferHeader, ServicesDep
+from aitasks.api.admission import admit
+from aitasks.api.auth import CallerDep
+from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep
 from aitasks.api.live import preferred_wait, task_events, wait_for_task
 from aitasks.api.schemas import SubmitRequest, SubmitResponse
 from aitasks.api.views import task_view
-from aitasks.errors import PayloadTooLarge, QueueFull
+from aitasks.auth.keys import Caller
+from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull
 from aitasks.events.base import STATUS
+from aitasks.links import Links
 from aitasks.queue import QueueUnavailable
 from aitasks.routing import ModelKind
 from aitasks.services import Services
 from aitasks.store import tasks as store
-from aitasks.store.models import TERMINAL_STATUSES, Task, TaskStatus
+from aitasks.store.models import TERMINAL_STATUSES, Task, TaskStatus, new_id
+from aitasks.store.tasks import Callback, Owner
+from aitasks.webhooks.targets import check_url
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["tasks"])
@@ -61,6 +68,7 @@ async def _refuse_when_full(services: Services, queue: str) -> None:
 
 async def submit_task(
     services: Services,
+    caller: Caller,
     kind: ModelKind,
     *,
     model: str,
@@ -70,8 +78,10 @@ async def submit_task(
     request_hash: str = "",
     params: dict[str, object] | None = None,
     context: list[dict[str, str]] | None = None,
+    callback: Callback | None = None,
 ) -> tuple[Task, bool]:
-    """Validate, route, commit the task, then publish it: an answered task is always stored.
+    """Validate, route, admit, commit the task, then publish it: an answered task is always
+    stored, and a refused one leaves nothing behind.
 
     Returns the task and whether it is new (False: an idempotent repeat of an earlier submit).
     Shared by the seed's API and the OpenAI-compatible one.
@@ -79,29 +89,44 @@ async def submit_task(
     limit = services.settings.max_prompt_chars
     if len(prompt) > limit:
         raise PayloadTooLarge(
-            f"prompt is {len(prompt)} characters; the limit is {limit}", param="prompt", limit=limit
+            f"prompt is {len(prompt)} characters; the limit is {limit} (AITASKS_MAX_PROMPT_CHARS)",
+            param="prompt",
+            limit=limit,
         )
     spec = services.models.resolve_kind(model, kind)
     if idempotency_key is not None:
         # A repeat gets its task back even when the queue has filled up since.
         async with services.db.session() as session:
-            earlier = await store.replay(session, idempotency_key, request_hash)
+            earlier = await store.replay(session, caller.tenant, idempotency_key, request_hash)
         if earlier is not None:
             return earlier, False
     await _refuse_when_full(services, spec.queue)
-    async with services.db.session() as session:
-        submission = await store.submit_task(
-            session,
-            spec=spec,
-            prompt=prompt,
-            conversation_id=conversation_id,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            params=params,
-            context=context,
-        )
+    key = caller.key
+    task_id = new_id()
+    if key is not None:
+        await admit(services, key, task_id)
+    try:
+        async with services.db.session() as session:
+            submission = await store.submit_task(
+                session,
+                owner=Owner(caller.tenant, key.id if key else None),
+                spec=spec,
+                prompt=prompt,
+                conversation_id=conversation_id,
+                task_id=task_id,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                params=params,
+                context=context,
+                callback=callback,
+                max_turns=services.settings.max_turns,
+            )
+    except BaseException:
+        await _unadmit(services, caller, task_id)
+        raise
     task = submission.task
     if not submission.created:
+        await _unadmit(services, caller, task_id)
         return task, False
     metrics.TASKS_SUBMITTED.labels(task.model, task.queue).inc()
     try:
@@ -113,34 +138,54 @@ async def submit_task(
     return task, True
 
 
+async def _unadmit(services: Services, caller: Caller, task_id: str) -> None:
+    """The task was not stored (or was a repeat): it does not count against the key."""
+    if caller.key is not None:
+        with contextlib.suppress(QueueUnavailable):
+            await services.limits.release(caller.key.id, [task_id])
+
+
+def callback_of(body: SubmitRequest, services: Services) -> Callback | None:
+    if body.callback_url is None:
+        if body.callback_events:
+            raise InvalidRequest("callback_events needs a callback_url", param="callback_events")
+        return None
+    url = check_url(body.callback_url, allow_private=services.settings.webhook_allow_private)
+    return Callback(url=url, events=sorted(set(body.callback_events or ())))
+
+
 async def submit(
     services: Services,
+    caller: Caller,
     body: SubmitRequest,
     kind: ModelKind,
-    request: Request,
+    links: Links,
     idempotency_key: str | None,
     prefer: str | None,
 ) -> Response:
     """The seed's submit: 202 with the task's id; or, when asked, its stream or its result."""
     task, created = await submit_task(
         services,
+        caller,
         kind,
         model=body.model,
         prompt=body.prompt,
         conversation_id=body.conversation_id,
         idempotency_key=idempotency_key,
         request_hash=request_hash(kind, body),
+        callback=callback_of(body, services),
     )
     if body.stream:
         return StreamingResponse(
-            task_events(services, task.id, request.base_url, None), media_type="text/event-stream"
+            task_events(services, task.id, caller.tenant, links, None),
+            media_type="text/event-stream",
         )
     wait = preferred_wait(prefer, services.settings.max_wait_seconds)
     if wait is not None:
-        task = await wait_for_task(services, task.id, wait)
+        task = await wait_for_task(services, task.id, caller.tenant, wait)
         finished = task.status in TERMINAL_STATUSES
         return JSONResponse(
-            task_view(task, request.base_url).model_dump(mode="json"),
+            task_view(task, links).model_dump(mode="json"),
             status_code=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED,
         )
     accepted = SubmitResponse(
@@ -158,7 +203,8 @@ async def submit(
 async def create_chat(
     body: SubmitRequest,
     services: ServicesDep,
-    request: Request,
+    caller: CallerDep,
+    links: LinksDep,
     idempotency_key: IdempotencyKey = None,
     prefer: PreferHeader = None,
 ) -> Response:
@@ -167,7 +213,7 @@ async def create_chat(
     With `Prefer: wait=N` the answer is the task itself once it finishes (200), or as it is after N
     seconds (202). With `"stream": true` it is the task's event stream.
     """
-    return await submit(services, body, ModelKind.CHAT, request, idempotency_key, prefer)
+    return await submit(services, caller, body, ModelKind.CHAT, links, idempotency_key, prefer)
 
 
 @router.post(
@@ -176,7 +222,8 @@ async def create_chat(
 async def create_image(
     body: SubmitRequest,
     services: ServicesDep,
-    request: Request,
+    caller: CallerDep,
+    links: LinksDep,
     idempotency_key: IdempotencyKey = None,
     prefer: PreferHeader = None,
 ) -> Response:
@@ -184,4 +231,4 @@ async def create_image(
 
     `Prefer: wait=N` and `"stream": true` work as for chat.
     """
-    return await submit(services, body, ModelKind.IMAGE, request, idempotency_key, prefer)
+    return await submit(services, caller, body, ModelKind.IMAGE, links, idempotency_key, prefer)

@@ -1,15 +1,19 @@
-"""Tasks: read one, list (dead letters included), cancel, retry."""
+"""Tasks: read one, list (dead letters included), cancel, retry, and their webhook deliveries.
+Each caller sees only its tenant's."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import StreamingResponse
 
-from aitasks.api.deps import PreferHeader, ServicesDep, SessionDep
+from aitasks.api.admission import admit
+from aitasks.api.auth import CallerDep
+from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep, SessionDep
 from aitasks.api.live import (
     EVENT_ID,
     load,
@@ -18,12 +22,13 @@ from aitasks.api.live import (
     task_events,
     wait_for_task,
 )
-from aitasks.api.schemas import TaskList, TaskView
-from aitasks.api.views import Page, task_view
+from aitasks.api.schemas import TaskList, TaskView, WebhookDeliveryList
+from aitasks.api.views import Page, delivery_view, task_view
 from aitasks.errors import InvalidRequest
 from aitasks.events.base import STATUS
 from aitasks.queue import QueueUnavailable
 from aitasks.store import tasks as store
+from aitasks.store import webhooks as webhook_store
 from aitasks.store.models import TaskStatus
 
 log = logging.getLogger(__name__)
@@ -34,7 +39,11 @@ MAX_PAGE = 100
 
 @router.get("/tasks/{task_id}", response_model=TaskView)
 async def read_task(
-    task_id: str, services: ServicesDep, request: Request, prefer: PreferHeader = None
+    task_id: str,
+    services: ServicesDep,
+    caller: CallerDep,
+    links: LinksDep,
+    prefer: PreferHeader = None,
 ) -> TaskView:
     """A task's status, and its result or error once it has finished.
 
@@ -43,10 +52,11 @@ async def read_task(
     # A short session of its own: a wait must not hold a pooled connection while it waits.
     wait = preferred_wait(prefer, services.settings.max_wait_seconds)
     if wait is None:
-        task = await load(services, task_id)
+        task = await load(services, task_id, caller.tenant)
     else:
-        task = await wait_for_task(services, task_id, wait)  # loads it first: 404 at once
-    return task_view(task, request.base_url)
+        # Loads it first: 404 at once.
+        task = await wait_for_task(services, task_id, caller.tenant, wait)
+    return task_view(task, links)
 
 
 @router.get(
@@ -57,7 +67,8 @@ async def read_task(
 async def stream_task(
     task_id: str,
     services: ServicesDep,
-    request: Request,
+    caller: CallerDep,
+    links: LinksDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """The task's life as Server-Sent Events: `status` on each change, `delta` for each piece of
@@ -66,9 +77,10 @@ async def stream_task(
         raise InvalidRequest(
             f"Last-Event-ID {last_event_id!r} is not an event id", param="Last-Event-ID"
         )
-    await load(services, task_id)  # 404 before the stream starts; no connection held after
+    # 404 before the stream starts; no connection held after.
+    await load(services, task_id, caller.tenant)
     return StreamingResponse(
-        task_events(services, task_id, request.base_url, last_event_id),
+        task_events(services, task_id, caller.tenant, links, last_event_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -77,7 +89,8 @@ async def stream_task(
 @router.get("/tasks", response_model=TaskList)
 async def list_tasks(
     session: SessionDep,
-    request: Request,
+    caller: CallerDep,
+    links: LinksDep,
     status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
     model: str | None = None,
     conversation_id: str | None = None,
@@ -89,6 +102,7 @@ async def list_tasks(
     """Tasks, newest first; `?status=FAILED` lists the dead letters."""
     rows = await store.list_tasks(
         session,
+        tenant=caller.tenant,
         status=status_,
         model=model,
         conversation_id=conversation_id,
@@ -99,7 +113,7 @@ async def list_tasks(
     )
     page = Page(rows, limit, key=lambda t: t.id)
     return TaskList(
-        data=[task_view(t, request.base_url) for t in page.rows],
+        data=[task_view(t, links) for t in page.rows],
         has_more=page.has_more,
         next_after=page.next_after,
     )
@@ -107,29 +121,40 @@ async def list_tasks(
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskView)
 async def cancel_task(
-    task_id: str, session: SessionDep, services: ServicesDep, request: Request
+    task_id: str, session: SessionDep, services: ServicesDep, caller: CallerDep, links: LinksDep
 ) -> TaskView:
     """Cancel a `PENDING` or `RUNNING` task; a finished one is a 409."""
-    task = await store.cancel_task(session, task_id)
+    task = await store.cancel_task(session, task_id, caller.tenant)
     try:
         await stop_task(services, task.id, task.status)
+        if task.api_key_id:
+            await services.limits.release(task.api_key_id, [task.id])
         # The turn after it in its conversation need not wait any longer.
         waiting = await store.next_waiting_turn(session, task)
         if waiting is not None:
             await services.queue.publish(waiting[1], waiting[0])
     except QueueUnavailable as exc:
         log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
-    return task_view(task, request.base_url)
+    return task_view(task, links)
 
 
 @router.post(
     "/tasks/{task_id}/retry", response_model=TaskView, status_code=status.HTTP_202_ACCEPTED
 )
 async def retry_task(
-    task_id: str, session: SessionDep, services: ServicesDep, request: Request
+    task_id: str, session: SessionDep, services: ServicesDep, caller: CallerDep, links: LinksDep
 ) -> TaskView:
-    """Queue a `FAILED` or `CANCELLED` task again, with a fresh set of attempts."""
-    task = await store.retry_task(session, task_id)
+    """Queue a `FAILED` or `CANCELLED` task again, with a fresh set of attempts. It counts
+    against the key's tasks in flight again."""
+    if caller.key is not None:
+        await admit(services, caller.key, task_id)
+    try:
+        task = await store.retry_task(session, task_id, caller.tenant)
+    except Exception:
+        if caller.key is not None:
+            with contextlib.suppress(QueueUnavailable):
+                await services.limits.release(caller.key.id, [task_id])
+        raise
     try:
         # It runs again from the start: so does its stream.
         await services.events.reset(task.id)
@@ -137,4 +162,14 @@ async def retry_task(
         await services.queue.publish(task.queue, task.id)
     except QueueUnavailable as exc:
         log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
-    return task_view(task, request.base_url)
+    return task_view(task, links)
+
+
+@router.get("/tasks/{task_id}/webhooks", response_model=WebhookDeliveryList)
+async def list_webhooks(
+    task_id: str, session: SessionDep, caller: CallerDep
+) -> WebhookDeliveryList:
+    """The task's webhook deliveries, oldest first: event, outcome, attempts, last answer."""
+    await store.get_task(session, task_id, caller.tenant)
+    deliveries = await webhook_store.deliveries_of(session, task_id)
+    return WebhookDeliveryList(data=[delivery_view(d) for d in deliveries])

@@ -1,0 +1,44 @@
+"""Links to generated files. While auth is on, a file link carries an expiry and an HMAC of the
+file id and that expiry, so an `<img>` tag or a webhook receiver can fetch it without a key,
+and only until it expires."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+
+@dataclass(frozen=True, slots=True)
+class FileSigner:
+    secret: bytes
+    ttl_seconds: int
+
+    def _signature(self, file_id: str, expires: int) -> str:
+        message = f"{file_id}.{expires}".encode()
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
+
+    def query(self, file_id: str) -> str:
+        # Rounded up to the hour, so a page that lists a file twice gets one URL (caches agree).
+        expires = (int(time.time()) + self.ttl_seconds) // 3600 * 3600 + 3600
+        return urlencode({"expires": expires, "signature": self._signature(file_id, expires)})
+
+    def verify(self, file_id: str, expires: int, signature: str) -> bool:
+        if expires < time.time():
+            return False
+        return hmac.compare_digest(self._signature(file_id, expires), signature)
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """How this answer's links are written: the site's root as the caller reached it, and the
+    signer when file links must be signed."""
+
+    base: str
+    signer: FileSigner | None = None
+
+    def file(self, file_id: str) -> str:
+        url = f"{self.base.rstrip('/')}/v1/files/{file_id}"
+        return f"{url}?{self.signer.query(file_id)}" if self.signer else url

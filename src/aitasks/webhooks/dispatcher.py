@@ -1,0 +1,156 @@
+"""Sends due webhook deliveries; one dispatcher runs in every worker process.
+
+Deliveries are rows (`store.webhooks`), so a dispatcher that dies loses nothing: what it had
+claimed is due again once its claim lapses. A dispatcher wakes when its own worker finishes a
+task with a callback, and otherwise looks for due rows every `POLL_SECONDS` (retries, and the
+cancellations gateways record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aitasks.api.views import task_view
+from aitasks.auth.keys import new_webhook_secret
+from aitasks.links import Links
+from aitasks.services import Services
+from aitasks.store import keys as store_keys
+from aitasks.store import webhooks as store
+from aitasks.store.models import Task, WebhookDelivery, utcnow
+from aitasks.webhooks.signing import signed_headers
+from aitasks.webhooks.targets import RefusedTarget, check_resolved
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+BATCH = 50
+MAX_RETRY_SECONDS = 3600.0
+# What is kept of a receiver's error answer.
+ERROR_CHARS = 300
+# The keyless local tenant's signing secret (auth off), in the service's secrets.
+LOCAL_SECRET = "webhook_local"
+
+
+def retry_delay(attempt: int, base: float) -> float:
+    """Seconds before the attempt after `attempt`: base, 2x, 4x, ... up to an hour."""
+    return float(min(base * 2 ** (attempt - 1), MAX_RETRY_SECONDS))
+
+
+class WebhookDispatcher:
+    def __init__(self, services: Services, http: httpx.AsyncClient | None = None) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.http = http or httpx.AsyncClient(follow_redirects=False)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    sent = await self.deliver_due()
+                except Exception as exc:  # the database is down, most likely: try again later
+                    log.warning("webhooks: cannot read due deliveries: %s", exc)
+                    sent = 0
+                if sent < BATCH:
+                    await self._sleep(stop)
+        finally:
+            await self.http.aclose()
+
+    async def _sleep(self, stop: asyncio.Event) -> None:
+        self._wake.clear()
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(waits, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+
+    async def deliver_due(self) -> int:
+        """Send what is due now; how many were sent."""
+        # Held past the receiver's timeout, so a slow receiver is never sent the message twice.
+        lease = self.settings.webhook_timeout_seconds + 30
+        async with self.services.db.session() as session:
+            due = await store.claim_due(session, limit=BATCH, lease_seconds=lease)
+        await asyncio.gather(*(self._deliver(d) for d in due))
+        return len(due)
+
+    async def _deliver(self, delivery: WebhookDelivery) -> None:
+        try:
+            payload, secret = await self._prepare(delivery)
+        except Exception:
+            log.exception("webhook %s: cannot prepare it", delivery.id)
+            return  # due again once its claim lapses
+        if payload is None:
+            return  # the task is gone (its conversation deleted): the delivery went with it
+        status_code: int | None = None
+        error: str | None = None
+        try:
+            await check_resolved(delivery.url, allow_private=self.settings.webhook_allow_private)
+            body = payload.encode()
+            headers = signed_headers(secret, delivery.id, int(time.time()), body)
+            response = await self.http.post(
+                delivery.url,
+                content=body,
+                headers=headers,
+                timeout=self.settings.webhook_timeout_seconds,
+            )
+            status_code = response.status_code
+            if not response.is_success:
+                error = f"HTTP {status_code}: {response.text[:ERROR_CHARS]}"
+        except RefusedTarget as exc:
+            error = exc.message
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS] or type(exc).__name__
+        retry_at = None
+        if error is not None and delivery.attempts < self.settings.webhook_max_attempts:
+            delay = retry_delay(delivery.attempts, self.settings.webhook_retry_base_seconds)
+            retry_at = utcnow() + timedelta(seconds=delay)
+        if error is not None:
+            log.info("webhook %s to %s: attempt %d failed: %s",
+                     delivery.id, delivery.url, delivery.attempts, error)  # fmt: skip
+        async with self.services.db.session() as session:
+            await store.record_attempt(
+                session,
+                delivery,
+                payload=payload,
+                status_code=status_code,
+                error=error,
+                retry_at=retry_at,
+            )
+
+    async def _prepare(self, delivery: WebhookDelivery) -> tuple[str | None, str]:
+        """The body (fixed at the first attempt, so every retry sends the same bytes) and the
+        secret that signs it: the submitting key's, or the local tenant's."""
+        async with self.services.db.session() as session:
+            async with session.begin():
+                task = await session.get(Task, delivery.task_id)
+                key_id = task.api_key_id if task else None
+                key = await store_keys.key_by_id(session, key_id) if key_id else None
+            if task is None:
+                return None, ""
+            secret = key.webhook_secret if key else await local_webhook_secret(session)
+        payload = delivery.payload
+        if payload is None:
+            links = Links(self.settings.public_url, self.services.file_signer)
+            payload = json.dumps(
+                {
+                    "type": delivery.event,
+                    "timestamp": utcnow().isoformat(),
+                    "data": task_view(task, links).model_dump(mode="json"),
+                },
+                ensure_ascii=False,
+            )
+        return payload, secret
+
+
+async def local_webhook_secret(session: AsyncSession) -> str:
+    """The signing secret of the keyless local tenant (auth off), shared by every process."""
+    return await store_keys.service_secret(session, LOCAL_SECRET, make=new_webhook_secret())

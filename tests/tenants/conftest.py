@@ -1,0 +1,85 @@
+"""A deployment with auth on, as an operator runs one: two gateways and a worker as real processes
+on real PostgreSQL and Redis, keys made with `aitasks keys create`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REDIS_URL, fresh_postgres_database, fresh_redis_prefix
+from tests.helpers import Process, free_port, run_cli, service_env, wait_until_up
+
+
+@dataclass
+class Key:
+    name: str
+    secret: str
+    webhook_secret: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"}
+
+
+@dataclass
+class Deployment:
+    gateways: list[str]
+    database_url: str
+    env: dict[str, str]
+    folder: Path
+    processes: list[Process] = field(default_factory=list)
+
+    def create_key(self, name: str, *options: str) -> Key:
+        made = run_cli(["keys", "create", "--name", name, *options], self.env, self.folder)
+        assert made.returncode == 0, made.stderr
+        lines = made.stdout.strip().splitlines()
+        webhook_secret = next(
+            line.split(": ", 1)[1] for line in lines if line.startswith("webhook signing secret")
+        )
+        return Key(name, lines[-1], webhook_secret)
+
+    def client(self, key: Key | None, gateway: int = 0) -> httpx.Client:
+        headers = key.headers if key else {}
+        return httpx.Client(base_url=self.gateways[gateway], headers=headers, timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(p.log() for p in self.processes)
+
+
+@pytest.fixture(scope="package")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    folder = tmp_path_factory.mktemp("tenants")
+    with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
+        env = service_env(
+            DATABASE_URL=database_url,
+            REDIS_URL=REDIS_URL,
+            AITASKS_REDIS_PREFIX=prefix,
+            AITASKS_DATA_DIR=str(folder / "data"),
+            AITASKS_MOCK_LATENCY_MS="10",
+            AITASKS_AUTH="on",
+            AITASKS_KEY_CACHE_SECONDS="0.5",
+            AITASKS_WEBHOOK_ALLOW_PRIVATE="true",
+            AITASKS_WEBHOOK_RETRY_BASE_SECONDS="0.2",
+            AITASKS_WEBHOOK_MAX_ATTEMPTS="4",
+            AITASKS_LOG_LEVEL="DEBUG",
+        )
+        upgraded = run_cli(["db", "upgrade"], env, folder)
+        assert upgraded.returncode == 0, upgraded.stderr
+        ports = [free_port(), free_port()]
+        gateways = [f"http://127.0.0.1:{port}" for port in ports]
+        deployment = Deployment(gateways, database_url, env, folder)
+        deployment.processes = [
+            *(Process(["api", "--port", str(port)], env, folder) for port in ports),
+            Process(["worker", "--concurrency", "16"], env, folder),
+        ]
+        try:
+            for url, process in zip(gateways, deployment.processes, strict=False):
+                wait_until_up(url, process)
+            yield deployment
+        finally:
+            for process in deployment.processes:
+                process.stop()

@@ -1,0 +1,161 @@
+"""Per-key limits, shared by every gateway through Redis: requests per minute, tasks in flight,
+tokens per day. Each is hit, answered 429 with Retry-After and a message naming it, and recovered
+from."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis
+
+from aitasks.auth.keys import KeyInfo, key_id_of
+from aitasks.errors import RateLimited
+from aitasks.limits.base import Counters, Limits
+from aitasks.limits.memory import InProcessCounters
+from aitasks.limits.redis import RedisCounters
+from tests.conftest import REDIS_URL
+from tests.flows import submit
+from tests.helpers import wait_for_tasks
+from tests.tenants.conftest import Deployment
+
+SLOW = "[latency:4000] take your time"
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def counters(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Counters]:
+    if request.param == "memory":
+        yield InProcessCounters()
+        return
+    made = RedisCounters.from_url(REDIS_URL, prefix=redis_prefix)
+    yield made
+    await made.close()
+
+
+async def test_requests_per_minute_slide_with_the_window(counters: Counters) -> None:
+    clock = Clock(1_800_000_000.0)  # the start of a minute
+    limits = Limits(counters, clock=clock)
+    key = KeyInfo(id="k1", name="k", tenant="t", webhook_secret="", rpm=5)
+    for _ in range(5):
+        await limits.take_request(key)
+    with pytest.raises(RateLimited) as refused:
+        await limits.take_request(key)
+    assert refused.value.details["limit"] == "rpm"
+    assert "5 requests per minute" in refused.value.message
+    assert refused.value.retry_after == 60
+    # Half a minute into the next one, half of the last minute's five still count.
+    clock.now += 90
+    for _ in range(3):
+        await limits.take_request(key)
+    with pytest.raises(RateLimited):
+        await limits.take_request(key)
+    # Two minutes on, the window is empty again.
+    clock.now += 120
+    for _ in range(5):
+        await limits.take_request(key)
+
+
+async def test_in_flight_slots_free_up_and_lost_ones_are_found(counters: Counters) -> None:
+    limits = Limits(counters)
+    key = KeyInfo(id="k2", name="k", tenant="t", webhook_secret="", max_inflight=2)
+    still_running: set[str] = {"a", "b"}
+
+    async def unfinished(ids: list[str]) -> list[str]:
+        return [i for i in ids if i in still_running]
+
+    await limits.admit(key, "a", unfinished)
+    await limits.admit(key, "b", unfinished)
+    with pytest.raises(RateLimited) as refused:
+        await limits.admit(key, "c", unfinished)
+    assert refused.value.details["limit"] == "max_inflight"
+    await limits.release(key.id, ["a"])
+    await limits.admit(key, "c", unfinished)
+    # "b" ended without its release being counted (a worker died between the two).
+    still_running = {"c"}
+    await limits.admit(key, "d", unfinished)
+
+
+async def test_tokens_per_day_reset_at_midnight(counters: Counters) -> None:
+    clock = Clock(1_800_000_000.0 - 1_800_000_000.0 % 86_400 + 86_000)  # 400 s before midnight
+    limits = Limits(counters, clock=clock)
+    key = KeyInfo(id="k3", name="k", tenant="t", webhook_secret="", daily_tokens=100)
+    await limits.check_tokens(key)
+    await limits.add_tokens(key.id, 100)
+    with pytest.raises(RateLimited) as refused:
+        await limits.check_tokens(key)
+    assert refused.value.details["limit"] == "daily_tokens"
+    assert refused.value.retry_after == 400
+    clock.now += 400
+    await limits.check_tokens(key)
+
+
+def refusal(answer: httpx.Response, names: str) -> None:
+    assert answer.status_code == 429, answer.text
+    error = answer.json()["error"]
+    # The seed's shape names it in `type`; OpenAI's in `code` (its type is rate_limit_error).
+    assert "rate_limited" in (error["type"], error.get("code"))
+    assert names in error["message"]
+    assert int(answer.headers["retry-after"]) >= 1
+
+
+def test_requests_per_minute_are_counted_across_gateways(deployment: Deployment) -> None:
+    key = deployment.create_key("rpm-key", "--rpm", "6")
+    first, second = deployment.client(key, 0), deployment.client(key, 1)
+    with first, second:
+        answers = [(first if n % 2 else second).get("/v1/tasks") for n in range(6)]
+        assert [a.status_code for a in answers] == [200] * 6
+        refusal(first.get("/v1/tasks"), "6 requests per minute")
+        refusal(second.get("/openai/v1/models"), "6 requests per minute")
+
+
+def test_tasks_in_flight_are_capped_and_freed(deployment: Deployment) -> None:
+    key = deployment.create_key("inflight-key", "--max-inflight", "2")
+    key_id = key_id_of(key.secret)
+    with deployment.client(key, 0) as first, deployment.client(key, 1) as second:
+        running = [submit(first, SLOW, model="mock-chat"), submit(second, SLOW, model="mock-chat")]
+        body = {"prompt": "one more", "model": "mock-chat"}
+        refusal(first.post("/v1/chat/completions", json=body), "2 unfinished tasks")
+        refusal(
+            second.post(
+                "/openai/v1/chat/completions",
+                json={"model": "mock-chat", "messages": [{"role": "user", "content": "hi"}]},
+            ),
+            "2 unfinished tasks",
+        )
+        # Cancelling one frees its slot at once.
+        cancelled = first.post(f"/v1/tasks/{running[0]['task_id']}/cancel")
+        assert cancelled.status_code == 200
+        third = submit(second, "now there is room", model="mock-chat")
+        # A slot whose release was lost (say a worker died just then) is found free again.
+        shared = redis.Redis.from_url(REDIS_URL)
+        set_key = f"{deployment.env['AITASKS_REDIS_PREFIX']}:{{k:{key_id}}}:inflight"
+        wait_for_tasks(first, [third["task_id"]])
+        shared.sadd(set_key, "a-task-that-finished-long-ago")
+        shared.close()
+        fourth = submit(first, "room again", model="mock-chat")
+        wait_for_tasks(first, [running[1]["task_id"], fourth["task_id"]])
+
+
+def test_a_daily_token_quota_refuses_new_tasks_once_spent(deployment: Deployment) -> None:
+    key = deployment.create_key("tokens-key", "--daily-tokens", "5")
+    with deployment.client(key) as client:
+        task = submit(client, "spend my tokens", model="mock-chat")
+        done = wait_for_tasks(client, [task["task_id"]])[task["task_id"]]
+        assert done["usage"]["total_tokens"] > 5
+        body = {"prompt": "more", "model": "mock-chat"}
+        # The worker counts the tokens just after it stores the result.
+        deadline = time.monotonic() + 5
+        while (answer := client.post("/v1/chat/completions", json=body)).status_code != 429:
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.05)
+        refusal(answer, "daily token quota")
