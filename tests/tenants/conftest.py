@@ -13,6 +13,20 @@ import pytest
 from tests.conftest import REDIS_URL, fresh_postgres_database, fresh_redis_prefix
 from tests.helpers import Process, free_port, run_cli, service_env, wait_until_up
 
+# A provider key the service holds: it must never show in an answer, a log line or a metric.
+PROVIDER_SECRET = "sk-test-provider-secret-0f1e2d3c"
+# A model whose provider cannot be reached (nothing listens on port 9), so its calls fail.
+MODELS = """
+[models."unreachable-gpt"]
+kind = "chat"
+provider = "openai"
+queue = "chat"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "OPENAI_API_KEY"
+max_attempts = 1
+timeout_s = 5
+"""
+
 
 @dataclass
 class Key:
@@ -53,6 +67,7 @@ class Deployment:
 @pytest.fixture(scope="package")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     folder = tmp_path_factory.mktemp("tenants")
+    (folder / "models.toml").write_text(MODELS)
     with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
         env = service_env(
             DATABASE_URL=database_url,
@@ -66,6 +81,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             AITASKS_WEBHOOK_RETRY_BASE_SECONDS="0.2",
             AITASKS_WEBHOOK_MAX_ATTEMPTS="4",
             AITASKS_LOG_LEVEL="DEBUG",
+            AITASKS_MODELS=str(folder / "models.toml"),
+            OPENAI_API_KEY=PROVIDER_SECRET,
         )
         upgraded = run_cli(["db", "upgrade"], env, folder)
         assert upgraded.returncode == 0, upgraded.stderr
