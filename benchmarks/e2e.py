@@ -32,6 +32,7 @@ from benchmarks.harness import (
     LoadResult,
     System,
     closed_loop,
+    limits,
     percentile,
     progress_bar,
     run_loop,
@@ -77,10 +78,11 @@ def measure(system: System, n: int, concurrency: int, mode: str, poll_s: float) 
 
 async def openai_sync(base_url: str, n: int, concurrency: int) -> tuple[float, list[float]]:
     """Closed loop of non-streamed `chat.completions.create`: requests/s and latencies."""
-    limits = httpx.Limits(max_connections=concurrency + 10)
     body = {"model": "mock-chat", "messages": [{"role": "user", "content": "Hi!"}]}
     latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=120, limits=limits(concurrency + 10)
+    ) as client:
         counter = iter(range(n))
         started = time.perf_counter()
 
@@ -121,6 +123,9 @@ def table(results: dict[tuple[str, int], LoadResult], args: argparse.Namespace) 
                     f"{ratio(values['aitasks'], values[n]):>10}" for n in names if n != "aitasks"
                 )
             lines.append(line)
+    for (label, c), r in results.items():
+        if r.errors:
+            lines.append(f"{label} c={c}: {r.errors} requests failed at the transport")
     for mode in args.aitasks_modes if "aitasks" in names else []:
         for c in args.concurrency:
             r = results[(f"aitasks {mode}", c)]

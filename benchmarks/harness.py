@@ -113,16 +113,23 @@ def running(
     with private_redis() as redis_url, fresh_postgres_database() as database_url:
         starter = {"aitasks": _start_aitasks, "seed": _start_seed, "celery": _start_celery}[name]
         system = System(name, [], database_url, redis_url, folder)
+        failed = False
         try:
             starter(system, folder, redis_url, gateways, workers, latency_ms,
                     worker_concurrency, dict(extra_env or {}))  # fmt: skip
             if workers:  # with none, the caller starts them when it wants them
                 warm_up(system)
             yield system
+        except BaseException:
+            failed = True
+            raise
         finally:
             for process in [*system.gateways, *system.workers]:
                 process.stop()
-            shutil.rmtree(folder, ignore_errors=True)
+            if failed:
+                print(f"{name}: its processes' logs are kept in {folder}", file=sys.stderr)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _start_aitasks(
@@ -305,7 +312,8 @@ class LoadResult:
     submitted_at: list[float] = field(default_factory=list)  # when each 202 came back
     latencies: list[float] = field(default_factory=list)  # submit sent -> result seen, seconds
     finished_at: list[float] = field(default_factory=list)
-    failures: int = 0
+    failures: int = 0  # tasks that ended other than SUCCESS
+    errors: int = 0  # requests that failed at the transport (connection reset, timeout)
 
     @property
     def submitted_per_s(self) -> float:
@@ -363,10 +371,17 @@ WAITERS: dict[str, Callable[[float], Waiter]] = {
 }
 
 
+def limits(connections: int) -> httpx.Limits:
+    # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout: at the same 5 s
+    # (httpx's default) a request can race the server's close and fail with ReadError.
+    return httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=1.0
+    )
+
+
 def clients(base_urls: list[str], concurrency: int) -> list[httpx.AsyncClient]:
     per = concurrency // len(base_urls) + 10
-    limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
-    return [httpx.AsyncClient(base_url=u, timeout=120, limits=limits) for u in base_urls]
+    return [httpx.AsyncClient(base_url=u, timeout=120, limits=limits(per)) for u in base_urls]
 
 
 async def closed_loop(
@@ -388,12 +403,17 @@ async def closed_loop(
         for i in counter:
             client = pool[i % len(pool)]
             sent = time.perf_counter()
-            response = await client.post(
-                "/v1/chat/completions", json={"prompt": f"{prompt} #{i}", "model": MODEL}
-            )
-            assert response.status_code == 202, response.text
-            result.submitted_at.append(time.perf_counter())
-            status = await wait(client, response.json()["task_id"])
+            try:
+                response = await client.post(
+                    "/v1/chat/completions", json={"prompt": f"{prompt} #{i}", "model": MODEL}
+                )
+                assert response.status_code == 202, response.text
+                result.submitted_at.append(time.perf_counter())
+                status = await wait(client, response.json()["task_id"])
+            except httpx.TransportError:
+                # A dropped connection is the system's failure: counted and reported, not fatal.
+                result.errors += 1
+                continue
             seen = time.perf_counter()
             result.failures += status != "SUCCESS"
             result.latencies.append(seen - sent)

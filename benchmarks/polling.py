@@ -20,6 +20,7 @@ from benchmarks.harness import (
     closed_loop,
     db_counters,
     delta,
+    limits,
     long_wait,
     percentile,
     poller,
@@ -48,10 +49,11 @@ def parse_args() -> argparse.Namespace:
 
 async def hammer(base_url: str, ids: list[str], seconds: float, concurrency: int) -> list[float]:
     """GET finished tasks round-robin for `seconds`; returns each request's latency."""
-    limits = httpx.Limits(max_connections=concurrency + 10)
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
-    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=30, limits=limits(concurrency + 10)
+    ) as client:
 
         async def one_client(k: int) -> None:
             i = k
