@@ -49,7 +49,7 @@ async def test_submit_numbers_the_turns_of_a_conversation(db: Database) -> None:
     assert (first.turn, second.turn) == (1, 2)
     assert first.status == TaskStatus.PENDING
     async with db.session() as session:
-        messages = await history.conversation_messages(session, first.conversation_id, tenant=None)
+        messages = await history.conversation_messages(session, first.conversation_id, LOCAL_TENANT)
     assert [(m.turn, m.role) for m in messages] == [(1, "user"), (2, "user")]
 
 
@@ -103,7 +103,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_write(
     assert not await complete(db, dead.task, "dead-worker", text="stale")
     assert await complete(db, retry.task, "live-worker", text="fresh")
     async with db.session() as session:
-        messages = await history.conversation_messages(session, task.conversation_id, tenant=None)
+        messages = await history.conversation_messages(session, task.conversation_id, LOCAL_TENANT)
     assert [(m.role, m.content) for m in messages] == [("user", "hi"), ("assistant", "fresh")]
 
 

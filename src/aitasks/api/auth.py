@@ -8,6 +8,7 @@ from collections import OrderedDict
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from aitasks.api.deps import ServicesDep
 from aitasks.auth.keys import Caller, KeyInfo, hash_key, key_id_of
@@ -40,12 +41,21 @@ class KeyCache:
             self._entries.popitem(last=False)
 
 
+# Declares the scheme in the OpenAPI schema; the header itself is read by `bearer_token`.
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="An API key from `aitasks keys create` (while auth is on)."
+)
+BearerDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
 def bearer_token(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def authenticate(request: Request, services: ServicesDep) -> Caller:
+async def authenticate(
+    request: Request, services: ServicesDep, _declared: BearerDeclared = None
+) -> Caller:
     """The caller of this request; 401 without a valid key while auth is on."""
     if not services.settings.auth_enabled:
         return Caller()

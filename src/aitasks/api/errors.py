@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from aitasks.errors import AITasksError
 from aitasks.store.database import is_bad_data, is_unavailable
@@ -34,6 +35,24 @@ def error_body(
     error_type: str, message: str, param: str | None = None, **details: Any
 ) -> dict[str, Any]:
     return {"error": {"type": error_type, "message": message, "param": param, **details}}
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. (Starlette's own 405 names only the methods
+    of the first route whose path matched, though others may serve the same path.)"""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+def http_error_headers(request: Request, exc: HTTPException) -> dict[str, str]:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return headers
 
 
 def validation_problem(exc: RequestValidationError) -> tuple[str, str, str | None]:
@@ -74,12 +93,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(error_type, message, param), status_code=status)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         error_type = HTTP_ERROR_TYPES.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(error_type, str(exc.detail)),
             status_code=exc.status_code,
-            headers=exc.headers,
+            headers=http_error_headers(request, exc) or None,
         )
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:

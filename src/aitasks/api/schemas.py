@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
 from aitasks.store.models import TaskStatus
+
+
+def _iso_only(value: object) -> object:
+    """Pydantic also reads a number as Unix time; the API promises ISO 8601 only."""
+    try:
+        float(str(value))
+    except ValueError:
+        return value
+    raise ValueError("expected an ISO 8601 date-time, such as 2026-11-29T12:00:00Z")
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 WebhookEvent = Literal["task.running", "task.succeeded", "task.failed", "task.cancelled"]
 
@@ -22,12 +34,16 @@ class SubmitRequest(BaseModel):
         }
     )  # fmt: skip
 
-    prompt: str = Field(description="What to say to the model, or the picture to draw.")
+    prompt: str = Field(
+        description="What to say to the model, or the picture to draw.",
+        # What the validator below checks, said in the schema: not empty, not only spaces.
+        json_schema_extra={"minLength": 1, "pattern": r"\S"},
+    )
     model: str = Field(min_length=1, max_length=200, description="A name from GET /v1/models.")
     conversation_id: str | None = Field(
         default=None, description="Continue this conversation; null starts a new one."
     )
-    stream: bool = Field(
+    stream: StrictBool = Field(
         default=False, description="Answer with the new task's event stream (SSE) instead."
     )
     callback_url: str | None = Field(
@@ -53,6 +69,20 @@ class SubmitRequest(BaseModel):
     @classmethod
     def _empty_is_none(cls, conversation_id: str | None) -> str | None:
         return conversation_id or None
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="What went wrong, for programs: `not_found`, `rate_limited`...")
+    message: str = Field(description="What went wrong, for people.")
+    param: str | None = Field(description="The part of the request at fault, when one is.")
+
+
+class ErrorBody(BaseModel):
+    """Every error, whatever its status."""
+
+    error: ErrorDetail
 
 
 class SubmitResponse(BaseModel):
@@ -149,11 +179,12 @@ class ConversationList(BaseModel):
 
 
 class ConversationPatch(BaseModel):
-    """Fields to change; those left out stay as they are."""
+    """Fields to change (at least one); those left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    # Optional, but not nullable: a conversation always has a title.
+    title: str = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
     system_prompt: str | None = Field(default=None, max_length=32_000)
 
     @field_validator("title")

@@ -35,6 +35,11 @@ class EventLog(ABC):
     async def append(self, task_id: str, event_type: str, data: dict[str, Any]) -> str:
         """Add an event to the task's log; returns its id. A `done` event starts the expiry."""
 
+    async def append_many(self, task_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Add events in order (one round trip where the store allows)."""
+        for event_type, data in events:
+            await self.append(task_id, event_type, data)
+
     @abstractmethod
     async def read(self, task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:
         """Events after id `after` (from the start when None), waiting up to `wait_seconds` for

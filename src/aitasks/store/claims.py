@@ -63,7 +63,8 @@ async def claim_task(
     """
     now = utcnow()
     async with session.begin():
-        claimed = await session.execute(
+        # The claimed row comes back with the update itself: one statement, not two.
+        claimed = await session.scalars(
             update(Task)
             .where(
                 Task.id == task_id,
@@ -81,11 +82,12 @@ async def claim_task(
                 started_at=func.coalesce(Task.started_at, now),
                 updated_at=now,
             )
-            .returning(Task.id)
+            .returning(Task)
+            .execution_options(populate_existing=True)
         )
-        if claimed.first() is not None:
-            task = await session.get(Task, task_id, populate_existing=True)
-            if task is not None and task.attempts == 1:
+        task = claimed.first()
+        if task is not None:
+            if task.attempts == 1:
                 _add_webhook(session, task, TaskStatus.RUNNING)
             return Claim(ClaimOutcome.CLAIMED, task)
         status = await session.scalar(select(Task.status).where(Task.id == task_id))

@@ -167,23 +167,26 @@ async def context_header(
 
 
 async def conversation_messages(
-    session: AsyncSession,
-    conversation_id: str,
-    *,
-    tenant: str | None,
-    before_turn: int | None = None,
+    session: AsyncSession, conversation_id: str, tenant: str
 ) -> Sequence[Message]:
-    """A conversation's messages in order; only the turns before `before_turn` when given.
-    `tenant` None is the worker's view (it reads whichever conversation its task is in)."""
-    mine = (
-        Conversation.id == conversation_id if tenant is None else _theirs(conversation_id, tenant)
-    )
-    found = await session.scalar(select(Conversation.id).where(mine))
+    """The tenant's conversation's messages, in order."""
+    found = await session.scalar(select(Conversation.id).where(_theirs(conversation_id, tenant)))
     if found is None:
         raise ConversationNotFound(conversation_id)
     query = select(Message).where(Message.conversation_id == conversation_id)
-    if before_turn is not None:
-        query = query.where(Message.turn < before_turn)
+    return (await session.scalars(query.order_by(Message.turn, Message.id))).all()
+
+
+async def earlier_messages(
+    session: AsyncSession, conversation_id: str, before_turn: int
+) -> Sequence[Message]:
+    """The messages of the turns before `before_turn`, in order: a worker's context. (Nothing to
+    read for a first turn, the commonest; a deleted conversation reads as empty.)"""
+    if before_turn <= 1:
+        return []
+    query = select(Message).where(
+        Message.conversation_id == conversation_id, Message.turn < before_turn
+    )
     return (await session.scalars(query.order_by(Message.turn, Message.id))).all()
 
 

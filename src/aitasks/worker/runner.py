@@ -34,6 +34,7 @@ from aitasks.store.models import Message, Task, TaskStatus, as_utc, new_id, utcn
 from aitasks.webhooks.dispatcher import WebhookDispatcher
 from aitasks.worker.breaker import CircuitBreaker
 from aitasks.worker.context import build_context, estimate_tokens, fit_messages
+from aitasks.worker.event_writer import TaskEventWriter
 from aitasks.worker.reconciler import Reconciler
 from aitasks.worker.retrying import retry_database
 from aitasks.worker.summaries import summarise
@@ -107,6 +108,7 @@ class Worker:
         self._in_flight: set[asyncio.Task[None]] = set()
         # The provider calls running now, by task id, so a cancellation can stop one.
         self._running: dict[str, asyncio.Task[Reply | None]] = {}
+        self._event_writers: dict[str, TaskEventWriter] = {}
         self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -251,7 +253,7 @@ class Worker:
             await self.services.queue.ack(delivery)
             await self._release_next_turn(task)
             return
-        await self._emit(task.id, STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts})
+        self._emit(task.id, STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts})
         started = time.monotonic()
         submitted, taken = as_utc(task.created_at), as_utc(task.started_at)
         if task.attempts == 1 and submitted and taken:
@@ -280,6 +282,7 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            await self._flush_events(task.id)
         await self.services.queue.ack(delivery)
         await self._release_next_turn(task)
 
@@ -370,7 +373,7 @@ class Worker:
             return False
         logs.set_attempt(task.attempts)
         status = {"status": TaskStatus.RUNNING, "attempt": task.attempts, "model": model}
-        await self._emit(task.id, STATUS, status)
+        self._emit(task.id, STATUS, status)
         return True
 
     async def _call_provider(self, task: Task, spec: ModelSpec) -> Reply:
@@ -412,7 +415,7 @@ class Worker:
                             reported = piece
                             continue
                         pieces.append(piece)
-                        await self._emit(task.id, DELTA, {"delta": piece})
+                        self._emit(task.id, DELTA, {"delta": piece})
             except TimeoutError:
                 raise ProviderTimeout(f"no reply within {spec.timeout_s:g}s") from None
             text = "".join(pieces)
@@ -449,9 +452,7 @@ class Worker:
             given = [ChatMessage(m["role"], m["content"]) for m in task.context]
             return fit_messages(given, task.prompt, context_window=spec.context_window)
         async with self.services.db.session() as session:
-            earlier = await history.conversation_messages(
-                session, task.conversation_id, tenant=None, before_turn=task.turn
-            )
+            earlier = await history.earlier_messages(session, task.conversation_id, task.turn)
             system, stored, covered = await history.context_header(session, task.conversation_id)
         window = spec.context_window
         fitted = build_context(earlier, task.prompt, context_window=window, system=system)
@@ -535,20 +536,27 @@ class Worker:
             metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.FAILED).inc()
             await self._ended(task, TaskStatus.FAILED)
 
-    async def _emit(self, task_id: str, event_type: str, data: dict[str, object]) -> None:
-        """Add to the task's event log. Best effort: the database has the outcome regardless."""
-        try:
-            await self.services.events.append(task_id, event_type, data)
-        except Exception as exc:
-            log.warning("task %s: event not published: %s", task_id, exc)
+    def _emit(self, task_id: str, event_type: str, data: dict[str, object]) -> None:
+        """Queue an event for the task's log (see `TaskEventWriter`)."""
+        writer = self._event_writers.get(task_id)
+        if writer is None:
+            writer = self._event_writers[task_id] = TaskEventWriter(self.services.events, task_id)
+        writer.emit(event_type, data)
+
+    async def _flush_events(self, task_id: str) -> None:
+        """Write what the task's run queued, and let its writer go."""
+        writer = self._event_writers.pop(task_id, None)
+        if writer is not None:
+            await writer.flush()
 
     async def _ended(
         self, task: Task, status: TaskStatus, usage: dict[str, int] | None = None
     ) -> None:
         """After the outcome is stored: end its stream, free its key's in-flight slot, count its
         tokens, and send its webhook."""
-        await self._emit(task.id, STATUS, {"status": status})
-        await self._emit(task.id, DONE, {})
+        self._emit(task.id, STATUS, {"status": status})
+        self._emit(task.id, DONE, {})
+        await self._flush_events(task.id)
         if task.callback_url:
             self.webhooks.wake()
         if task.api_key_id:
@@ -572,7 +580,8 @@ class Worker:
             released = await claims.release_task(session, task, worker_id=self.worker_id)
         if released:
             await self.services.queue.publish(task.queue, task.id)
-            await self._emit(task.id, STATUS, {"status": TaskStatus.PENDING})
+            self._emit(task.id, STATUS, {"status": TaskStatus.PENDING})
+        await self._flush_events(task.id)
         await self.services.queue.ack(delivery)
         log.info("task %s handed back at shutdown", task.id)
 

@@ -15,6 +15,7 @@ from aitasks.api.errors import (
     DATABASE_ERRORS,
     HTTP_ERROR_TYPES,
     RETRY_AFTER_SECONDS,
+    http_error_headers,
     validation_problem,
 )
 from aitasks.errors import AITasksError, UnknownModel
@@ -70,9 +71,10 @@ def install_openai_error_handlers(app: FastAPI) -> None:
         return openai_error(400, message, code=error_type, param=param)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = HTTP_ERROR_TYPES.get(exc.status_code)
-        return openai_error(exc.status_code, str(exc.detail), code=code)
+        headers = http_error_headers(request, exc)
+        return openai_error(exc.status_code, str(exc.detail), code=code, **headers)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         if is_bad_data(exc):

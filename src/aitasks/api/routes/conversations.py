@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, ServicesDep, SessionDep
 from aitasks.api.live import stop_task
+from aitasks.api.responses import errors
 from aitasks.api.schemas import (
     ConversationList,
     ConversationPatch,
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/v1", tags=["conversations"])
 MAX_PAGE = 100
 
 
-@router.get("/conversations", response_model=ConversationList)
+@router.get("/conversations", response_model=ConversationList, responses=errors(400))
 async def list_conversations(
     session: SessionDep,
     caller: CallerDep,
@@ -49,14 +50,20 @@ async def list_conversations(
     )
 
 
-@router.get("/conversations/{conversation_id}", response_model=ConversationView)
+@router.get(
+    "/conversations/{conversation_id}", response_model=ConversationView, responses=errors(404)
+)
 async def read_conversation(
     conversation_id: str, session: SessionDep, caller: CallerDep
 ) -> ConversationView:
     return conversation_view(await store.get_conversation(session, conversation_id, caller.tenant))
 
 
-@router.patch("/conversations/{conversation_id}", response_model=ConversationView)
+@router.patch(
+    "/conversations/{conversation_id}",
+    response_model=ConversationView,
+    responses=errors(400, 404, 413),
+)
 async def update_conversation(
     conversation_id: str, body: ConversationPatch, session: SessionDep, caller: CallerDep
 ) -> ConversationView:
@@ -64,13 +71,11 @@ async def update_conversation(
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         raise InvalidRequest("nothing to change: give title and/or system_prompt")
-    if changes.get("title", "") is None:
-        raise InvalidRequest("title cannot be null", param="title")
     updated = await store.update_conversation(session, conversation_id, caller.tenant, changes)
     return conversation_view(updated)
 
 
-@router.delete("/conversations/{conversation_id}", response_model=Deletion)
+@router.delete("/conversations/{conversation_id}", response_model=Deletion, responses=errors(404))
 async def delete_conversation(
     conversation_id: str, session: SessionDep, services: ServicesDep, caller: CallerDep
 ) -> Deletion:
@@ -90,12 +95,14 @@ async def delete_conversation(
     return Deletion(id=conversation_id)
 
 
-@router.get("/conversations/{conversation_id}/history", response_model=HistoryView)
+@router.get(
+    "/conversations/{conversation_id}/history", response_model=HistoryView, responses=errors(404)
+)
 async def read_history(
     conversation_id: str, session: SessionDep, caller: CallerDep, links: LinksDep
 ) -> HistoryView:
     """The conversation's messages in the order of its turns."""
-    messages = await store.conversation_messages(session, conversation_id, tenant=caller.tenant)
+    messages = await store.conversation_messages(session, conversation_id, caller.tenant)
     return HistoryView(
         conversation_id=conversation_id, messages=[history_message(m, links) for m in messages]
     )

@@ -9,13 +9,20 @@ from fastapi import APIRouter, Query, Request, Response
 
 from aitasks.api.auth import authenticate
 from aitasks.api.deps import ServicesDep, SessionDep
+from aitasks.api.responses import errors
 from aitasks.errors import FileNotFound
 from aitasks.store import tasks as store
 
 router = APIRouter(prefix="/v1", tags=["files"])
 
 
-@router.get("/files/{file_id}", response_class=Response)
+@router.get(
+    "/files/{file_id}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **errors(404)},
+    # Either a key or a signed link: both ways, documented.
+    openapi_extra={"security": [{"HTTPBearer": []}, {}]},
+)
 async def read_file(
     file_id: str,
     request: Request,

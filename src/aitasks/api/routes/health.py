@@ -18,7 +18,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Not ready: `checks` names what is not (same shape)."}},
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:

@@ -6,9 +6,12 @@ from fastapi import APIRouter, Depends
 
 from aitasks.api.auth import authenticate
 from aitasks.api.deps import ServicesDep
+from aitasks.api.responses import errors
 from aitasks.api.schemas import ModelList, ModelView, PatternView
 
-router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(authenticate)])
+router = APIRouter(
+    prefix="/v1", tags=["models"], dependencies=[Depends(authenticate)], responses=errors()
+)
 
 
 @router.get("/models", response_model=ModelList)

@@ -10,12 +10,13 @@ from fastapi import APIRouter
 
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, ServicesDep, SessionDep
+from aitasks.api.responses import errors
 from aitasks.api.views import task_view
 from aitasks.queue import QueueUnavailable
 from aitasks.store import tasks as store
 from aitasks.store.models import TaskStatus, utcnow
 
-router = APIRouter(prefix="/v1", tags=["health"])
+router = APIRouter(prefix="/v1", tags=["health"], responses=errors())
 
 RECENT_FAILURES = 5
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Body, Header, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from aitasks import metrics
@@ -16,7 +17,8 @@ from aitasks.api.admission import admit
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep
 from aitasks.api.live import preferred_wait, task_events, wait_for_task
-from aitasks.api.schemas import SubmitRequest, SubmitResponse
+from aitasks.api.responses import errors
+from aitasks.api.schemas import SubmitRequest, SubmitResponse, TaskView
 from aitasks.api.views import task_view
 from aitasks.auth.keys import Caller
 from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull
@@ -35,6 +37,22 @@ router = APIRouter(prefix="/v1", tags=["tasks"])
 
 # How long a client told "queue full" should wait before trying again, in seconds.
 QUEUE_FULL_RETRY_AFTER = 5
+
+# 202 the new task (or with `Prefer: wait`, the task as it is then); 200 the task of an idempotent
+# repeat, or with `Prefer: wait` a finished task.
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": SubmitResponse | TaskView,
+        "description": "An idempotent repeat's task; or, with `Prefer: wait`, the finished task.",
+    },
+    **errors(400, 404, 413),
+}
+IMAGE_EXAMPLE = {
+    "image": {
+        "summary": "An image",
+        "value": {"prompt": "a lighthouse at dawn", "model": "stable-diffusion-3"},
+    }
+}
 
 IdempotencyKey = Annotated[
     str | None,
@@ -130,8 +148,11 @@ async def submit_task(
         return task, False
     metrics.TASKS_SUBMITTED.labels(task.model, task.queue).inc()
     try:
-        await services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING})
-        await services.queue.publish(task.queue, task.id)
+        # Two round trips made at once: the first event of its log, and its queue entry.
+        await asyncio.gather(
+            services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING}),
+            services.queue.publish(task.queue, task.id),
+        )
     except QueueUnavailable as exc:
         # The task is committed; the workers' reconciler publishes it once the queue is back.
         log.warning("task %s stored but not published: %s", task.id, exc.message)
@@ -198,7 +219,10 @@ async def submit(
 
 
 @router.post(
-    "/chat/completions", status_code=status.HTTP_202_ACCEPTED, response_model=SubmitResponse
+    "/chat/completions",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SubmitResponse | TaskView,
+    responses=SUBMIT_RESPONSES,
 )
 async def create_chat(
     body: SubmitRequest,
@@ -217,10 +241,13 @@ async def create_chat(
 
 
 @router.post(
-    "/images/generations", status_code=status.HTTP_202_ACCEPTED, response_model=SubmitResponse
+    "/images/generations",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SubmitResponse | TaskView,
+    responses=SUBMIT_RESPONSES,
 )
 async def create_image(
-    body: SubmitRequest,
+    body: Annotated[SubmitRequest, Body(openapi_examples=IMAGE_EXAMPLE)],
     services: ServicesDep,
     caller: CallerDep,
     links: LinksDep,

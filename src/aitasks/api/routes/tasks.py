@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, status
@@ -22,7 +21,8 @@ from aitasks.api.live import (
     task_events,
     wait_for_task,
 )
-from aitasks.api.schemas import TaskList, TaskView, WebhookDeliveryList
+from aitasks.api.responses import errors
+from aitasks.api.schemas import IsoDatetime, TaskList, TaskView, WebhookDeliveryList
 from aitasks.api.views import Page, delivery_view, task_view
 from aitasks.errors import InvalidRequest
 from aitasks.events.base import STATUS
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/v1", tags=["tasks"])
 MAX_PAGE = 100
 
 
-@router.get("/tasks/{task_id}", response_model=TaskView)
+@router.get("/tasks/{task_id}", response_model=TaskView, responses=errors(404))
 async def read_task(
     task_id: str,
     services: ServicesDep,
@@ -62,7 +62,7 @@ async def read_task(
 @router.get(
     "/tasks/{task_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(400, 404)},
 )
 async def stream_task(
     task_id: str,
@@ -86,7 +86,7 @@ async def stream_task(
     )
 
 
-@router.get("/tasks", response_model=TaskList)
+@router.get("/tasks", response_model=TaskList, responses=errors(400))
 async def list_tasks(
     session: SessionDep,
     caller: CallerDep,
@@ -94,8 +94,8 @@ async def list_tasks(
     status_: Annotated[TaskStatus | None, Query(alias="status")] = None,
     model: str | None = None,
     conversation_id: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: IsoDatetime | None = None,
+    created_before: IsoDatetime | None = None,
     after: Annotated[str | None, Query(description="`next_after` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
 ) -> TaskList:
@@ -119,7 +119,7 @@ async def list_tasks(
     )
 
 
-@router.post("/tasks/{task_id}/cancel", response_model=TaskView)
+@router.post("/tasks/{task_id}/cancel", response_model=TaskView, responses=errors(404, 409))
 async def cancel_task(
     task_id: str, session: SessionDep, services: ServicesDep, caller: CallerDep, links: LinksDep
 ) -> TaskView:
@@ -139,7 +139,10 @@ async def cancel_task(
 
 
 @router.post(
-    "/tasks/{task_id}/retry", response_model=TaskView, status_code=status.HTTP_202_ACCEPTED
+    "/tasks/{task_id}/retry",
+    response_model=TaskView,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(404, 409),
 )
 async def retry_task(
     task_id: str, session: SessionDep, services: ServicesDep, caller: CallerDep, links: LinksDep
@@ -165,7 +168,7 @@ async def retry_task(
     return task_view(task, links)
 
 
-@router.get("/tasks/{task_id}/webhooks", response_model=WebhookDeliveryList)
+@router.get("/tasks/{task_id}/webhooks", response_model=WebhookDeliveryList, responses=errors(404))
 async def list_webhooks(
     task_id: str, session: SessionDep, caller: CallerDep
 ) -> WebhookDeliveryList:

@@ -6,10 +6,11 @@ from fastapi import APIRouter
 
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import SessionDep
+from aitasks.api.responses import errors
 from aitasks.api.schemas import WebhookSecret
 from aitasks.webhooks.dispatcher import local_webhook_secret
 
-router = APIRouter(prefix="/v1", tags=["webhooks"])
+router = APIRouter(prefix="/v1", tags=["webhooks"], responses=errors())
 
 
 @router.get("/webhooks/secret", response_model=WebhookSecret)
