@@ -38,6 +38,9 @@ def versions() -> str:
             f"Python {platform.python_version()}",
             _version(["psql", "--version"]),
             _version(["redis-server", "--version"]),
+            # The tree measured: the commit, and "-dirty" when src had changes not yet committed.
+            "aitasks "
+            + _version(["git", "-C", str(RESULTS.parent), "describe", "--always", "--dirty"]),
         ]
     )
 
