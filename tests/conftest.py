@@ -11,13 +11,14 @@ import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from tests.helpers import PROVIDER_VARIABLES
+from tests.helpers import PROVIDER_VARIABLES, run_cli, service_env
 
 PG_ADMIN_URL = os.environ.get(
     "AITASKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -73,6 +74,23 @@ def fresh_redis_prefix() -> Iterator[str]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@contextmanager
+def upgraded_stack(folder: Path, **settings: str) -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL database (schema made) and Redis prefix: yields the environment of
+    service processes on them, with `settings`; what a distributed test starts its processes in."""
+    with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
+        env = service_env(
+            DATABASE_URL=database_url,
+            REDIS_URL=REDIS_URL,
+            AITASKS_REDIS_PREFIX=prefix,
+            AITASKS_DATA_DIR=str(folder / "data"),
+            **settings,
+        )
+        upgraded = run_cli(["db", "upgrade"], env, folder)
+        assert upgraded.returncode == 0, upgraded.stderr
+        yield env
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.conftest import REDIS_URL, fresh_postgres_database, fresh_redis_prefix
-from tests.helpers import Process, free_port, run_cli, service_env, wait_until_up
+from tests.conftest import upgraded_stack
+from tests.helpers import Process, free_port, run_cli, wait_until_up
 
 # Examples per operation: about 20 s for the whole file on two cores.
 MAX_EXAMPLES = 15
@@ -43,17 +43,7 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("fuzz")
-    with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
-        env = service_env(
-            DATABASE_URL=database_url,
-            REDIS_URL=REDIS_URL,
-            AITASKS_REDIS_PREFIX=prefix,
-            AITASKS_DATA_DIR=str(folder / "data"),
-            AITASKS_MOCK_LATENCY_MS="0",
-            AITASKS_AUTH="on",
-        )
-        upgraded = run_cli(["db", "upgrade"], env, folder)
-        assert upgraded.returncode == 0, upgraded.stderr
+    with upgraded_stack(folder, AITASKS_MOCK_LATENCY_MS="0", AITASKS_AUTH="on") as env:
         made = run_cli(["keys", "create", "--name", "fuzz"], env, folder)
         assert made.returncode == 0, made.stderr
         key = made.stdout.strip().splitlines()[-1]  # the key is the last line it prints

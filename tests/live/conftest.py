@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REDIS_URL, fresh_postgres_database, fresh_redis_prefix
-from tests.helpers import Process, free_port, run_cli, service_env, wait_until_up
+from tests.conftest import upgraded_stack
+from tests.helpers import Process, free_port, service_env, wait_until_up
 
 # Long enough that a reply visibly streams, short enough that the tests stay quick.
 MOCK_LATENCY_MS = 600
@@ -46,13 +46,5 @@ def server(
     if request.param == "embedded":
         yield from _serve(["up"], service_env(**SETTINGS), folder, [])
         return
-    with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
-        env = service_env(
-            DATABASE_URL=database_url,
-            REDIS_URL=REDIS_URL,
-            AITASKS_REDIS_PREFIX=prefix,
-            AITASKS_DATA_DIR=str(folder / "data"),
-            **SETTINGS,
-        )
-        assert run_cli(["db", "upgrade"], env, folder).returncode == 0
+    with upgraded_stack(folder, **SETTINGS) as env:
         yield from _serve(["api"], env, folder, [["worker"]])

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, fresh_postgres_database, fresh_redis_prefix
-from tests.helpers import Process, free_port, run_cli, service_env, wait_until_up
+from tests.conftest import upgraded_stack
+from tests.helpers import Process, free_port, run_cli, wait_until_up
 
 # A provider key the service holds: it must never show in an answer, a log line or a metric.
 PROVIDER_SECRET = "sk-test-provider-secret-0f1e2d3c"
@@ -68,24 +68,19 @@ class Deployment:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     folder = tmp_path_factory.mktemp("tenants")
     (folder / "models.toml").write_text(MODELS)
-    with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
-        env = service_env(
-            DATABASE_URL=database_url,
-            REDIS_URL=REDIS_URL,
-            AITASKS_REDIS_PREFIX=prefix,
-            AITASKS_DATA_DIR=str(folder / "data"),
-            AITASKS_MOCK_LATENCY_MS="10",
-            AITASKS_AUTH="on",
-            AITASKS_KEY_CACHE_SECONDS="0.5",
-            AITASKS_WEBHOOK_ALLOW_PRIVATE="true",
-            AITASKS_WEBHOOK_RETRY_BASE_SECONDS="0.2",
-            AITASKS_WEBHOOK_MAX_ATTEMPTS="4",
-            AITASKS_LOG_LEVEL="DEBUG",
-            AITASKS_MODELS=str(folder / "models.toml"),
-            OPENAI_API_KEY=PROVIDER_SECRET,
-        )
-        upgraded = run_cli(["db", "upgrade"], env, folder)
-        assert upgraded.returncode == 0, upgraded.stderr
+    with upgraded_stack(
+        folder,
+        AITASKS_MOCK_LATENCY_MS="10",
+        AITASKS_AUTH="on",
+        AITASKS_KEY_CACHE_SECONDS="0.5",
+        AITASKS_WEBHOOK_ALLOW_PRIVATE="true",
+        AITASKS_WEBHOOK_RETRY_BASE_SECONDS="0.2",
+        AITASKS_WEBHOOK_MAX_ATTEMPTS="4",
+        AITASKS_LOG_LEVEL="DEBUG",
+        AITASKS_MODELS=str(folder / "models.toml"),
+        OPENAI_API_KEY=PROVIDER_SECRET,
+    ) as env:
+        database_url = env["DATABASE_URL"]
         ports = [free_port(), free_port()]
         gateways = [f"http://127.0.0.1:{port}" for port in ports]
         deployment = Deployment(gateways, database_url, env, folder)

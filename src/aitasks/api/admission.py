@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection
 
-from aitasks.auth.keys import KeyInfo
+from aitasks.auth.keys import Caller, KeyInfo
+from aitasks.queue import QueueUnavailable
 from aitasks.services import Services
 from aitasks.store import tasks as store
 
@@ -18,3 +20,11 @@ async def admit(services: Services, key: KeyInfo, task_id: str) -> None:
 
     await services.limits.check_tokens(key)
     await services.limits.admit(key, task_id, unfinished)
+
+
+async def unadmit(services: Services, caller: Caller, task_ids: Collection[str]) -> None:
+    """These tasks no longer count against the caller's key (never stored, or gone). Best
+    effort: a slot missed here is found free by the key's next refused submit."""
+    if caller.key is not None:
+        with contextlib.suppress(QueueUnavailable):
+            await services.limits.release(caller.key.id, task_ids)

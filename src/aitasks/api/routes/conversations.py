@@ -3,12 +3,12 @@ caller sees only its tenant's."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from aitasks.api.admission import unadmit
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, ServicesDep, SessionDep
 from aitasks.api.live import stop_task
@@ -86,10 +86,7 @@ async def delete_conversation(
             await stop_task(services, task_id, "DELETED")
         except QueueUnavailable as exc:
             log.warning("task %s: cancel not announced: %s", task_id, exc.message)
-    if caller.key is not None:
-        # Best effort: a slot missed here is found free by the key's next refused submit.
-        with contextlib.suppress(QueueUnavailable):
-            await services.limits.release(caller.key.id, deleted.unfinished)
+    await unadmit(services, caller, deleted.unfinished)
     for key in deleted.file_keys:
         await services.storage.delete(key)
     return Deletion(id=conversation_id)

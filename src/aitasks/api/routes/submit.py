@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -13,7 +12,7 @@ from fastapi import APIRouter, Body, Header, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from aitasks import metrics
-from aitasks.api.admission import admit
+from aitasks.api.admission import admit, unadmit
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep
 from aitasks.api.live import preferred_wait, task_events, wait_for_task
@@ -140,11 +139,11 @@ async def submit_task(
                 max_turns=services.settings.max_turns,
             )
     except BaseException:
-        await _unadmit(services, caller, task_id)
+        await unadmit(services, caller, [task_id])
         raise
     task = submission.task
     if not submission.created:
-        await _unadmit(services, caller, task_id)
+        await unadmit(services, caller, [task_id])
         return task, False
     metrics.TASKS_SUBMITTED.labels(task.model, task.queue).inc()
     try:
@@ -157,13 +156,6 @@ async def submit_task(
         # The task is committed; the workers' reconciler publishes it once the queue is back.
         log.warning("task %s stored but not published: %s", task.id, exc.message)
     return task, True
-
-
-async def _unadmit(services: Services, caller: Caller, task_id: str) -> None:
-    """The task was not stored (or was a repeat): it does not count against the key."""
-    if caller.key is not None:
-        with contextlib.suppress(QueueUnavailable):
-            await services.limits.release(caller.key.id, [task_id])
 
 
 def callback_of(body: SubmitRequest, services: Services) -> Callback | None:

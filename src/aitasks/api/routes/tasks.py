@@ -3,14 +3,13 @@ Each caller sees only its tenant's."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import StreamingResponse
 
-from aitasks.api.admission import admit
+from aitasks.api.admission import admit, unadmit
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep, SessionDep
 from aitasks.api.live import (
@@ -154,9 +153,7 @@ async def retry_task(
     try:
         task = await store.retry_task(session, task_id, caller.tenant)
     except Exception:
-        if caller.key is not None:
-            with contextlib.suppress(QueueUnavailable):
-                await services.limits.release(caller.key.id, [task_id])
+        await unadmit(services, caller, [task_id])
         raise
     try:
         # It runs again from the start: so does its stream.
