@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,4 +58,6 @@ def test_work_in_flight_when_killed_is_run_after_a_restart(tmp_path: Path) -> No
         ids = [a["task_id"] for a in accepted]
         finished = wait_for_tasks(client, ids, timeout=30)
         assert {t["status"] for t in finished.values()} == {"SUCCESS"}
-        assert "republished 5 task(s)" in process.log()
+        # All five at start-up, or (when the restart beat the old 1 s leases) over two passes.
+        republished = re.findall(r"republished (\d+) task\(s\)", process.log())
+        assert sum(int(n) for n in republished) == 5, republished
