@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import signal
 import statistics
 import sys
@@ -33,6 +32,7 @@ from tests.helpers import (
     TERMINAL,
     Background,
     Process,
+    empty_redis,
     free_port,
     query,
     run_cli,
@@ -74,17 +74,12 @@ def running_on(database_url: str, pid: int) -> list[str]:
 def main() -> int:
     args = parse_args()
     folder = Path(tempfile.mkdtemp(prefix="aitasks-chaos-"))
-    redis_port = free_port()
-    redis = Background(
-        [shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        redis_port,
-    )  # fmt: skip
+    redis = empty_redis()
     redis.start()
     with fresh_postgres_database() as database_url:
         env = service_env(
             DATABASE_URL=database_url,
-            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            REDIS_URL=f"redis://127.0.0.1:{redis.port}/0",
             AITASKS_DATA_DIR=str(folder / "data"),
             AITASKS_MOCK_LATENCY_MS=str(args.latency_ms),
             AITASKS_WORKER_CONCURRENCY=str(args.concurrency),

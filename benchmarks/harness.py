@@ -26,8 +26,8 @@ import redis
 from tests.conftest import fresh_postgres_database
 from tests.helpers import (
     TERMINAL,
-    Background,
     Process,
+    empty_redis,
     free_port,
     run_cli,
     service_env,
@@ -85,15 +85,10 @@ class System:
 @contextlib.contextmanager
 def private_redis() -> Iterator[str]:
     """A redis-server of our own, without persistence; yields its URL."""
-    port = free_port()
-    server = Background(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        port,
-    )  # fmt: skip
+    server = empty_redis()
     server.start()
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{server.port}/0"
     finally:
         server.kill()
 

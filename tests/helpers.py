@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -193,3 +194,12 @@ class Background:
         if self.popen is not None and self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait()
+
+
+def empty_redis() -> Background:
+    """A redis-server of its own on a free port, keeping nothing on disk, so that a restart comes
+    back empty; not yet started."""
+    port = free_port()
+    command = shutil.which("redis-server") or "redis-server"
+    args = [command, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return Background(args, port)

@@ -7,7 +7,6 @@ be 0.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ from tests.helpers import (
     TERMINAL,
     Background,
     Process,
+    empty_redis,
     free_port,
     query,
     run_cli,
@@ -123,12 +123,7 @@ class System:
 @pytest.fixture
 def redis_server() -> Iterator[Background]:
     """A Redis of the test's own, without persistence, so a restart comes back empty."""
-    port = free_port()
-    server = Background(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-         "127.0.0.1", "--save", "", "--appendonly", "no"],
-        port,
-    )  # fmt: skip
+    server = empty_redis()
     server.start()
     yield server
     server.kill()

@@ -9,21 +9,19 @@ from aitasks.limits.base import Counters
 
 class InProcessCounters(Counters):
     def __init__(self) -> None:
-        self._requests: dict[tuple[str, int], int] = {}
+        self._requests: dict[str, dict[int, int]] = {}
         self._inflight: dict[str, set[str]] = {}
         self._tokens: dict[tuple[str, str], int] = {}
 
     async def count_request(
         self, key_id: str, minute: int, limit: int, previous_weight: float
     ) -> tuple[bool, int, int]:
-        current = self._requests.get((key_id, minute), 0)
-        previous = self._requests.get((key_id, minute - 1), 0)
+        counts = self._requests.setdefault(key_id, {})
+        current, previous = counts.get(minute, 0), counts.get(minute - 1, 0)
         if previous * previous_weight + current >= limit:
             return False, current, previous
-        self._requests[(key_id, minute)] = current + 1
-        # Older minutes no longer count.
-        for stale in [k for k in self._requests if k[0] == key_id and k[1] < minute - 1]:
-            del self._requests[stale]
+        # Only this minute and the last count; older ones go.
+        self._requests[key_id] = {minute - 1: previous, minute: current + 1}
         return True, current + 1, previous
 
     async def add_inflight(self, key_id: str, task_id: str, limit: int) -> bool:
