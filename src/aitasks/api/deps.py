@@ -12,7 +12,9 @@ from aitasks.links import Links
 from aitasks.services import Services
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are `async def` even when they await nothing: FastAPI runs a plain `def` one in a
+# worker thread, a thread hop per request.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -20,7 +22,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_links(request: Request, services: ServicesDep) -> Links:
+async def get_links(request: Request, services: ServicesDep) -> Links:
     """Links as this caller reached the site; file links signed while auth is on."""
     root = str(request.url.replace(path="/", query="", fragment=""))
     return Links(root, services.file_signer if services.settings.auth_enabled else None)
