@@ -36,8 +36,8 @@ def preferred_wait(prefer: str | None, cap: float) -> float | None:
 
 
 async def load(services: Services, task_id: str, tenant: str) -> Task:
-    async with services.db.session() as session:
-        return await store.get_task(session, task_id, tenant)
+    async with services.db.read_connection() as connection:
+        return await store.read_task(connection, task_id, tenant)
 
 
 async def wait_for_task(services: Services, task_id: str, tenant: str, seconds: float) -> Task:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, overload
+from typing import Any, cast, overload
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -87,6 +88,11 @@ class Base(DeclarativeBase):
         list[str]: JSON,
         datetime: Timestamp,
     }
+
+
+def table_of(model: type[Base]) -> Table:
+    """A mapped class's Core table, for statements that skip the ORM on hot paths."""
+    return cast(Table, model.__table__)
 
 
 class Conversation(Base):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from aitasks.errors import (
     Conflict,
@@ -34,12 +34,18 @@ from aitasks.store.models import (
     TaskStatus,
     as_utc,
     new_id,
+    table_of,
     utcnow,
 )
 from aitasks.store.paging import newest_first
 from aitasks.store.webhooks import delivery_for
 
 TITLE_CHARS = 80
+
+INSERT_CONVERSATION = insert(table_of(Conversation))
+INSERT_TASK = insert(table_of(Task))
+INSERT_MESSAGE = insert(table_of(Message))
+INSERT_IDEMPOTENCY_KEY = insert(table_of(IdempotencyKey))
 # Idempotency keys are honoured for at least this long.
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 
@@ -94,24 +100,24 @@ async def submit_task(
     writing, such as the gateway's queue-depth check, look with `replay` first.)
     """
     try:
-        new = Task(
-            id=task_id or new_id(),
-            tenant=owner.tenant,
-            api_key_id=owner.api_key_id,
-            callback_url=callback.url if callback else None,
-            callback_events=callback.events if callback else None,
-            kind=spec.kind.value,
-            model=spec.name,
-            queue=spec.queue,
-            provider=spec.served_by,
-            prompt=prompt,
-            status=TaskStatus.PENDING,
-            attempts=0,
-            params=params,
-            context=context,
-        )
+        values: dict[str, Any] = {
+            "id": task_id or new_id(),
+            "tenant": owner.tenant,
+            "api_key_id": owner.api_key_id,
+            "callback_url": callback.url if callback else None,
+            "callback_events": callback.events if callback else None,
+            "kind": spec.kind.value,
+            "model": spec.name,
+            "queue": spec.queue,
+            "provider": spec.served_by,
+            "prompt": prompt,
+            "status": TaskStatus.PENDING,
+            "attempts": 0,
+            "params": params,
+            "context": context,
+        }
         key = scoped_key(owner.tenant, idempotency_key) if idempotency_key else None
-        task = await _insert_task(session, new, conversation_id, key, request_hash, max_turns)
+        task = await _insert_task(session, values, conversation_id, key, request_hash, max_turns)
     except IntegrityError:
         # Only a submit with the same key can collide: return the task it made.
         await session.rollback()
@@ -140,34 +146,39 @@ async def replay(session: AsyncSession, tenant: str, key: str, request_hash: str
 
 async def _insert_task(
     session: AsyncSession,
-    task: Task,
+    values: dict[str, Any],
     conversation_id: str | None,
     idempotency_key: str | None,
     request_hash: str,
     max_turns: int | None,
 ) -> Task:
-    """Insert `task` as its conversation's next turn, with the user's message. A conversation
-    of another tenant is as good as missing."""
+    """Insert the task (`values`, its columns) as its conversation's next turn, with the user's
+    message. A conversation of another tenant is as good as missing.
+
+    Core INSERTs, not the ORM's unit of work: the submit path is hot, and flushing three new
+    objects cost more Python time than the statements themselves.
+    """
     now = utcnow()
-    prompt = task.prompt
+    prompt, tenant = values["prompt"], values["tenant"]
     async with session.begin():
         if conversation_id is None:
-            conversation = Conversation(
-                id=new_id(),
-                tenant=task.tenant,
-                title=prompt[:TITLE_CHARS],
-                turns=1,
-                created_at=now,
-                updated_at=now,
+            conversation_id, turn = new_id(), 1
+            await session.execute(
+                INSERT_CONVERSATION,
+                {
+                    "id": conversation_id,
+                    "tenant": tenant,
+                    "title": prompt[:TITLE_CHARS],
+                    "turns": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-            session.add(conversation)
-            await session.flush()
-            conversation_id, turn = conversation.id, 1
         else:
             # The row lock this takes orders concurrent submits to one conversation.
             taken = await session.execute(
                 update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.tenant == task.tenant)
+                .where(Conversation.id == conversation_id, Conversation.tenant == tenant)
                 .values(turns=Conversation.turns + 1, updated_at=now)
                 .returning(Conversation.turns)
             )
@@ -183,29 +194,44 @@ async def _insert_task(
                     param="conversation_id",
                     limit=max_turns,
                 )
-        task.conversation_id, task.turn = conversation_id, turn
-        task.created_at = task.updated_at = now
-        session.add(task)
-        await session.flush()
-        session.add(
-            Message(
-                conversation_id=conversation_id,
-                turn=turn,
-                role=Role.USER,
-                content=prompt,
-                files=[],
-                task_id=task.id,
-                created_at=now,
-            )
+        row = {**values, "conversation_id": conversation_id, "turn": turn}
+        row["created_at"] = row["updated_at"] = now
+        await session.execute(INSERT_TASK, row)
+        await session.execute(
+            INSERT_MESSAGE,
+            {
+                "conversation_id": conversation_id,
+                "turn": turn,
+                "role": Role.USER,
+                "content": prompt,
+                "files": [],
+                "task_id": row["id"],
+                "created_at": now,
+            },
         )
         if idempotency_key is not None:
-            session.add(
-                IdempotencyKey(
-                    key=idempotency_key, request_hash=request_hash, task_id=task.id, created_at=now
-                )
+            await session.execute(
+                INSERT_IDEMPOTENCY_KEY,
+                {
+                    "key": idempotency_key,
+                    "request_hash": request_hash,
+                    "task_id": row["id"],
+                    "created_at": now,
+                },
             )
-            await session.flush()
-    return task
+    return Task(**row)
+
+
+# Every poll runs this: a Core statement built once, not an ORM session's identity-map load.
+READ_TASK = select(table_of(Task)).where(table_of(Task).c.id == bindparam("task_id"))
+
+
+async def read_task(connection: AsyncConnection, task_id: str, tenant: str) -> Task:
+    """The tenant's task, for reading only: a detached row, not tracked by any session."""
+    row = (await connection.execute(READ_TASK, {"task_id": task_id})).first()
+    if row is None or row.tenant != tenant:
+        raise TaskNotFound(task_id)
+    return Task(**row._mapping)
 
 
 async def get_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
