@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from aitasks.errors import ConversationNotFound
 from aitasks.routing import ModelTable
@@ -33,7 +33,9 @@ async def claim(db: Database, task_id: str, worker: str = "w1", lease: float = 3
         return await claims.claim_task(session, task_id, worker_id=worker, lease_seconds=lease)
 
 
-async def complete(db: Database, task: Task, worker: str = "w1", text: str = "ok") -> bool:
+async def complete(
+    db: Database, task: Task, worker: str = "w1", text: str = "ok"
+) -> claims.Finished | None:
     async with db.session() as session:
         return await claims.complete_task(session, task, worker_id=worker, text=text)
 
@@ -84,10 +86,33 @@ async def test_a_later_turn_waits_for_the_earlier_one(db: Database) -> None:
     won = await claim(db, first.id)
     assert won.task is not None
     assert (await claim(db, second.id)).outcome is claims.ClaimOutcome.WAITING
-    await complete(db, won.task)
+    finished = await complete(db, won.task)
+    assert finished is not None and finished.next_turn == (second.id, second.queue)
     async with db.session() as session:
         assert await store.next_waiting_turn(session, won.task) == (second.id, second.queue)
     assert (await claim(db, second.id)).outcome is claims.ClaimOutcome.CLAIMED
+
+
+async def test_a_turn_submitted_while_the_earlier_one_finishes_is_not_left_waiting(
+    db: Database,
+) -> None:
+    """The finishing transaction looked for a next turn before this one was submitted, so it
+    will not publish it: the new turn's claim must wait for that transaction, not give up."""
+    if db.is_sqlite:
+        pytest.skip("SQLite has one writer at a time: the submit would wait for the finish")
+    first = await submit(db)
+    assert (await claim(db, first.id)).task is not None
+    async with db.engine.begin() as finishing:  # what `complete_task` does, held open
+        await finishing.execute(
+            update(Task).where(Task.id == first.id).values(status=TaskStatus.SUCCESS)
+        )
+        looked = {"conversation_id": first.conversation_id, "turn": first.turn}
+        assert (await finishing.execute(claims.NEXT_TURN, looked)).first() is None
+        second = await submit(db, first.conversation_id)
+        claiming = asyncio.ensure_future(claim(db, second.id))
+        await asyncio.sleep(0.3)
+        assert not claiming.done()  # waiting on the finishing transaction's row lock
+    assert (await claiming).outcome is claims.ClaimOutcome.CLAIMED
 
 
 async def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_write(

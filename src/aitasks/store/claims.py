@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from aitasks.store.models import (
@@ -82,6 +82,55 @@ def _claim_statement() -> Any:
 
 
 CLAIM = _claim_statement()
+# Why a claim failed: the task's status, and where it stands in its conversation.
+STATE = select(Task.status, Task.conversation_id, Task.turn).where(Task.id == bindparam("task_id"))
+# An earlier turn still unfinished; FOR SHARE waits for a transaction finishing one (PostgreSQL;
+# SQLite has one writer at a time, so there is none to wait for).
+EARLIER_UNFINISHED = (
+    select(Task.id)
+    .where(
+        Task.conversation_id == bindparam("conversation_id"),
+        Task.turn < bindparam("turn"),
+        Task.status.in_(UNFINISHED_STATUSES),
+    )
+    .limit(1)
+    .with_for_update(read=True)
+)
+
+
+# The worker's hot-path statements run as Core on the session's connection: the ORM's unit of
+# work (flush, identity map, bulk-update evaluation) cost more CPU per task than the SQL itself.
+TASKS: Table = Task.__table__  # type: ignore[assignment]
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+FILES: Table = StoredFile.__table__  # type: ignore[assignment]
+
+# The terminal UPDATE; its SET columns come from the parameters, so success and failure share it.
+FINISH = update(TASKS).where(
+    TASKS.c.id == bindparam("held_id"),
+    TASKS.c.worker_id == bindparam("held_worker"),
+    TASKS.c.attempts == bindparam("held_attempts"),
+    TASKS.c.status == TaskStatus.RUNNING,
+)
+ADD_MESSAGE = insert(MESSAGES)
+ADD_FILES = insert(FILES)
+NEXT_TURN = (
+    select(TASKS.c.id, TASKS.c.queue)
+    .where(
+        TASKS.c.conversation_id == bindparam("conversation_id"),
+        TASKS.c.turn > bindparam("turn"),
+        TASKS.c.status == TaskStatus.PENDING,
+    )
+    .order_by(TASKS.c.turn)
+    .limit(1)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A task's outcome was written; `next_turn` is the (id, queue) of its conversation's next
+    turn that waited on it, to publish now (None when no turn waits)."""
+
+    next_turn: tuple[str, str] | None = None
 
 
 async def claim_task(
@@ -101,18 +150,25 @@ async def claim_task(
     }
     async with session.begin():
         # The claimed row comes back with the update itself: one statement, not two.
-        claimed = await session.scalars(CLAIM, values)
-        task = claimed.first()
-        if task is not None:
-            if task.attempts == 1:
-                _add_webhook(session, task, TaskStatus.RUNNING)
-            return Claim(ClaimOutcome.CLAIMED, task)
-        status = await session.scalar(select(Task.status).where(Task.id == task_id))
-    if status == TaskStatus.PENDING:
-        return Claim(ClaimOutcome.WAITING)
-    if status == TaskStatus.RUNNING:
-        return Claim(ClaimOutcome.BUSY)
-    return Claim(ClaimOutcome.FINISHED)
+        task = (await session.scalars(CLAIM, values)).first()
+        if task is None:
+            found = (await session.execute(STATE, {"task_id": task_id})).first()
+            if found is None or found[0] not in UNFINISHED_STATUSES:
+                return Claim(ClaimOutcome.FINISHED)
+            if found[0] == TaskStatus.RUNNING:
+                return Claim(ClaimOutcome.BUSY)
+            # An earlier turn looked unfinished. It may be finishing right now, in a transaction
+            # that looked for its next turn before this one was submitted: wait for its row lock
+            # and look again, or this turn would wait for the reconciler.
+            blocking = {"conversation_id": found[1], "turn": found[2]}
+            if (await session.execute(EARLIER_UNFINISHED, blocking)).first() is not None:
+                return Claim(ClaimOutcome.WAITING)
+            task = (await session.scalars(CLAIM, values)).first()
+            if task is None:
+                return Claim(ClaimOutcome.WAITING)
+        if task.attempts == 1:
+            _add_webhook(session, task, TaskStatus.RUNNING)
+        return Claim(ClaimOutcome.CLAIMED, task)
 
 
 def _held_by(task: Task, worker_id: str) -> Any:
@@ -161,52 +217,66 @@ async def complete_task(
     usage: dict[str, int] | None = None,
     served_model: str | None = None,
     provider: str | None = None,
-) -> bool:
+) -> Finished | None:
     """Write the result and the assistant's message in one transaction.
 
-    Only the worker that holds the task can complete it; False means the lease was lost and
+    Only the worker that holds the task can complete it; None means the lease was lost and
     another worker owns the task now, so nothing was written.
     """
     now = utcnow()
     result: dict[str, Any] = {"files": [f.id for f in files]} if files else {"text": text}
     async with session.begin():
-        served = {"served_model": served_model or task.model, "provider": provider or task.provider}
-        if not await _finish(
-            session, task, worker_id, TaskStatus.SUCCESS, result=result, usage=usage, **served
-        ):
-            return False
-        session.add_all(
-            StoredFile(
-                id=f.id,
-                task_id=task.id,
-                content_type=f.content_type,
-                size=f.size,
-                storage_key=f.storage_key,
-                created_at=now,
+        values = {
+            "result": result,
+            "usage": usage,
+            "served_model": served_model or task.model,
+            "provider": provider or task.provider,
+        }
+        connection = await session.connection()
+        if not await _finish(session, connection, task, worker_id, TaskStatus.SUCCESS, values):
+            return None
+        if files:
+            await connection.execute(
+                ADD_FILES,
+                [
+                    {
+                        "id": f.id,
+                        "task_id": task.id,
+                        "content_type": f.content_type,
+                        "size": f.size,
+                        "storage_key": f.storage_key,
+                        "created_at": now,
+                    }
+                    for f in files
+                ],
             )
-            for f in files
+        await connection.execute(
+            ADD_MESSAGE,
+            {
+                "conversation_id": task.conversation_id,
+                "turn": task.turn,
+                "role": Role.ASSISTANT,
+                "content": text,
+                "files": [f.id for f in files],
+                "task_id": task.id,
+                "created_at": now,
+            },
         )
-        session.add(
-            Message(
-                conversation_id=task.conversation_id,
-                turn=task.turn,
-                role=Role.ASSISTANT,
-                content=text,
-                files=[f.id for f in files],
-                task_id=task.id,
-                created_at=now,
-            )
-        )
-    return True
+        return await _next_turn(connection, task)
 
 
 async def fail_task(
     session: AsyncSession, task: Task, *, worker_id: str, error_type: str, message: str
-) -> bool:
-    """Mark the task `FAILED` with its reason; False when another worker owns it now."""
+) -> Finished | None:
+    """Mark the task `FAILED` with its reason; None when another worker owns it now."""
     error = {"type": error_type, "message": message, "attempts": task.attempts}
     async with session.begin():
-        return await _finish(session, task, worker_id, TaskStatus.FAILED, error=error)
+        connection = await session.connection()
+        if not await _finish(
+            session, connection, task, worker_id, TaskStatus.FAILED, {"error": error}
+        ):
+            return None
+        return await _next_turn(connection, task)
 
 
 async def begin_attempt(
@@ -247,20 +317,47 @@ async def release_task(session: AsyncSession, task: Task, *, worker_id: str) -> 
 
 
 async def _finish(
-    session: AsyncSession, task: Task, worker_id: str, status: TaskStatus, **values: Any
+    session: AsyncSession,
+    connection: AsyncConnection,
+    task: Task,
+    worker_id: str,
+    status: TaskStatus,
+    values: dict[str, Any],
 ) -> bool:
     """Move a task this worker holds to a terminal status; False when it no longer holds it."""
     now = utcnow()
-    finished = await session.execute(
-        update(Task)
-        .where(_held_by(task, worker_id))
-        .values(status=status, lease_until=None, finished_at=now, updated_at=now, **values)
-        .returning(Task.id)
+    finished = await connection.execute(
+        FINISH,
+        {
+            "held_id": task.id,
+            "held_worker": worker_id,
+            "held_attempts": task.attempts,
+            "status": status,
+            "lease_until": None,
+            "finished_at": now,
+            "updated_at": now,
+            **values,
+        },
     )
-    if finished.first() is None:
+    if finished.rowcount != 1:
         return False
     _add_webhook(session, task, status)
     return True
+
+
+async def _next_turn(connection: AsyncConnection, task: Task) -> Finished:
+    """The conversation's next turn waiting on this one, read in the finishing transaction.
+
+    Its snapshot is taken after this transaction locked the finished task's row, so a turn
+    submitted too late to be seen here is claimed after that lock is released: its claim sees
+    this turn finished, or waits for it (`claim_task`'s second look).
+    """
+    row = (
+        await connection.execute(
+            NEXT_TURN, {"conversation_id": task.conversation_id, "turn": task.turn}
+        )
+    ).first()
+    return Finished((row[0], row[1]) if row is not None else None)
 
 
 def _add_webhook(session: AsyncSession, task: Task, status: TaskStatus) -> None:

@@ -109,6 +109,8 @@ class Worker:
         # The provider calls running now, by task id, so a cancellation can stop one.
         self._running: dict[str, asyncio.Task[Reply | None]] = {}
         self._event_writers: dict[str, TaskEventWriter] = {}
+        # Tasks whose outcome's transaction already found (and published) their next turn.
+        self._turn_released: set[str] = set()
         self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -222,6 +224,9 @@ class Worker:
             # The task stays unfinished in the database and its delivery pending: it is tried
             # again when the delivery is handed out again, or by the reconciler.
             log.exception("task %s: unexpected error", delivery.task_id)
+        finally:
+            if delivery.task_id not in self._running:
+                self._turn_released.discard(delivery.task_id)  # left by a run that broke off
 
     async def _process(self, delivery: Delivery) -> None:
         if delivery.task_id in self._running:
@@ -497,7 +502,7 @@ class Worker:
         # PostgreSQL text cannot hold NUL; a provider that sends one must not wedge the task.
         text = reply.text.replace("\x00", "")
 
-        async def write() -> bool:
+        async def write() -> claims.Finished | None:
             async with self.services.db.session() as session:
                 return await claims.complete_task(
                     session,
@@ -518,23 +523,24 @@ class Worker:
             log.exception("task %s: the result could not be stored", task.id)
             await self._fail(task, "internal_error", "the result could not be stored")
             return
-        if written:
+        if written is not None:
             metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.SUCCESS).inc()
-            await self._ended(task, TaskStatus.SUCCESS, reply.usage)
+            await self._ended(task, TaskStatus.SUCCESS, written, reply.usage)
         else:
             log.warning("task %s: no longer ours (cancelled or taken over); reply dropped", task.id)
 
     async def _fail(self, task: Task, error_type: str, message: str) -> None:
-        async def write() -> bool:
+        async def write() -> claims.Finished | None:
             async with self.services.db.session() as session:
                 return await claims.fail_task(
                     session, task, worker_id=self.worker_id, error_type=error_type, message=message
                 )
 
-        if await retry_database(write, f"task {task.id}: writing the failure"):
+        written = await retry_database(write, f"task {task.id}: writing the failure")
+        if written is not None:
             log.info("task %s failed: %s: %s", task.id, error_type, message)
             metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.FAILED).inc()
-            await self._ended(task, TaskStatus.FAILED)
+            await self._ended(task, TaskStatus.FAILED, written)
 
     def _emit(self, task_id: str, event_type: str, data: dict[str, object]) -> None:
         """Queue an event for the task's log (see `TaskEventWriter`)."""
@@ -550,12 +556,20 @@ class Worker:
             await writer.flush()
 
     async def _ended(
-        self, task: Task, status: TaskStatus, usage: dict[str, int] | None = None
+        self,
+        task: Task,
+        status: TaskStatus,
+        finished: claims.Finished,
+        usage: dict[str, int] | None = None,
     ) -> None:
-        """After the outcome is stored: end its stream, free its key's in-flight slot, count its
-        tokens, and send its webhook."""
+        """After the outcome is stored: end its stream, start the next turn, free its key's
+        in-flight slot, count its tokens, and send its webhook."""
         self._emit(task.id, STATUS, {"status": status})
         self._emit(task.id, DONE, {})
+        self._turn_released.add(task.id)
+        if finished.next_turn is not None:
+            task_id, queue = finished.next_turn
+            await self.services.queue.publish(queue, task_id)
         await self._flush_events(task.id)
         if task.callback_url:
             self.webhooks.wake()
@@ -620,7 +634,11 @@ class Worker:
                 log.warning("task %s: lease renewal failed: %s", task.id, exc)
 
     async def _release_next_turn(self, task: Task) -> None:
-        """Publish the conversation's next waiting turn, now that this one has finished."""
+        """Publish the conversation's next waiting turn, now that this one has finished (unless
+        the transaction that wrote its outcome did already)."""
+        if task.id in self._turn_released:
+            self._turn_released.discard(task.id)
+            return
         async with self.services.db.session() as session:
             waiting = await store.next_waiting_turn(session, task)
         if waiting is not None:
