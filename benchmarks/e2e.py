@@ -24,19 +24,17 @@ import sys
 import time
 from datetime import datetime
 
-import httpx
-
 from benchmarks.harness import (
     SYSTEMS,
     WAITERS,
     LoadResult,
     System,
     closed_loop,
-    limits,
     percentile,
     progress_bar,
     run_loop,
     running,
+    session,
 )
 from benchmarks.report import append_result, machine_summary
 
@@ -80,17 +78,16 @@ async def openai_sync(base_url: str, n: int, concurrency: int) -> tuple[float, l
     """Closed loop of non-streamed `chat.completions.create`: requests/s and latencies."""
     body = {"model": "mock-chat", "messages": [{"role": "user", "content": "Hi!"}]}
     latencies: list[float] = []
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=120, limits=limits(concurrency + 10)
-    ) as client:
+    async with session(base_url, concurrency + 10) as client:
         counter = iter(range(n))
         started = time.perf_counter()
 
         async def one_client() -> None:
             for _ in counter:
                 sent = time.perf_counter()
-                response = await client.post("/openai/v1/chat/completions", json=body)
-                assert response.status_code == 200, response.text
+                async with client.post("/openai/v1/chat/completions", json=body) as response:
+                    assert response.status == 200, await response.text()
+                    await response.read()
                 latencies.append(time.perf_counter() - sent)
 
         await asyncio.gather(*(one_client() for _ in range(concurrency)))

@@ -13,20 +13,18 @@ import asyncio
 import sys
 import time
 
-import httpx
-
 from benchmarks.harness import (
     SYSTEMS,
     closed_loop,
     db_counters,
     delta,
-    limits,
     long_wait,
     percentile,
     poller,
     redis_calls,
     run_loop,
     running,
+    session,
     sql,
 )
 from benchmarks.report import append_result, machine_summary
@@ -51,16 +49,15 @@ async def hammer(base_url: str, ids: list[str], seconds: float, concurrency: int
     """GET finished tasks round-robin for `seconds`; returns each request's latency."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=30, limits=limits(concurrency + 10)
-    ) as client:
+    async with session(base_url, concurrency + 10) as client:
 
         async def one_client(k: int) -> None:
             i = k
             while time.perf_counter() < deadline:
                 sent = time.perf_counter()
-                response = await client.get(f"/v1/tasks/{ids[i % len(ids)]}")
-                assert response.status_code == 200, response.text
+                async with client.get(f"/v1/tasks/{ids[i % len(ids)]}") as response:
+                    assert response.status == 200, await response.text()
+                    await response.read()
                 latencies.append(time.perf_counter() - sent)
                 i += concurrency
 

@@ -16,15 +16,13 @@ import asyncio
 import sys
 import time
 
-import httpx
-
 from benchmarks.harness import (
     MODEL,
-    limits,
     peak_rss_mib,
     progress_bar,
     run_loop,
     running,
+    session,
     start_aitasks_worker,
     status_counts,
 )
@@ -49,15 +47,13 @@ async def submit_all(base_url: str, n: int, concurrency: int) -> float:
     """Submit n tasks; returns submits per second."""
     bar, advance = progress_bar(n, "submitting")
     counter = iter(range(n))
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=120, limits=limits(concurrency + 10)
-    ) as client:
+    async with session(base_url, concurrency + 10) as client:
 
         async def one_client() -> None:
             for i in counter:
                 body = {"prompt": f"Tell me a slow story #{i}", "model": MODEL}
-                response = await client.post("/v1/chat/completions", json=body)
-                assert response.status_code == 202, response.text
+                async with client.post("/v1/chat/completions", json=body) as response:
+                    assert response.status == 202, await response.text()
                 advance()
 
         started = time.perf_counter()

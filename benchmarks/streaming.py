@@ -22,10 +22,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
+from benchmarks.harness import percentile, session
 from benchmarks.report import append_result, machine_summary
 from tests.conftest import REDIS_URL, fresh_postgres_database, fresh_redis_prefix
 from tests.helpers import Process, free_port, run_cli, service_env, wait_until_up
@@ -34,33 +35,29 @@ STREAM_LATENCY_MS = 1000
 PROMPT = "How far away is the moon?"
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def provider_first_piece_seconds() -> float:
     """The mock spreads its latency evenly over its words: its own first piece comes after one."""
     words = mock_reply([ChatMessage("user", PROMPT)]).split(" ")
     return STREAM_LATENCY_MS / 1000 / len(words)
 
 
-async def first_token_seed(client: httpx.AsyncClient) -> float:
+async def first_token_seed(client: aiohttp.ClientSession) -> float:
     started = time.perf_counter()
     body = {"prompt": PROMPT, "model": "mock-chat", "stream": True}
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        async for line in response.aiter_lines():
-            if line == "event: delta":
+    async with client.post("/v1/chat/completions", json=body) as response:
+        async for raw in response.content:
+            if raw.rstrip() == b"event: delta":
                 return time.perf_counter() - started
     raise AssertionError("no delta")
 
 
-async def first_token_openai(client: httpx.AsyncClient) -> float:
+async def first_token_openai(client: aiohttp.ClientSession) -> float:
     started = time.perf_counter()
     messages = [{"role": "user", "content": PROMPT}]
     body = {"model": "mock-chat", "stream": True, "messages": messages}
-    async with client.stream("POST", "/openai/v1/chat/completions", json=body) as response:
-        async for line in response.aiter_lines():
+    async with client.post("/openai/v1/chat/completions", json=body) as response:
+        async for raw in response.content:
+            line = raw.decode()
             if (
                 line.startswith("data: {")
                 and '"content": "' in line
@@ -70,23 +67,23 @@ async def first_token_openai(client: httpx.AsyncClient) -> float:
     raise AssertionError("no content chunk")
 
 
-async def sync_completion(client: httpx.AsyncClient) -> float:
+async def sync_completion(client: aiohttp.ClientSession) -> float:
     started = time.perf_counter()
     # The marker makes the mock answer at once: what is left is the system's own time.
     body = {
         "model": "mock-chat",
         "messages": [{"role": "user", "content": PROMPT + " [latency:0]"}],
     }
-    response = await client.post("/openai/v1/chat/completions", json=body)
-    assert response.status_code == 200, response.text
+    async with client.post("/openai/v1/chat/completions", json=body) as response:
+        assert response.status == 200, await response.text()
+        await response.read()
     return time.perf_counter() - started
 
 
 async def measure(
-    base_url: str, probe: Callable[[httpx.AsyncClient], Awaitable[float]], n: int, clients: int
+    base_url: str, probe: Callable[[aiohttp.ClientSession], Awaitable[float]], n: int, clients: int
 ) -> list[float]:
-    limits = httpx.Limits(max_connections=clients + 10)
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+    async with session(base_url, clients + 10) as client:
         gate = asyncio.Semaphore(clients)
 
         async def one() -> float:
