@@ -30,6 +30,7 @@ from benchmarks.harness import (
     LoadResult,
     System,
     closed_loop,
+    measured,
     percentile,
     progress_bar,
     run_loop,
@@ -67,8 +68,8 @@ def parse_args() -> argparse.Namespace:
 def measure(system: System, n: int, concurrency: int, mode: str, poll_s: float) -> LoadResult:
     bar, advance = progress_bar(n, f"{system.name} {mode} c={concurrency}")
     with bar:
-        result: LoadResult = run_loop(
-            closed_loop(system.base_urls, n, concurrency, WAITERS[mode](poll_s), advance)
+        result = measured(
+            system, closed_loop(system.base_urls, n, concurrency, WAITERS[mode](poll_s), advance)
         )
     assert result.failures == 0, f"{system.name}: {result.failures} tasks did not succeed"
     return result
@@ -120,6 +121,10 @@ def table(results: dict[tuple[str, int], LoadResult], args: argparse.Namespace) 
                     f"{ratio(values['aitasks'], values[n]):>10}" for n in names if n != "aitasks"
                 )
             lines.append(line)
+    lines.append("CPU per completed task, polling client (all parts share the machine's 2 cores):")
+    for c in args.concurrency:
+        for n in names:
+            lines.append(f"  c={c:<4} {n:<8} {results[(f'{n} poll', c)].cpu_per_task()}")
     for (label, c), r in results.items():
         if r.errors:
             lines.append(f"{label} c={c}: {r.errors} requests failed at the transport")

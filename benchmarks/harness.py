@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -80,18 +81,20 @@ class System:
     database_url: str  # plain postgresql://, for the benchmark's own queries
     redis_url: str
     folder: Path
+    redis_pid: int
     env: dict[str, str] = field(default_factory=dict)
     gateways: list[Proc] = field(default_factory=list)
     workers: list[Proc] = field(default_factory=list)
 
 
 @contextlib.contextmanager
-def private_redis() -> Iterator[str]:
-    """A redis-server of our own, without persistence; yields its URL."""
+def private_redis() -> Iterator[tuple[str, int]]:
+    """A redis-server of our own, without persistence; yields its URL and process id."""
     server = empty_redis()
     server.start()
+    assert server.popen is not None
     try:
-        yield f"redis://127.0.0.1:{server.port}/0"
+        yield f"redis://127.0.0.1:{server.port}/0", server.popen.pid
     finally:
         server.kill()
 
@@ -108,9 +111,9 @@ def running(
 ) -> Iterator[System]:
     """Start one system on its own Redis and database; stop it and drop both afterwards."""
     folder = Path(tempfile.mkdtemp(prefix=f"aitasks-bench-{name}-"))
-    with private_redis() as redis_url, fresh_postgres_database() as database_url:
+    with private_redis() as (redis_url, redis_pid), fresh_postgres_database() as database_url:
         starter = {"aitasks": _start_aitasks, "seed": _start_seed, "celery": _start_celery}[name]
-        system = System(name, [], database_url, redis_url, folder)
+        system = System(name, [], database_url, redis_url, folder, redis_pid)
         failed = False
         try:
             starter(system, folder, redis_url, gateways, workers, latency_ms,
@@ -304,6 +307,51 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
 
 
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def _process_table() -> dict[int, tuple[int, str, float]]:
+    """Every process: pid -> (parent pid, name, CPU seconds used so far), from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+        table[int(entry.name)] = (int(fields[1]), name, cpu)
+    return table
+
+
+def cpu_use(system: System) -> dict[str, float]:
+    """CPU seconds used so far by each part of a run: the system's gateways and workers (with
+    their child processes: Celery's prefork pool), Redis, all of PostgreSQL, and this client."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+
+    def tree(pids: list[int]) -> float:
+        total, stack = 0.0, list(pids)
+        while stack:
+            pid = stack.pop()
+            total += table[pid][2] if pid in table else 0.0
+            stack.extend(children.get(pid, ()))
+        return total
+
+    return {
+        "gateway": tree([p.popen.pid for p in system.gateways]),
+        "worker": tree([p.popen.pid for p in system.workers]),
+        "postgres": sum(cpu for _, name, cpu in table.values() if name == "postgres"),
+        "redis": tree([system.redis_pid]),
+        "client": tree([os.getpid()]),
+    }
+
+
 @dataclass
 class LoadResult:
     started: float
@@ -311,6 +359,8 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)  # submit sent -> result seen, seconds
     finished_at: list[float] = field(default_factory=list)
     failures: int = 0  # tasks that ended other than SUCCESS
+    # CPU seconds each part of the run used (see `cpu_use`), filled in by `measured`.
+    cpu: dict[str, float] = field(default_factory=dict)
     errors: int = 0  # requests that failed at the transport (connection reset, timeout)
 
     @property
@@ -323,6 +373,21 @@ class LoadResult:
 
     def ms(self, share: float) -> float:
         return percentile(self.latencies, share) * 1000
+
+    def cpu_per_task(self) -> str:
+        """Where the machine's time went: CPU ms per completed task, by part."""
+        n = len(self.finished_at)
+        parts = ", ".join(f"{part} {seconds / n * 1000:.2f}" for part, seconds in self.cpu.items())
+        return f"{sum(self.cpu.values()) / n * 1000:.1f} ms ({parts})"
+
+
+def measured(system: System, load: Awaitable[LoadResult]) -> LoadResult:
+    """Run `load` against `system`, with the CPU each of its parts spent meanwhile."""
+    before = cpu_use(system)
+    result: LoadResult = run_loop(load)
+    after = cpu_use(system)
+    result.cpu = {part: after[part] - before[part] for part in after}
+    return result
 
 
 Waiter = Callable[[aiohttp.ClientSession, str], Awaitable[str]]
