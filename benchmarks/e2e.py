@@ -30,7 +30,9 @@ from benchmarks.harness import (
     LoadResult,
     System,
     closed_loop,
+    long_wait,
     measured,
+    open_loop,
     percentile,
     progress_bar,
     run_loop,
@@ -50,6 +52,10 @@ def parse_args() -> argparse.Namespace:
         "--aitasks-modes", nargs="*", choices=["wait", "sse"], default=["wait", "sse"],
         help="extra ways aitasks' clients wait, besides polling",
     )  # fmt: skip
+    parser.add_argument(
+        "--open-seconds", type=float, default=20,
+        help="aitasks under open-loop load at half its peak for this long, for the p99 (0 skips)",
+    )  # fmt: skip
     parser.add_argument("--openai-requests", type=int, default=2000, help="0 skips the sync path")
     parser.add_argument("--openai-concurrency", type=int, default=20)
     parser.add_argument(
@@ -60,7 +66,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     if args.quick:
-        args.tasks, args.concurrency, args.openai_requests = 30, [5], 30
+        args.tasks, args.concurrency, args.openai_requests, args.open_seconds = 30, [5], 30, 1
         args.openai_concurrency, args.no_record = 5, True
     return args
 
@@ -93,6 +99,23 @@ async def openai_sync(base_url: str, n: int, concurrency: int) -> tuple[float, l
 
         await asyncio.gather(*(one_client() for _ in range(concurrency)))
         return n / (time.perf_counter() - started), latencies
+
+
+def half_peak(system: System, results: dict[tuple[str, int], LoadResult], seconds: float) -> str:
+    """Latency at half of aitasks' peak: tasks arriving at a steady rate (open loop), each waited
+    for with `Prefer: wait`, so what is measured is the system's time and not a polling period.
+    The mock answers at once: all of it is time the system adds."""
+    peak = max(
+        r.completed_per_s for (label, _), r in results.items() if label.startswith("aitasks")
+    )
+    rate = peak / 2
+    r = run_loop(open_loop(system.base_urls[0], rate, seconds, long_wait))
+    assert r.failures == 0, f"{r.failures} tasks did not succeed"
+    return (
+        f"aitasks at half its peak ({rate:.0f} tasks/s arriving for {seconds:g} s, open loop, "
+        f"waiting by wait): completed {len(r.finished_at)}, errors {r.errors}, "
+        f"added latency p50 {r.ms(0.5):.1f} ms, p95 {r.ms(0.95):.1f} ms, p99 {r.ms(0.99):.1f} ms"
+    )
 
 
 def ratio(a: float, b: float) -> str:
@@ -166,6 +189,8 @@ def main() -> int:
             f"polling every {args.poll_ms:g} ms",
             *table(results, args),
         ]
+        if "aitasks" in systems and args.open_seconds:
+            lines.append(half_peak(systems["aitasks"], results, args.open_seconds))
         if "aitasks" in systems and args.openai_requests:
             rate, latencies = run_loop(
                 openai_sync(systems["aitasks"].base_urls[0], args.openai_requests,

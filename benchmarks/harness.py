@@ -505,6 +505,41 @@ async def closed_loop(
     return result
 
 
+async def open_loop(
+    base_url: str, rate: float, seconds: float, wait: Waiter, prompt: str = "Hello, who are you?"
+) -> LoadResult:
+    """Tasks arriving at a fixed `rate` per second for `seconds`, whether or not earlier ones have
+    finished; each is submitted, then waited for. A task's latency counts from when it was due,
+    not from when the client got round to sending it, so a client falling behind shows."""
+    n = int(rate * seconds)
+    client = session(base_url, n + 10)
+    result = LoadResult(started=time.perf_counter())
+
+    async def one(i: int) -> None:
+        due = result.started + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        body = {"prompt": f"{prompt} #{i}", "model": MODEL}
+        try:
+            async with client.post("/v1/chat/completions", json=body) as response:
+                assert response.status == 202, await response.text()
+                task_id = (await response.json())["task_id"]
+            result.submitted_at.append(time.perf_counter())
+            status = await wait(client, task_id)
+        except TRANSPORT_ERRORS:
+            result.errors += 1
+            return
+        seen = time.perf_counter()
+        result.failures += status != "SUCCESS"
+        result.latencies.append(seen - due)
+        result.finished_at.append(seen)
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await client.close()
+    return result
+
+
 def run_loop(coroutine: Any) -> Any:
     """Run the client on uvloop where it is installed: less client CPU on a small machine."""
     try:
