@@ -348,7 +348,8 @@ def cpu_use(system: System) -> dict[str, float]:
         "worker": tree([p.popen.pid for p in system.workers]),
         "postgres": sum(cpu for _, name, cpu in table.values() if name == "postgres"),
         "redis": tree([system.redis_pid]),
-        "client": tree([os.getpid()]),
+        # This process alone: the systems' processes are its children.
+        "client": table[os.getpid()][2],
     }
 
 
