@@ -13,7 +13,7 @@ from aitasks.store import claims
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
-from aitasks.store.models import LOCAL_TENANT, Message, Task, TaskStatus
+from aitasks.store.models import LOCAL_TENANT, Message, Task, TaskStatus, as_utc
 from aitasks.store.tasks import Owner
 
 SPEC = ModelTable.load(environ={}).resolve("mock-chat")
@@ -181,3 +181,21 @@ async def test_a_stale_run_of_the_same_worker_cannot_write(db: Database) -> None
     assert new.task is not None and new.task.attempts == 2
     assert not await complete(db, stale, "w1", text="stale")
     assert await complete(db, new.task, "w1", text="fresh")
+
+
+async def test_a_claim_brings_its_conversations_context_header(db: Database) -> None:
+    first = await submit(db)
+    async with db.session() as session:
+        await history.update_conversation(
+            session, first.conversation_id, LOCAL_TENANT, {"system_prompt": "be brief"}
+        )
+    async with db.session() as session:
+        await history.save_summary(session, first.conversation_id, "they said hi", 1)
+    won = await claim(db, first.id)
+    assert won.header == ("be brief", "they said hi", 1)
+    assert won.task is not None
+    assert (won.task.id, won.task.turn, won.task.prompt) == (first.id, 1, "hi")
+    assert as_utc(won.task.created_at) == as_utc(first.created_at)
+    assert won.task.started_at is not None
+    async with db.session() as session:
+        assert await history.context_header(session, first.conversation_id) == won.header

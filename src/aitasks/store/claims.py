@@ -16,8 +16,10 @@ from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
+from aitasks.store.conversations import ContextHeader, header_of
 from aitasks.store.models import (
     UNFINISHED_STATUSES,
+    Conversation,
     Message,
     Role,
     StoredFile,
@@ -43,6 +45,16 @@ class ClaimOutcome(Enum):
 class Claim:
     outcome: ClaimOutcome
     task: Task | None = None
+    # What the claimed task's context starts with, read by the claim itself (see `context_header`).
+    header: ContextHeader | None = None
+
+
+# The worker's hot-path statements run as Core on the session's connection: the ORM's unit of
+# work (flush, identity map, bulk-update evaluation) cost more CPU per task than the SQL itself.
+TASKS: Table = Task.__table__  # type: ignore[assignment]
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+FILES: Table = StoredFile.__table__  # type: ignore[assignment]
+CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
 
 
 def _earlier_turn_unfinished() -> Any:
@@ -56,32 +68,48 @@ def _earlier_turn_unfinished() -> Any:
 
 def _claim_statement() -> Any:
     """The claim's UPDATE, built once with bound parameters: building the expression (its NOT
-    EXISTS most of all) cost more Python time per task than running it."""
+    EXISTS most of all) cost more Python time per task than running it. It returns the task and
+    its conversation's context header, so a chat turn needs no second transaction to start."""
     now = bindparam("now", type_=Timestamp)
+    earlier = TASKS.alias("earlier")
+    conversation = TASKS.c.conversation_id == CONVERSATIONS.c.id
+
+    def header(column: Any) -> Any:
+        return select(column).where(conversation).scalar_subquery().label(f"header_{column.key}")
+
     return (
-        update(Task)
+        update(TASKS)
         .where(
-            Task.id == bindparam("task_id"),
+            TASKS.c.id == bindparam("task_id"),
             or_(
-                Task.status == TaskStatus.PENDING,
-                and_(Task.status == TaskStatus.RUNNING, Task.lease_until < now),
+                TASKS.c.status == TaskStatus.PENDING,
+                and_(TASKS.c.status == TaskStatus.RUNNING, TASKS.c.lease_until < now),
             ),
-            ~_earlier_turn_unfinished(),
+            ~exists().where(
+                earlier.c.conversation_id == TASKS.c.conversation_id,
+                earlier.c.turn < TASKS.c.turn,
+                earlier.c.status.in_(UNFINISHED_STATUSES),
+            ),
         )
         .values(
             status=TaskStatus.RUNNING,
-            attempts=Task.attempts + 1,
+            attempts=TASKS.c.attempts + 1,
             worker_id=bindparam("worker_id"),
             lease_until=bindparam("lease_until", type_=Timestamp),
-            started_at=func.coalesce(Task.started_at, now),
+            started_at=func.coalesce(TASKS.c.started_at, now),
             updated_at=now,
         )
-        .returning(Task)
-        .execution_options(populate_existing=True)
+        .returning(
+            *TASKS.c,
+            header(CONVERSATIONS.c.system_prompt),
+            header(CONVERSATIONS.c.summary),
+            header(CONVERSATIONS.c.summary_turn),
+        )
     )
 
 
 CLAIM = _claim_statement()
+TASK_COLUMNS = tuple(column.key for column in TASKS.c)
 # Why a claim failed: the task's status, and where it stands in its conversation.
 STATE = select(Task.status, Task.conversation_id, Task.turn).where(Task.id == bindparam("task_id"))
 # An earlier turn still unfinished; FOR SHARE waits for a transaction finishing one (PostgreSQL;
@@ -97,12 +125,6 @@ EARLIER_UNFINISHED = (
     .with_for_update(read=True)
 )
 
-
-# The worker's hot-path statements run as Core on the session's connection: the ORM's unit of
-# work (flush, identity map, bulk-update evaluation) cost more CPU per task than the SQL itself.
-TASKS: Table = Task.__table__  # type: ignore[assignment]
-MESSAGES: Table = Message.__table__  # type: ignore[assignment]
-FILES: Table = StoredFile.__table__  # type: ignore[assignment]
 
 # The terminal UPDATE; its SET columns come from the parameters, so success and failure share it.
 FINISH = update(TASKS).where(
@@ -149,9 +171,10 @@ async def claim_task(
         "lease_until": now + timedelta(seconds=lease_seconds),
     }
     async with session.begin():
+        connection = await session.connection()
         # The claimed row comes back with the update itself: one statement, not two.
-        task = (await session.scalars(CLAIM, values)).first()
-        if task is None:
+        row = (await connection.execute(CLAIM, values)).first()
+        if row is None:
             found = (await session.execute(STATE, {"task_id": task_id})).first()
             if found is None or found[0] not in UNFINISHED_STATUSES:
                 return Claim(ClaimOutcome.FINISHED)
@@ -163,12 +186,19 @@ async def claim_task(
             blocking = {"conversation_id": found[1], "turn": found[2]}
             if (await session.execute(EARLIER_UNFINISHED, blocking)).first() is not None:
                 return Claim(ClaimOutcome.WAITING)
-            task = (await session.scalars(CLAIM, values)).first()
-            if task is None:
+            row = (await connection.execute(CLAIM, values)).first()
+            if row is None:
                 return Claim(ClaimOutcome.WAITING)
+        fields = row._mapping
+        # A plain (transient) Task: the worker only reads it, and the ORM's loading cost more
+        # than the claim's SQL.
+        task = Task(**{name: fields[name] for name in TASK_COLUMNS})
         if task.attempts == 1:
             _add_webhook(session, task, TaskStatus.RUNNING)
-        return Claim(ClaimOutcome.CLAIMED, task)
+        header = header_of(
+            fields["header_system_prompt"], fields["header_summary"], fields["header_summary_turn"]
+        )
+        return Claim(ClaimOutcome.CLAIMED, task, header)
 
 
 def _held_by(task: Task, worker_id: str) -> Any:

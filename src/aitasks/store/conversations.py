@@ -149,11 +149,17 @@ async def delete_conversation(session: AsyncSession, conversation_id: str, tenan
     return deleted
 
 
-async def context_header(
-    session: AsyncSession, conversation_id: str
-) -> tuple[str | None, str | None, int]:
-    """What a chat turn's context starts with: the system prompt, and the stored summary with
-    the last turn it covers (0 when there is none)."""
+# What a chat turn's context starts with: the system prompt, and the stored summary with the last
+# turn it covers (0 when there is none).
+ContextHeader = tuple[str | None, str | None, int]
+
+
+def header_of(system: str | None, summary: str | None, summary_turn: int | None) -> ContextHeader:
+    return system, summary, (summary_turn or 0) if summary is not None else 0
+
+
+async def context_header(session: AsyncSession, conversation_id: str) -> ContextHeader:
+    """The conversation's context header (a deleted conversation has an empty one)."""
     row = (
         await session.execute(
             select(
@@ -163,7 +169,7 @@ async def context_header(
     ).first()
     if row is None:
         return None, None, 0
-    return row[0], row[1], (row[2] or 0) if row[1] is not None else 0
+    return header_of(row[0], row[1], row[2])
 
 
 async def conversation_messages(

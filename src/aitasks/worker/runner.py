@@ -111,6 +111,8 @@ class Worker:
         self._event_writers: dict[str, TaskEventWriter] = {}
         # Tasks whose outcome's transaction already found (and published) their next turn.
         self._turn_released: set[str] = set()
+        # Context headers the claims read, for their tasks' first context (later ones read anew).
+        self._headers: dict[str, history.ContextHeader] = {}
         self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -244,8 +246,13 @@ class Worker:
             await self.services.queue.ack(delivery)  # finished, gone, or waiting on a turn
             return
         task = claim.task
-        with logs.task_context(model=task.model, attempt=task.attempts):
-            await self._run_claimed(task, delivery)
+        if claim.header is not None:
+            self._headers[task.id] = claim.header
+        try:
+            with logs.task_context(model=task.model, attempt=task.attempts):
+                await self._run_claimed(task, delivery)
+        finally:
+            self._headers.pop(task.id, None)
 
     async def _run_claimed(self, task: Task, delivery: Delivery) -> None:
         if self._stopping:
@@ -456,9 +463,14 @@ class Worker:
         if task.context is not None:
             given = [ChatMessage(m["role"], m["content"]) for m in task.context]
             return fit_messages(given, task.prompt, context_window=spec.context_window)
+        header = self._headers.pop(task.id, None)
+        # The session takes no connection unless it runs a query: a first turn with its claim's
+        # header runs none.
         async with self.services.db.session() as session:
             earlier = await history.earlier_messages(session, task.conversation_id, task.turn)
-            system, stored, covered = await history.context_header(session, task.conversation_id)
+            if header is None:
+                header = await history.context_header(session, task.conversation_id)
+        system, stored, covered = header
         window = spec.context_window
         fitted = build_context(earlier, task.prompt, context_window=window, system=system)
         if not fitted.dropped_through or not spec.summary_model:
