@@ -1,8 +1,12 @@
-"""The error answers each route may give, for the OpenAPI schema: all in the one error shape."""
+"""The error answers each route may give, for the OpenAPI schema: all in the one error shape; and
+answers serialized straight from their model."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from fastapi import Response
+from pydantic import BaseModel
 
 from aitasks.api.schemas import ErrorBody
 
@@ -26,3 +30,10 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {"model": ErrorBody, "description": WHY[status]}
         for status in sorted({*COMMON, *statuses})
     }
+
+
+def json_response(view: BaseModel, status_code: int = 200) -> Response:
+    """`view` as JSON, serialized once by pydantic. Returning the model instead would have FastAPI
+    dump it, validate the dump against the route's response model and serialize that: three
+    passes for what one does, on routes (a task's poll) that run all the time."""
+    return Response(view.model_dump_json(), status_code, media_type="application/json")

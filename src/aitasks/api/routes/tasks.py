@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from aitasks.api.admission import admit, unadmit
@@ -20,7 +20,7 @@ from aitasks.api.live import (
     task_events,
     wait_for_task,
 )
-from aitasks.api.responses import errors
+from aitasks.api.responses import errors, json_response
 from aitasks.api.schemas import IsoDatetime, TaskList, TaskView, WebhookDeliveryList
 from aitasks.api.views import Page, delivery_view, task_view
 from aitasks.errors import InvalidRequest
@@ -43,7 +43,7 @@ async def read_task(
     caller: CallerDep,
     links: LinksDep,
     prefer: PreferHeader = None,
-) -> TaskView:
+) -> Response:
     """A task's status, and its result or error once it has finished.
 
     With `Prefer: wait=N`, the answer comes as soon as the task finishes, or after N seconds.
@@ -55,7 +55,7 @@ async def read_task(
     else:
         # Loads it first: 404 at once.
         task = await wait_for_task(services, task_id, caller.tenant, wait)
-    return task_view(task, links)
+    return json_response(task_view(task, links))
 
 
 @router.get(
