@@ -185,7 +185,8 @@ async def submit(
         prompt=body.prompt,
         conversation_id=body.conversation_id,
         idempotency_key=idempotency_key,
-        request_hash=request_hash(kind, body),
+        # Only a keyed submit is ever compared with another.
+        request_hash=request_hash(kind, body) if idempotency_key else "",
         callback=callback_of(body, services),
     )
     if body.stream:
