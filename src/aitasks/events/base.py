@@ -35,8 +35,12 @@ class EventLog(ABC):
     async def append(self, task_id: str, event_type: str, data: dict[str, Any]) -> str:
         """Add an event to the task's log; returns its id. A `done` event starts the expiry."""
 
-    async def append_many(self, task_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
-        """Add events in order (one round trip where the store allows)."""
+    async def append_many(
+        self, task_id: str, events: list[tuple[str, dict[str, Any]]], *, first: bool = True
+    ) -> None:
+        """Add events in order (one round trip where the store allows). `first=False` says an
+        earlier call already started this log (its expiry is set; a `done` event still
+        shortens it)."""
         for event_type, data in events:
             await self.append(task_id, event_type, data)
 

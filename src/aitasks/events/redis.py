@@ -41,15 +41,21 @@ class RedisEventLog(EventLog):
             raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
         return str(event_id)
 
-    async def append_many(self, task_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+    async def append_many(
+        self, task_id: str, events: list[tuple[str, dict[str, Any]]], *, first: bool = True
+    ) -> None:
         key = events_key(self.prefix, task_id)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for event_type, data in events:
                     fields = {"type": event_type, "data": json.dumps(data, ensure_ascii=False)}
                     pipe.xadd(key, fields, maxlen=MAX_EVENTS, approximate=True)  # type: ignore[arg-type]
-                done = any(event_type == DONE for event_type, _ in events)
-                pipe.expire(key, FINISHED_LOG_TTL if done else 24 * 3600)
+                # The log's expiry is set by its first write and shortened by its last: the
+                # writes between (a long reply's many deltas) need not send it again.
+                if any(event_type == DONE for event_type, _ in events):
+                    pipe.expire(key, FINISHED_LOG_TTL)
+                elif first:
+                    pipe.expire(key, 24 * 3600)
                 await pipe.execute()
         except UNREACHABLE as exc:
             raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc

@@ -23,6 +23,7 @@ class TaskEventWriter:
         self.task_id = task_id
         self._queued: list[tuple[str, dict[str, Any]]] = []
         self._writing: asyncio.Task[None] | None = None
+        self._written_before = False
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None:
         last = self._queued[-1] if self._queued else None
@@ -34,10 +35,14 @@ class TaskEventWriter:
             self._writing = asyncio.create_task(self._write())
 
     async def _write(self) -> None:
+        # One turn of the event loop first, so what the same moment emits rides along: the
+        # `RUNNING` status with a reply that comes at once, instead of a round trip of its own.
+        await asyncio.sleep(0)
         while self._queued:
             batch, self._queued = self._queued, []
             try:
-                await self.events.append_many(self.task_id, batch)
+                await self.events.append_many(self.task_id, batch, first=not self._written_before)
+                self._written_before = True
             except Exception as exc:
                 log.warning("task %s: %d event(s) not published: %s", self.task_id, len(batch), exc)
 

@@ -464,12 +464,14 @@ class Worker:
             given = [ChatMessage(m["role"], m["content"]) for m in task.context]
             return fit_messages(given, task.prompt, context_window=spec.context_window)
         header = self._headers.pop(task.id, None)
-        # The session takes no connection unless it runs a query: a first turn with its claim's
-        # header runs none.
-        async with self.services.db.session() as session:
-            earlier = await history.earlier_messages(session, task.conversation_id, task.turn)
-            if header is None:
-                header = await history.context_header(session, task.conversation_id)
+        earlier: Sequence[Message] = []  # a first turn has no history
+        if header is None or task.turn > 1:
+            # (A first turn with its claim's header opens no session: even an unused one costs a
+            # task of its own to close.)
+            async with self.services.db.session() as session:
+                earlier = await history.earlier_messages(session, task.conversation_id, task.turn)
+                if header is None:
+                    header = await history.context_header(session, task.conversation_id)
         system, stored, covered = header
         window = spec.context_window
         fitted = build_context(earlier, task.prompt, context_window=window, system=system)
