@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from aitasks.api.deps import ServicesDep
 from aitasks.auth.keys import Caller, KeyInfo, hash_key, key_id_of
 from aitasks.errors import Unauthorized
+from aitasks.services import Services
 from aitasks.store import keys as store
 
 # Enough for every key of a large deployment; unknown keys a scanner tries push out the oldest.
@@ -53,10 +53,10 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def authenticate(
-    request: Request, services: ServicesDep, _declared: BearerDeclared = None
-) -> Caller:
+async def authenticate(request: Request, _declared: BearerDeclared = None) -> Caller:
     """The caller of this request; 401 without a valid key while auth is on."""
+    # The services from the app, not from ServicesDep: each dependency edge costs every request.
+    services: Services = request.app.state.services
     if not services.settings.auth_enabled:
         return Caller()
     token = bearer_token(request)

@@ -22,8 +22,10 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_links(request: Request, services: ServicesDep) -> Links:
+async def get_links(request: Request) -> Links:
     """Links as this caller reached the site; file links signed while auth is on."""
+    # The services from the app, not from ServicesDep: each dependency edge costs every request.
+    services: Services = request.app.state.services
     root = str(request.url.replace(path="/", query="", fragment=""))
     return Links(root, services.file_signer if services.settings.auth_enabled else None)
 

@@ -42,7 +42,7 @@ async def read_file(
         and signer.verify(file_id, expires, signature)
     )
     # A bad or expired signature is no worse than none: the caller's key decides then.
-    tenant = None if signed else (await authenticate(request, services)).tenant
+    tenant = None if signed else (await authenticate(request)).tenant
     stored = await store.get_file(session, file_id, tenant)
     if stored is None:
         raise FileNotFound(file_id)
