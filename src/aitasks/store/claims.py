@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -26,6 +26,7 @@ from aitasks.store.models import (
     Task,
     TaskStatus,
     Timestamp,
+    table_of,
     utcnow,
 )
 from aitasks.store.webhooks import delivery_for
@@ -51,10 +52,10 @@ class Claim:
 
 # The worker's hot-path statements run as Core on the session's connection: the ORM's unit of
 # work (flush, identity map, bulk-update evaluation) cost more CPU per task than the SQL itself.
-TASKS: Table = Task.__table__  # type: ignore[assignment]
-MESSAGES: Table = Message.__table__  # type: ignore[assignment]
-FILES: Table = StoredFile.__table__  # type: ignore[assignment]
-CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
+TASKS = table_of(Task)
+MESSAGES = table_of(Message)
+FILES = table_of(StoredFile)
+CONVERSATIONS = table_of(Conversation)
 
 
 def _earlier_turn_unfinished() -> Any:
