@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.harness import WAITERS, LoadResult, closed_loop, progress_bar, run_loop, running
+from benchmarks.harness import WAITERS, LoadResult, closed_loop, measured, progress_bar, running
 from benchmarks.report import append_result, machine_summary
 
 
@@ -47,9 +47,10 @@ def measure(args: argparse.Namespace, latency_ms: int, gateways: int, workers: i
     ) as system:
         bar, advance = progress_bar(args.tasks, f"{latency_ms} ms, {gateways}g {workers}w")
         with bar:
-            result: LoadResult = run_loop(
+            result = measured(
+                system,
                 closed_loop(system.base_urls, args.tasks, args.concurrency,
-                            WAITERS[args.mode](0.02), advance)
+                            WAITERS[args.mode](0.02), advance),
             )  # fmt: skip
     assert result.failures == 0
     return result
@@ -70,7 +71,8 @@ def main() -> int:
                 line = (
                     f"model {latency_ms:>4} ms, {gateways} gateway(s), {workers} worker(s): "
                     f"completed/s {r.completed_per_s:7.1f} ({r.completed_per_s / base:.2f}x one "
-                    f"worker), p50 {r.ms(0.5):.0f} ms, p99 {r.ms(0.99):.0f} ms"
+                    f"worker), p50 {r.ms(0.5):.0f} ms, p99 {r.ms(0.99):.0f} ms; "
+                    f"CPU per task {r.cpu_per_task()}"
                 )
                 print(line, flush=True)
                 lines.append(line)
