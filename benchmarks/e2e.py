@@ -150,7 +150,10 @@ def table(results: dict[tuple[str, int], LoadResult], args: argparse.Namespace) 
             lines.append(f"  c={c:<4} {n:<8} {results[(f'{n} poll', c)].cpu_per_task()}")
     for (label, c), r in results.items():
         if r.errors:
-            lines.append(f"{label} c={c}: {r.errors} requests failed at the transport")
+            lines.append(
+                f"{label} c={c}: {r.errors} tasks lost to failed requests "
+                "(5xx answers or transport errors; their tasks are not counted as completed)"
+            )
     for mode in args.aitasks_modes if "aitasks" in names else []:
         for c in args.concurrency:
             r = results[(f"aitasks {mode}", c)]
