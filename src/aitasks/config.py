@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     postgres_user: str = Field(default="postgres", validation_alias="POSTGRES_USER")
     postgres_password: str = Field(default="", validation_alias="POSTGRES_PASSWORD")
     data_dir: Path = Field(default=Path(".aitasks"), validation_alias="AITASKS_DATA_DIR")
+    db_pool_size: int = Field(default=20, gt=0, validation_alias="AITASKS_DB_POOL_SIZE")
 
     # --- queue ---------------------------------------------------------------------------------
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")

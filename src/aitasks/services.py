@@ -46,7 +46,7 @@ class Services:
     def open(cls, settings: Settings, *, in_process_queue: bool = False) -> Services:
         return cls(
             settings=settings,
-            db=Database(settings.sqlalchemy_url),
+            db=Database(settings.sqlalchemy_url, pool_size=settings.db_pool_size),
             queue=open_queue(settings, in_process=in_process_queue),
             models=load_models(settings),
             storage=LocalFileStorage(settings.files_dir),

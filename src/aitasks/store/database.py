@@ -33,7 +33,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     """An async engine for `url`; SQLite gets its folder created and its pragmas set."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -42,7 +42,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    # No overflow: a connection opened past the pool is closed again when returned, so a burst
+    # above the pool's size forked a PostgreSQL backend per request (measured: 19 tuples of
+    # catalogue reads per GET at concurrency 50, 2 without). Past the pool, callers queue.
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
     _ping_after_idle(engine)
     return engine
 
@@ -74,7 +77,7 @@ def _ping_after_idle(engine: AsyncEngine) -> None:
 class Database:
     """An engine and its session factory; one per process."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
