@@ -477,6 +477,34 @@ FAILED_REQUESTS = (
 )
 
 
+async def one_task(
+    client: aiohttp.ClientSession,
+    prompt: str,
+    wait: Waiter,
+    result: LoadResult,
+    since: float | None = None,
+) -> bool:
+    """Submit a chat task, wait for it and record it in `result`: its latency from `since` (by
+    default, from sending the submit). False when the system failed a request on the way."""
+    started = time.perf_counter() if since is None else since
+    try:
+        body = {"prompt": prompt, "model": MODEL}
+        async with client.post("/v1/chat/completions", json=body) as response:
+            await expect(response, 202)
+            task_id = (await response.json())["task_id"]
+        result.submitted_at.append(time.perf_counter())
+        status = await wait(client, task_id)
+    except FAILED_REQUESTS:
+        # The system's failure: counted and reported, not fatal.
+        result.errors += 1
+        return False
+    seen = time.perf_counter()
+    result.failures += status != "SUCCESS"
+    result.latencies.append(seen - started)
+    result.finished_at.append(seen)
+    return True
+
+
 async def closed_loop(
     base_urls: list[str],
     n: int,
@@ -494,24 +522,8 @@ async def closed_loop(
 
     async def client_loop() -> None:
         for i in counter:
-            client = pool[i % len(pool)]
-            sent = time.perf_counter()
-            body = {"prompt": f"{prompt} #{i}", "model": MODEL}
-            try:
-                async with client.post("/v1/chat/completions", json=body) as response:
-                    await expect(response, 202)
-                    task_id = (await response.json())["task_id"]
-                result.submitted_at.append(time.perf_counter())
-                status = await wait(client, task_id)
-            except FAILED_REQUESTS:
-                # The system's failure: counted and reported, not fatal.
-                result.errors += 1
-                continue
-            seen = time.perf_counter()
-            result.failures += status != "SUCCESS"
-            result.latencies.append(seen - sent)
-            result.finished_at.append(seen)
-            progress()
+            if await one_task(pool[i % len(pool)], f"{prompt} #{i}", wait, result):
+                progress()
 
     try:
         # A system that stops finishing tasks (a dead worker) fails the run instead of hanging it.
@@ -536,20 +548,7 @@ async def open_loop(
     async def one(i: int) -> None:
         due = result.started + i / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        body = {"prompt": f"{prompt} #{i}", "model": MODEL}
-        try:
-            async with client.post("/v1/chat/completions", json=body) as response:
-                await expect(response, 202)
-                task_id = (await response.json())["task_id"]
-            result.submitted_at.append(time.perf_counter())
-            status = await wait(client, task_id)
-        except FAILED_REQUESTS:
-            result.errors += 1
-            return
-        seen = time.perf_counter()
-        result.failures += status != "SUCCESS"
-        result.latencies.append(seen - due)
-        result.finished_at.append(seen)
+        await one_task(client, f"{prompt} #{i}", wait, result, since=due)
 
     try:
         await asyncio.gather(*(one(i) for i in range(n)))
