@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import time
@@ -50,6 +51,9 @@ def _settings() -> Settings:
 def run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run a long-lived service on uvloop (a faster event loop: libuv, as Node's) when it is
     installed, as it is with uvicorn[standard]; else on asyncio's own."""
+    # What is loaded by now (modules, the app) lives as long as the process: frozen out of the
+    # collector's sight, so a full collection stops walking it on every pass.
+    gc.freeze()
     try:
         import uvloop
     except ImportError:
