@@ -7,6 +7,7 @@
    that answers at once, at 1 and at 100 concurrent clients.
 
     .venv/bin/python -m benchmarks.streaming --requests 200
+    .venv/bin/python -m benchmarks.streaming --quick        # a smoke run; records nothing
 
 Needs PostgreSQL (AITASKS_TEST_POSTGRES, as the tests) and Redis at AITASKS_TEST_REDIS.
 """
@@ -28,8 +29,8 @@ from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
 from benchmarks.harness import percentile, session
 from benchmarks.report import append_result, machine_summary
-from tests.conftest import REDIS_URL, fresh_postgres_database, fresh_redis_prefix
-from tests.helpers import Process, free_port, run_cli, service_env, wait_until_up
+from tests.conftest import upgraded_stack
+from tests.helpers import Process, free_port, wait_until_up
 
 STREAM_LATENCY_MS = 1000
 PROMPT = "How far away is the moon?"
@@ -105,20 +106,18 @@ def summary(label: str, seconds: list[float], minus: float = 0.0) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--quick", action="store_true", help="10 requests each; no record")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.no_record = 10, True
     folder = Path(tempfile.mkdtemp(prefix="aitasks-bench-"))
-    with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
-        env = service_env(
-            DATABASE_URL=database_url,
-            REDIS_URL=REDIS_URL,
-            AITASKS_REDIS_PREFIX=prefix,
-            AITASKS_DATA_DIR=str(folder / "data"),
-            AITASKS_MOCK_LATENCY_MS=str(STREAM_LATENCY_MS),
-            AITASKS_WORKER_CONCURRENCY="128",
-            AITASKS_LOG_LEVEL="WARNING",
-        )
-        assert run_cli(["db", "upgrade"], env, folder).returncode == 0
+    with upgraded_stack(
+        folder,
+        AITASKS_MOCK_LATENCY_MS=str(STREAM_LATENCY_MS),
+        AITASKS_WORKER_CONCURRENCY="128",
+        AITASKS_LOG_LEVEL="WARNING",
+    ) as env:
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         gateway = Process(["api", "--port", str(port)], env, folder)

@@ -20,6 +20,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
         ("slow_models", ["peak RSS", "tasks/s", "every task SUCCESS"]),
         ("scale_out", ["completed/s", "2 worker(s)"]),
         ("polling", ["GET/s", "per GET"]),
+        ("streaming", ["first token added", "sync chat.completions"]),
     ],
 )
 def test_quick_run(module: str, figures: list[str]) -> None:
