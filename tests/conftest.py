@@ -81,16 +81,24 @@ def upgraded_stack(folder: Path, **settings: str) -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database (schema made) and Redis prefix: yields the environment of
     service processes on them, with `settings`; what a distributed test starts its processes in."""
     with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
-        env = service_env(
-            DATABASE_URL=database_url,
-            REDIS_URL=REDIS_URL,
-            AITASKS_REDIS_PREFIX=prefix,
-            AITASKS_DATA_DIR=str(folder / "data"),
-            **settings,
-        )
-        upgraded = run_cli(["db", "upgrade"], env, folder)
-        assert upgraded.returncode == 0, upgraded.stderr
-        yield env
+        yield migrated_env(folder, database_url, REDIS_URL, prefix, **settings)
+
+
+def migrated_env(
+    folder: Path, database_url: str, redis_url: str, redis_prefix: str, **settings: str
+) -> dict[str, str]:
+    """The environment of service processes on this database (its schema made by `aitasks db
+    upgrade`) and Redis prefix, with `settings`; files under `folder`."""
+    env = service_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        AITASKS_REDIS_PREFIX=redis_prefix,
+        AITASKS_DATA_DIR=str(folder / "data"),
+        **settings,
+    )
+    upgraded = run_cli(["db", "upgrade"], env, folder)
+    assert upgraded.returncode == 0, upgraded.stderr
+    return env
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.conftest import migrated_env
 from tests.helpers import (
     TERMINAL,
     Background,
@@ -25,8 +26,6 @@ from tests.helpers import (
     empty_redis,
     free_port,
     query,
-    run_cli,
-    service_env,
     wait_until_up,
 )
 
@@ -159,15 +158,9 @@ def make_system(tmp_path: Path) -> Iterator[MakeSystem]:
     systems: list[System] = []
 
     def make(*, database_url: str, redis_url: str, redis_prefix: str, **settings: str) -> System:
-        env = service_env(
-            DATABASE_URL=database_url,
-            REDIS_URL=redis_url,
-            AITASKS_REDIS_PREFIX=redis_prefix,
-            AITASKS_DATA_DIR=str(tmp_path / "data"),
-            **{**FAST_RECOVERY, **settings},
+        env = migrated_env(
+            tmp_path, database_url, redis_url, redis_prefix, **{**FAST_RECOVERY, **settings}
         )
-        migrated = run_cli(["db", "upgrade"], env, tmp_path)
-        assert migrated.returncode == 0, migrated.stderr
         system = System(tmp_path, database_url, env)
         systems.append(system)
         return system

@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import aliased
 
 from aitasks.store.conversations import ContextHeader, header_of
 from aitasks.store.models import (
@@ -59,11 +58,12 @@ CONVERSATIONS = table_of(Conversation)
 
 
 def _earlier_turn_unfinished() -> Any:
-    earlier = aliased(Task)
+    """Some earlier turn of the task's conversation has not finished (for statements on tasks)."""
+    earlier = TASKS.alias("earlier")
     return exists().where(
-        earlier.conversation_id == Task.conversation_id,
-        earlier.turn < Task.turn,
-        earlier.status.in_(UNFINISHED_STATUSES),
+        earlier.c.conversation_id == TASKS.c.conversation_id,
+        earlier.c.turn < TASKS.c.turn,
+        earlier.c.status.in_(UNFINISHED_STATUSES),
     )
 
 
@@ -72,7 +72,6 @@ def _claim_statement() -> Any:
     EXISTS most of all) cost more Python time per task than running it. It returns the task and
     its conversation's context header, so a chat turn needs no second transaction to start."""
     now = bindparam("now", type_=Timestamp)
-    earlier = TASKS.alias("earlier")
     conversation = TASKS.c.conversation_id == CONVERSATIONS.c.id
 
     def header(column: Any) -> Any:
@@ -86,11 +85,7 @@ def _claim_statement() -> Any:
                 TASKS.c.status == TaskStatus.PENDING,
                 and_(TASKS.c.status == TaskStatus.RUNNING, TASKS.c.lease_until < now),
             ),
-            ~exists().where(
-                earlier.c.conversation_id == TASKS.c.conversation_id,
-                earlier.c.turn < TASKS.c.turn,
-                earlier.c.status.in_(UNFINISHED_STATUSES),
-            ),
+            ~_earlier_turn_unfinished(),
         )
         .values(
             status=TaskStatus.RUNNING,

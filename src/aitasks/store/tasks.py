@@ -47,6 +47,12 @@ INSERT_TASK = insert(table_of(Task))
 INSERT_MESSAGE = insert(table_of(Message))
 INSERT_IDEMPOTENCY_KEY = insert(table_of(IdempotencyKey))
 
+# The task's own columns a submit sets: the keys of `submit_task`'s values.
+TASK_FIELDS = (
+    "id", "tenant", "api_key_id", "callback_url", "callback_events", "kind", "model", "queue",
+    "provider", "prompt", "status", "attempts", "params", "context",
+)  # fmt: skip
+
 
 def _first_turn_statement() -> Insert:
     """A new conversation, its first task and the user's message as one PostgreSQL statement
@@ -99,11 +105,6 @@ def _first_turn_statement() -> Insert:
     )
 
 
-# The task's own columns a submit sets (`submit_task`'s values).
-TASK_FIELDS = (
-    "id", "tenant", "api_key_id", "callback_url", "callback_events", "kind", "model", "queue",
-    "provider", "prompt", "status", "attempts", "params", "context",
-)  # fmt: skip
 FIRST_TURN = _first_turn_statement()
 # Idempotency keys are honoured for at least this long.
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
