@@ -23,7 +23,7 @@ from aitasks.config import Settings
 from aitasks.errors import AITasksError, ConfigError
 from aitasks.services import Services
 from aitasks.status_view import status_view
-from aitasks.store import keys as store_keys
+from aitasks.store import api_keys as store_keys
 from aitasks.store.database import Database
 from aitasks.store.migrate import schema_state, upgrade
 from aitasks.store.models import ApiKey as ApiKeyRow

@@ -116,8 +116,18 @@ class RateLimited(AITasksError):
 
 
 class ServiceUnavailable(AITasksError):
+    """A service the request needs cannot be reached now; trying again later may succeed."""
+
     status_code = 503
     error_type = "service_unavailable"
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """Redis (queues, event logs, limits) cannot be reached."""
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached, or cannot take writes just now (restarting, read-only)."""
 
 
 class ConfigError(AITasksError):

@@ -15,7 +15,7 @@ from aitasks.links import FileSigner
 from aitasks.providers import IMPLEMENTED
 from aitasks.queue import TaskQueue, open_queue
 from aitasks.routing import ModelTable
-from aitasks.store import keys as store_keys
+from aitasks.store import api_keys as store_keys
 from aitasks.store.database import Database
 
 

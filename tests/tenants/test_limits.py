@@ -11,7 +11,8 @@ import httpx
 import pytest
 import redis
 
-from aitasks.auth.keys import KeyInfo, key_id_of
+from aitasks.auth.caller import KeyInfo
+from aitasks.auth.tokens import key_id_of
 from aitasks.errors import RateLimited
 from aitasks.limits.base import Counters, Limits
 from aitasks.limits.memory import InProcessCounters

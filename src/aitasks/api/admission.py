@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection
 
-from aitasks.auth.keys import Caller, KeyInfo
-from aitasks.queue import QueueUnavailable
+from aitasks.auth.caller import Caller, KeyInfo
+from aitasks.errors import RedisUnavailable
 from aitasks.services import Services
 from aitasks.store import tasks as store
 
@@ -26,5 +26,5 @@ async def unadmit(services: Services, caller: Caller, task_ids: Collection[str])
     """These tasks no longer count against the caller's key (never stored, or gone). Best
     effort: a slot missed here is found free by the key's next refused submit."""
     if caller.key is not None:
-        with contextlib.suppress(QueueUnavailable):
+        with contextlib.suppress(RedisUnavailable):
             await services.limits.release(caller.key.id, task_ids)

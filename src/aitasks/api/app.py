@@ -17,14 +17,14 @@ from fastapi.staticfiles import StaticFiles
 from aitasks import __version__
 from aitasks.api.auth import KeyCache
 from aitasks.api.body_limit import BodySizeLimit
-from aitasks.api.errors import install_error_handlers
+from aitasks.api.error_handlers import install_error_handlers
 from aitasks.api.openai import create_openai_app
 from aitasks.api.routes import (
+    catalogue,
     conversations,
     files,
     health,
     metrics,
-    models,
     status,
     submit,
     tasks,
@@ -92,7 +92,18 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    routes = (submit, tasks, conversations, models, files, webhooks, health, metrics, status, web)
+    routes = (
+        submit,
+        tasks,
+        conversations,
+        catalogue,
+        files,
+        webhooks,
+        health,
+        metrics,
+        status,
+        web,
+    )
     for module in routes:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.WEB), name="static")

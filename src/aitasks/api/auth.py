@@ -10,10 +10,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from aitasks.auth.keys import Caller, KeyInfo, hash_key, key_id_of
+from aitasks.auth.caller import Caller, KeyInfo
+from aitasks.auth.tokens import hash_key, key_id_of
 from aitasks.errors import Unauthorized
 from aitasks.services import Services
-from aitasks.store import keys as store
+from aitasks.store import api_keys as store
 
 # Enough for every key of a large deployment; unknown keys a scanner tries push out the oldest.
 KEY_CACHE_SIZE = 10_000

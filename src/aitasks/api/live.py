@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aitasks.api.views import task_view
 from aitasks.errors import TaskNotFound
 from aitasks.events import DONE
 from aitasks.events.base import STATUS
@@ -21,6 +20,7 @@ from aitasks.links import Links
 from aitasks.services import Services
 from aitasks.store import tasks as store
 from aitasks.store.models import TERMINAL_STATUSES, Task
+from aitasks.views import task_view
 
 # What an event id looks like: "12" in memory, "1764383529123-0" on Redis.
 EVENT_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?", re.ASCII)

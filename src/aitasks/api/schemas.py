@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
 from aitasks.store.models import TaskStatus
+from aitasks.views import ConversationView, HistoryMessage, TaskView, WebhookDeliveryView
 
 
 def _iso_only(value: object) -> object:
@@ -91,38 +92,6 @@ class SubmitResponse(BaseModel):
     status: TaskStatus
 
 
-class TaskView(BaseModel):
-    task_id: str
-    conversation_id: str
-    kind: str
-    model: str
-    served_model: str | None = Field(
-        default=None, description="The model that produced the result: `model` or a fallback."
-    )
-    provider: str = Field(description="The provider that serves this task (mock when no key).")
-    status: TaskStatus
-    result: str | list[str] | None = Field(
-        description="The reply text for chat; the image URLs for images; null until SUCCESS."
-    )
-    error: dict[str, Any] | None
-    usage: dict[str, int] | None = Field(
-        default=None, description="prompt_tokens, completion_tokens, total_tokens (chat)."
-    )
-    attempts: int
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class HistoryMessage(BaseModel):
-    role: str
-    content: str
-    images: list[str]
-    task_id: str | None
-    created_at: datetime
-
-
 class HistoryView(BaseModel):
     conversation_id: str
     messages: list[HistoryMessage]
@@ -161,16 +130,6 @@ class TaskList(BaseModel):
     next_after: str | None = Field(description="Pass as `after` for the next page.")
 
 
-class ConversationView(BaseModel):
-    id: str
-    title: str | None
-    system_prompt: str | None
-    model: str | None = Field(description="The model of its latest turn.")
-    message_count: int
-    created_at: datetime
-    updated_at: datetime = Field(description="Last activity.")
-
-
 class ConversationList(BaseModel):
     object: str = "list"
     data: list[ConversationView]
@@ -199,19 +158,6 @@ class Deletion(BaseModel):
     id: str
     object: str = "conversation"
     deleted: bool = True
-
-
-class WebhookDeliveryView(BaseModel):
-    id: str = Field(description="The `webhook-id` header: the same on every retry.")
-    event: str
-    url: str
-    status: Literal["pending", "delivered", "failed"]
-    attempts: int
-    last_status_code: int | None = Field(description="The receiver's last HTTP status.")
-    last_error: str | None
-    next_attempt_at: datetime | None = Field(description="When it is tried again (pending).")
-    created_at: datetime
-    delivered_at: datetime | None
 
 
 class WebhookDeliveryList(BaseModel):

@@ -1,5 +1,5 @@
 """Who is calling: API keys, the tenant they act for, and the limits they carry."""
 
-from aitasks.auth.keys import Caller, KeyInfo
+from aitasks.auth.caller import LOCAL_TENANT, Caller, KeyInfo
 
-__all__ = ["Caller", "KeyInfo"]
+__all__ = ["LOCAL_TENANT", "Caller", "KeyInfo"]

@@ -10,8 +10,8 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
+from aitasks.errors import RedisUnavailable
 from aitasks.events.base import DONE, FINISHED_LOG_TTL, MAX_EVENTS, Event, EventLog
-from aitasks.queue.base import QueueUnavailable
 from aitasks.queue.keys import events_key
 from aitasks.redis_connect import UNREACHABLE, RedisClient, connect
 
@@ -38,7 +38,7 @@ class RedisEventLog(EventLog):
                 pipe.expire(key, FINISHED_LOG_TTL if event_type == DONE else 24 * 3600)
                 event_id, _ = await pipe.execute()
         except UNREACHABLE as exc:
-            raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
+            raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
         return str(event_id)
 
     async def append_many(
@@ -58,7 +58,7 @@ class RedisEventLog(EventLog):
                     pipe.expire(key, 24 * 3600)
                 await pipe.execute()
         except UNREACHABLE as exc:
-            raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
+            raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
 
     async def read(self, task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:
         key = events_key(self.prefix, task_id)
@@ -66,7 +66,7 @@ class RedisEventLog(EventLog):
         try:
             found: Any = await self.redis.xread({key: after or "0-0"}, block=block)
         except UNREACHABLE as exc:
-            raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
+            raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
         except redis_errors.ResponseError:
             return []  # a malformed Last-Event-ID: nothing is after it
         return [
@@ -79,7 +79,7 @@ class RedisEventLog(EventLog):
         try:
             await self.redis.delete(events_key(self.prefix, task_id))
         except UNREACHABLE as exc:
-            raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
+            raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 
-from aitasks.auth.keys import KeyInfo
+from aitasks.auth.caller import KeyInfo
 from aitasks.errors import RateLimited
 
 WINDOW_SECONDS = 60

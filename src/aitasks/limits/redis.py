@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
+from aitasks.errors import RedisUnavailable
 from aitasks.limits.base import WINDOW_SECONDS, Counters
-from aitasks.queue.base import QueueUnavailable
 from aitasks.redis_connect import UNREACHABLE, RedisClient, connect
 
 T = TypeVar("T")
@@ -52,7 +52,7 @@ class RedisCounters(Counters):
         try:
             return await operation()
         except UNREACHABLE as exc:
-            raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
+            raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
 
     async def count_request(
         self, key_id: str, minute: int, limit: int, previous_weight: float

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from aitasks.config import Settings
-from aitasks.queue.base import Delivery, QueueUnavailable, TaskQueue
+from aitasks.queue.base import Delivery, TaskQueue
 
-__all__ = ["Delivery", "QueueUnavailable", "TaskQueue", "open_queue"]
+__all__ = ["Delivery", "TaskQueue", "open_queue"]
 
 
 def open_queue(settings: Settings, *, in_process: bool = False) -> TaskQueue:

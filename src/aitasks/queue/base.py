@@ -12,12 +12,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aitasks.errors import ServiceUnavailable
-
-
-class QueueUnavailable(ServiceUnavailable):
-    """The queue's server cannot be reached."""
-
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -90,7 +84,7 @@ class TaskQueue(ABC):
 
     @abstractmethod
     async def ping(self) -> None:
-        """Raise `QueueUnavailable` when the queue cannot be reached."""
+        """Raise `RedisUnavailable` when the queue cannot be reached."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook; the in-process queue holds nothing
         """Release connections."""

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
 
-from aitasks.queue.base import Delivery, QueueUnavailable, TaskQueue
+from aitasks.errors import RedisUnavailable
+from aitasks.queue.base import Delivery, TaskQueue
 from aitasks.queue.keys import (
     CONSUMER_GROUP,
     TASK_FIELD,
@@ -85,11 +86,11 @@ class RedisStreamQueue(TaskQueue):
         return stream_key(self.prefix, queue)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run one Redis operation, turning connection failures into `QueueUnavailable`."""
+        """Run one Redis operation, turning connection failures into `RedisUnavailable`."""
         try:
             return await operation()
         except UNREACHABLE as exc:
-            raise QueueUnavailable(f"Redis is unreachable: {exc}") from exc
+            raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
 
     async def _ensure_group(self, key: str) -> None:
         if key in self._groups:

@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from aitasks.auth.caller import LOCAL_TENANT
+
 
 class TaskStatus(StrEnum):
     """A task's life, in the seed's spelling."""
@@ -45,10 +47,6 @@ UNFINISHED_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 class Role(StrEnum):
     USER = "user"
     ASSISTANT = "assistant"
-
-
-# The tenant of everything made while authentication is off (the embedded default).
-LOCAL_TENANT = "local"
 
 
 def new_id() -> str:

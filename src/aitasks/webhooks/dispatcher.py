@@ -17,13 +17,13 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aitasks.api.views import task_view
-from aitasks.auth.keys import new_webhook_secret
+from aitasks.auth.tokens import new_webhook_secret
 from aitasks.links import Links
 from aitasks.services import Services
-from aitasks.store import keys as store_keys
+from aitasks.store import api_keys as store_keys
 from aitasks.store import webhooks as store
 from aitasks.store.models import Task, WebhookDelivery, utcnow
+from aitasks.views import task_view
 from aitasks.webhooks.signing import signed_headers
 from aitasks.webhooks.targets import RefusedTarget, check_resolved
 

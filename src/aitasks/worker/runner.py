@@ -19,11 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aitasks import logs, metrics
-from aitasks.errors import AITasksError, ProviderError, ProviderTimeout, UnknownModel
+from aitasks.errors import (
+    AITasksError,
+    ProviderError,
+    ProviderTimeout,
+    RedisUnavailable,
+    UnknownModel,
+)
 from aitasks.events.base import DELTA, DONE, STATUS
 from aitasks.providers import ChatMessage, ChatRequest, ImageRequest, Provider, make_provider
 from aitasks.providers.base import Usage
-from aitasks.queue import Delivery, QueueUnavailable
+from aitasks.queue import Delivery
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
 from aitasks.store import claims
@@ -136,7 +142,7 @@ class Worker:
                     continue
                 try:
                     deliveries = await self._receive(free, stop)
-                except QueueUnavailable as exc:
+                except RedisUnavailable as exc:
                     log.warning("%s; retrying in %.0fs", exc.message, QUEUE_RETRY_SECONDS)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), QUEUE_RETRY_SECONDS)
@@ -167,7 +173,7 @@ class Worker:
                 "started_at": started,
                 "last_seen": utcnow().isoformat(),
             }
-            with contextlib.suppress(QueueUnavailable):  # the queue loop reports the outage
+            with contextlib.suppress(RedisUnavailable):  # the queue loop reports the outage
                 await self.services.queue.beat(self.worker_id, info, HEARTBEAT_TTL_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
@@ -219,7 +225,7 @@ class Worker:
         try:
             with logs.task_context(task_id=delivery.task_id, queue=delivery.queue):
                 await self._process(delivery)
-        except QueueUnavailable as exc:
+        except RedisUnavailable as exc:
             # The outcome is safe in the database; the entry is redelivered and dropped later.
             log.warning("task %s: queue unreachable: %s", delivery.task_id, exc.message)
         except Exception:
@@ -405,7 +411,7 @@ class Worker:
         while True:
             try:
                 wait = await self.services.queue.rate_slot(f"rpm:{spec.name}", spec.rpm, 60.0)
-            except QueueUnavailable:
+            except RedisUnavailable:
                 return  # limiting is best effort; the provider's own 429s are still retried
             if wait <= 0:
                 return

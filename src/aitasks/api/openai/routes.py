@@ -20,10 +20,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from aitasks.api.auth import CallerDep, authenticate
 from aitasks.api.deps import LinksDep, ServicesDep
 from aitasks.api.live import load, wait_for_task
-from aitasks.api.openai.errors import openai_error
-from aitasks.api.openai.schemas import ChatCompletionRequest, ChatMessageIn, ImageRequest
+from aitasks.api.openai.error_shape import openai_error
+from aitasks.api.openai.wire import ChatCompletionRequest, ChatMessageIn, ImageRequest
 from aitasks.api.routes.submit import submit_task
-from aitasks.auth.keys import Caller
+from aitasks.auth.caller import Caller
 from aitasks.config import Settings
 from aitasks.errors import InvalidRequest, LimitExceeded, PayloadTooLarge, TaskNotFound
 from aitasks.events import DONE

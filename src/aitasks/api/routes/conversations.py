@@ -11,19 +11,18 @@ from fastapi import APIRouter, Query
 from aitasks.api.admission import unadmit
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, ServicesDep, SessionDep
+from aitasks.api.listing import Page
 from aitasks.api.live import stop_task
 from aitasks.api.responses import errors
 from aitasks.api.schemas import (
     ConversationList,
     ConversationPatch,
-    ConversationView,
     Deletion,
     HistoryView,
 )
-from aitasks.api.views import Page, conversation_view, history_message
-from aitasks.errors import InvalidRequest
-from aitasks.queue import QueueUnavailable
+from aitasks.errors import InvalidRequest, RedisUnavailable
 from aitasks.store import conversations as store
+from aitasks.views import ConversationView, conversation_view, history_message
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["conversations"])
@@ -84,7 +83,7 @@ async def delete_conversation(
     for task_id in deleted.unfinished:
         try:
             await stop_task(services, task_id, "DELETED")
-        except QueueUnavailable as exc:
+        except RedisUnavailable as exc:
             log.warning("task %s: cancel not announced: %s", task_id, exc.message)
     await unadmit(services, caller, deleted.unfinished)
     for key in deleted.file_keys:

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aitasks import metrics
 from aitasks.api.deps import ServicesDep, SessionDep
-from aitasks.queue import QueueUnavailable
+from aitasks.errors import RedisUnavailable
 from aitasks.store import tasks as store
 from aitasks.store.models import utcnow
 
@@ -23,7 +23,7 @@ async def read_metrics(services: ServicesDep, session: SessionDep) -> Response:
     now = utcnow()
     for queue in services.models.queues:
         # When the queue is down the gauge keeps its last value; readiness says it is down.
-        with contextlib.suppress(QueueUnavailable):
+        with contextlib.suppress(RedisUnavailable):
             metrics.QUEUE_DEPTH.labels(queue).set(await services.queue.depth(queue))
         waiting = (now - oldest[queue]).total_seconds() if queue in oldest else 0.0
         metrics.OLDEST_WAITING.labels(queue).set(waiting)

@@ -11,10 +11,10 @@ from fastapi import APIRouter
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, ServicesDep, SessionDep
 from aitasks.api.responses import errors
-from aitasks.api.views import task_view
-from aitasks.queue import QueueUnavailable
+from aitasks.errors import RedisUnavailable
 from aitasks.store import tasks as store
 from aitasks.store.models import TaskStatus, utcnow
+from aitasks.views import task_view
 
 router = APIRouter(prefix="/v1", tags=["health"], responses=errors())
 
@@ -33,7 +33,7 @@ async def read_status(
     queues = []
     for name in services.models.queues:
         depth: int | None = None
-        with contextlib.suppress(QueueUnavailable):
+        with contextlib.suppress(RedisUnavailable):
             depth = await services.queue.depth(name)
         queues.append(
             {
@@ -47,7 +47,7 @@ async def read_status(
         )
     try:
         workers = await services.queue.workers()
-    except QueueUnavailable:
+    except RedisUnavailable:
         workers = []
     # Queues and workers are the service's; failures are the caller's own.
     failures = await store.list_tasks(

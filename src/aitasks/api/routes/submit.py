@@ -17,18 +17,17 @@ from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep
 from aitasks.api.live import preferred_wait, task_events, wait_for_task
 from aitasks.api.responses import errors
-from aitasks.api.schemas import SubmitRequest, SubmitResponse, TaskView
-from aitasks.api.views import task_view
-from aitasks.auth.keys import Caller
-from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull
+from aitasks.api.schemas import SubmitRequest, SubmitResponse
+from aitasks.auth.caller import Caller
+from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull, RedisUnavailable
 from aitasks.events.base import STATUS
 from aitasks.links import Links
-from aitasks.queue import QueueUnavailable
 from aitasks.routing import ModelKind
 from aitasks.services import Services
 from aitasks.store import tasks as store
 from aitasks.store.models import TERMINAL_STATUSES, Task, TaskStatus, new_id
 from aitasks.store.tasks import Callback, Owner
+from aitasks.views import TaskView, task_view
 from aitasks.webhooks.targets import check_url
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ async def _refuse_when_full(services: Services, queue: str) -> None:
     limit = services.settings.max_queue_depth
     try:
         depth = await services.queue.depth(queue)
-    except QueueUnavailable:
+    except RedisUnavailable:
         return  # the task is still stored, and runs once the queue is back
     if depth >= limit:
         raise QueueFull(
@@ -152,7 +151,7 @@ async def submit_task(
             services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING}),
             services.queue.publish(task.queue, task.id),
         )
-    except QueueUnavailable as exc:
+    except RedisUnavailable as exc:
         # The task is committed; the workers' reconciler publishes it once the queue is back.
         log.warning("task %s stored but not published: %s", task.id, exc.message)
     return task, True

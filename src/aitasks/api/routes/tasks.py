@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from aitasks.api.admission import admit, unadmit
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep, SessionDep
+from aitasks.api.listing import Page
 from aitasks.api.live import (
     EVENT_ID,
     load,
@@ -21,14 +22,13 @@ from aitasks.api.live import (
     wait_for_task,
 )
 from aitasks.api.responses import errors, json_response
-from aitasks.api.schemas import IsoDatetime, TaskList, TaskView, WebhookDeliveryList
-from aitasks.api.views import Page, delivery_view, task_view
-from aitasks.errors import InvalidRequest
+from aitasks.api.schemas import IsoDatetime, TaskList, WebhookDeliveryList
+from aitasks.errors import InvalidRequest, RedisUnavailable
 from aitasks.events.base import STATUS
-from aitasks.queue import QueueUnavailable
 from aitasks.store import tasks as store
 from aitasks.store import webhooks as webhook_store
 from aitasks.store.models import TaskStatus
+from aitasks.views import TaskView, delivery_view, task_view
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["tasks"])
@@ -132,7 +132,7 @@ async def cancel_task(
         waiting = await store.next_waiting_turn(session, task)
         if waiting is not None:
             await services.queue.publish(waiting[1], waiting[0])
-    except QueueUnavailable as exc:
+    except RedisUnavailable as exc:
         log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
     return task_view(task, links)
 
@@ -160,7 +160,7 @@ async def retry_task(
         await services.events.reset(task.id)
         await services.events.append(task.id, STATUS, {"status": task.status})
         await services.queue.publish(task.queue, task.id)
-    except QueueUnavailable as exc:
+    except RedisUnavailable as exc:
         log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
     return task_view(task, links)
 

@@ -8,7 +8,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aitasks.auth.keys import KeyInfo, matches, new_key, new_webhook_secret
+from aitasks.auth.caller import KeyInfo
+from aitasks.auth.tokens import matches, new_key, new_webhook_secret
 from aitasks.errors import Conflict, NotFound
 from aitasks.store.models import ApiKey, ServiceSecret, utcnow
 

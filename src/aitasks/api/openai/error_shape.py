@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from aitasks.api.errors import (
+from aitasks.api.error_handlers import (
     DATABASE_ERRORS,
     HTTP_ERROR_TYPES,
     RETRY_AFTER_SECONDS,

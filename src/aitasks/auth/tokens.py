@@ -10,31 +10,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from aitasks.store.models import LOCAL_TENANT
-
 PREFIX = "ait"
 KEY_PATTERN = re.compile(r"ait_([0-9a-f]{16})_([A-Za-z0-9_-]{43})", re.ASCII)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyInfo:
-    """What a request needs of its key: whose it is, its limits, and its webhook secret."""
-
-    id: str
-    name: str
-    tenant: str
-    webhook_secret: str
-    rpm: int | None = None
-    max_inflight: int | None = None
-    daily_tokens: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The tenant a request acts for, and the key it came with (None while auth is off)."""
-
-    tenant: str = LOCAL_TENANT
-    key: KeyInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)

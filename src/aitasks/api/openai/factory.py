@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from aitasks.api.openai.errors import install_openai_error_handlers
+from aitasks.api.openai.error_shape import install_openai_error_handlers
 from aitasks.api.openai.routes import router
 
 

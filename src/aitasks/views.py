@@ -1,22 +1,73 @@
-"""Stored rows → the API's JSON shapes. Image URLs are made absolute for the caller's host (and
-signed while auth is on)."""
+"""The public shapes of tasks, history, conversations and webhook deliveries, and how stored rows
+become them. Shared by every surface that shows them (the API, event streams, webhooks), so it lives
+below all of them. Image URLs are made absolute for the caller's host (and signed while auth is on).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from datetime import datetime
+from typing import Any, Literal
 
-from aitasks.api.schemas import (
-    ConversationView,
-    HistoryMessage,
-    TaskView,
-    WebhookDeliveryView,
-)
+from pydantic import BaseModel, Field
+
 from aitasks.links import Links
 from aitasks.store.conversations import ConversationInfo
 from aitasks.store.models import Message, Task, TaskStatus, WebhookDelivery, as_utc
 
-Row = TypeVar("Row")
+
+class TaskView(BaseModel):
+    task_id: str
+    conversation_id: str
+    kind: str
+    model: str
+    served_model: str | None = Field(
+        default=None, description="The model that produced the result: `model` or a fallback."
+    )
+    provider: str = Field(description="The provider that serves this task (mock when no key).")
+    status: TaskStatus
+    result: str | list[str] | None = Field(
+        description="The reply text for chat; the image URLs for images; null until SUCCESS."
+    )
+    error: dict[str, Any] | None
+    usage: dict[str, int] | None = Field(
+        default=None, description="prompt_tokens, completion_tokens, total_tokens (chat)."
+    )
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class HistoryMessage(BaseModel):
+    role: str
+    content: str
+    images: list[str]
+    task_id: str | None
+    created_at: datetime
+
+
+class ConversationView(BaseModel):
+    id: str
+    title: str | None
+    system_prompt: str | None
+    model: str | None = Field(description="The model of its latest turn.")
+    message_count: int
+    created_at: datetime
+    updated_at: datetime = Field(description="Last activity.")
+
+
+class WebhookDeliveryView(BaseModel):
+    id: str = Field(description="The `webhook-id` header: the same on every retry.")
+    event: str
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None = Field(description="The receiver's last HTTP status.")
+    last_error: str | None
+    next_attempt_at: datetime | None = Field(description="When it is tried again (pending).")
+    created_at: datetime
+    delivered_at: datetime | None
 
 
 def task_view(task: Task, links: Links) -> TaskView:
@@ -81,13 +132,3 @@ def delivery_view(delivery: WebhookDelivery) -> WebhookDeliveryView:
         created_at=as_utc(delivery.created_at),
         delivered_at=as_utc(delivery.delivered_at),
     )
-
-
-class Page(Generic[Row]):
-    """One page of a newest-first list, fetched with one row more than asked to learn if more
-    follow."""
-
-    def __init__(self, rows: Sequence[Row], limit: int, key: Callable[[Row], str]) -> None:
-        self.rows = rows[:limit]
-        self.has_more = len(rows) > limit
-        self.next_after = key(self.rows[-1]) if self.has_more else None
