@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from aitasks.errors import DatabaseUnavailable
 
 # A pooled connection idle at least this long is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 2.0
@@ -88,32 +92,72 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def session(self) -> AsyncSession:
-        return self.sessions()
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session; an outage inside it surfaces as `DatabaseUnavailable`."""
+        with database_boundary():
+            async with self.sessions() as session:
+                yield session
 
-    def read_connection(self) -> AsyncConnection:
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
         """A connection for one read statement, outside any transaction."""
-        return self.reads.connect()
+        with database_boundary():
+            async with self.reads.connect() as connection:
+                yield connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` means the database could not be reached, rather than that a query was wrong.
+# SQLSTATEs that say "not now" rather than "never": another try, later or elsewhere, may succeed.
+# Class 08 connection exceptions, 53 insufficient resources; 57P01-57P03 admin / crash shutdown
+# and "cannot connect now" (a restart in progress); 25006 a read-only transaction (a standby, or
+# default_transaction_read_only during a fail-over); 40001 / 40P01 serialization failure and
+# deadlock, which the server itself says to retry.
+TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
+TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25006", "40001", "40P01"})
 
-    A refused or cut connection surfaces as a bare `OSError` from the driver at connect time, and
-    as SQLAlchemy's `OperationalError` / `InterfaceError` (or an invalidated connection) later.
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE the server answered with, or "" (SQLite, or no answer at all)."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or ""
+    return str(code)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot serve now, rather than that a query was wrong.
+
+    A refused or cut connection surfaces as a bare `OSError` from the driver at connect time, as
+    SQLAlchemy's `OperationalError` / `InterfaceError` (or an invalidated connection) later, and a
+    server that is shutting down, starting or read-only answers with one of the SQLSTATEs above
+    wrapped in a plain `DBAPIError`.
     """
     if isinstance(exc, OSError | TimeoutError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError):
+        code = sqlstate(exc)
         return (
             exc.connection_invalidated
             or isinstance(exc, OperationalError | InterfaceError)
             or isinstance(exc.orig, OSError)
+            or code in TRANSIENT_SQLSTATES
+            or code.startswith(TRANSIENT_SQLSTATE_CLASSES)
         )
     return False
+
+
+@contextmanager
+def database_boundary() -> Iterator[None]:
+    """The one place where a driver's outage becomes `DatabaseUnavailable`; anything else (a
+    constraint, a bad statement) passes through as it is."""
+    try:
+        yield
+    except (DBAPIError, OSError, PoolTimeout) as exc:
+        if not is_unavailable(exc):
+            raise
+        raise DatabaseUnavailable(f"the database is unavailable: {type(exc).__name__}") from exc
 
 
 def is_bad_data(exc: BaseException) -> bool:
@@ -121,5 +165,4 @@ def is_bad_data(exc: BaseException) -> bool:
     range, a string too long): the request's fault, not the server's."""
     if not isinstance(exc, DBAPIError):
         return False
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
-    return str(code).startswith("22")
+    return sqlstate(exc).startswith("22")

@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aitasks.auth.tokens import new_webhook_secret
+from aitasks.backoff import backoff_seconds
 from aitasks.links import Links
 from aitasks.services import Services
 from aitasks.store import api_keys as store_keys
@@ -36,11 +37,6 @@ MAX_RETRY_SECONDS = 3600.0
 ERROR_CHARS = 300
 # The keyless local tenant's signing secret (auth off), in the service's secrets.
 LOCAL_SECRET = "webhook_local"
-
-
-def retry_delay(attempt: int, base: float) -> float:
-    """Seconds before the attempt after `attempt`: base, 2x, 4x, ... up to an hour."""
-    return float(min(base * 2 ** (attempt - 1), MAX_RETRY_SECONDS))
 
 
 class WebhookDispatcher:
@@ -111,7 +107,12 @@ class WebhookDispatcher:
             error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS] or type(exc).__name__
         retry_at = None
         if error is not None and delivery.attempts < self.settings.webhook_max_attempts:
-            delay = retry_delay(delivery.attempts, self.settings.webhook_retry_base_seconds)
+            delay = backoff_seconds(
+                delivery.attempts,
+                base=self.settings.webhook_retry_base_seconds,
+                cap=MAX_RETRY_SECONDS,
+                jitter=False,
+            )
             retry_at = utcnow() + timedelta(seconds=delay)
         if error is not None:
             log.info("webhook %s to %s: attempt %d failed: %s",

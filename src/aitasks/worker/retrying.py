@@ -8,7 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from aitasks.store.database import is_unavailable
+from aitasks.backoff import backoff_seconds
+from aitasks.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,13 +29,16 @@ async def retry_database(
 ) -> T:
     """Run `operation`, again and again while the database is unreachable, for up to `within`."""
     deadline = time.monotonic() + within
-    pause = FIRST_PAUSE_SECONDS
+    tries = 0
     while True:
+        tries += 1
         try:
             return await operation()
-        except Exception as exc:
-            if not is_unavailable(exc) or time.monotonic() + pause > deadline:
+        except DatabaseUnavailable as exc:
+            pause = backoff_seconds(
+                tries, base=FIRST_PAUSE_SECONDS, cap=LONGEST_PAUSE_SECONDS, jitter=False
+            )
+            if time.monotonic() + pause > deadline:
                 raise
-            log.warning("%s: database unavailable (%s); retrying in %.1fs", what, exc, pause)
+            log.warning("%s: %s; retrying in %.1fs", what, exc.message, pause)
         await asyncio.sleep(pause)
-        pause = min(pause * 2, LONGEST_PAUSE_SECONDS)

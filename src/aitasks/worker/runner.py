@@ -12,15 +12,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aitasks import logs, metrics
+from aitasks.backoff import backoff_seconds
 from aitasks.errors import (
     AITasksError,
+    DatabaseUnavailable,
     ProviderError,
     ProviderTimeout,
     RedisUnavailable,
@@ -35,7 +36,6 @@ from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
-from aitasks.store.database import is_unavailable
 from aitasks.store.models import Message, Task, TaskStatus, as_utc, new_id, utcnow
 from aitasks.webhooks.dispatcher import WebhookDispatcher
 from aitasks.worker.breaker import CircuitBreaker
@@ -60,12 +60,6 @@ RECEIVE_WAIT_SECONDS = 5.0
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
-
-
-def backoff_seconds(attempt: int, *, base: float, cap: float, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter; never sooner than the provider's `Retry-After`."""
-    delay = random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
-    return max(delay, retry_after or 0.0)
 
 
 class ClaimLost(Exception):
@@ -329,11 +323,11 @@ class Worker:
                         return None
         except ClaimLost:
             return None  # cancelled meanwhile, or taken over: nothing to write
+        except DatabaseUnavailable:
+            raise  # the database is down: the task is left to run again, not failed
         except AITasksError as exc:
             await self._fail(task, exc.error_type, exc.message)
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise  # the database is down: the task is left to run again, not failed
+        except Exception:
             # A bug, not the provider's doing: fail the task rather than re-run it forever.
             log.exception("task %s: unexpected error while running", task.id)
             await self._fail(task, "internal_error", "the worker hit an unexpected error")
@@ -367,7 +361,7 @@ class Worker:
                     tries,
                     base=self.settings.retry_base_seconds,
                     cap=self.settings.retry_max_seconds,
-                    retry_after=exc.retry_after,
+                    at_least=exc.retry_after,
                 )
                 log.info(
                     "task %s: %s attempt %d failed (%s); retrying in %.1fs",
@@ -537,9 +531,9 @@ class Worker:
 
         try:
             written = await retry_database(write, f"task {task.id}: writing the result")
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise  # still down after the retries: the task runs again later
+        except DatabaseUnavailable:
+            raise  # still down after the retries: the task runs again later
+        except Exception:
             log.exception("task %s: the result could not be stored", task.id)
             await self._fail(task, "internal_error", "the result could not be stored")
             return
