@@ -18,11 +18,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from aitasks.errors import ConfigError, UnknownModel, WrongModelKind
+from aitasks.errors import ConfigError, InvalidRequest, UnknownModel, WrongModelKind
 
 log = logging.getLogger(__name__)
 
 MOCK_PROVIDER = "mock"
+
+# What a name routed by a rule may look like. Such a name is the caller's own text and ends up in
+# provider URLs and request bodies, so it gets a strict alphabet: letters, digits and `._:-`, with
+# `/` only between such segments (`org/model`, as OpenAI-compatible hubs name models). No dot
+# segments, `?`, `#`, `%` or spaces: nothing that could steer a URL.
+_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._:-]*"  # starts with a letter or digit: never `.` or `..`
+RULED_NAME = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*", re.ASCII)
+RULED_NAME_MAX = 128
+# The metrics label of a model name that matches no rule (it is refused, but may still be counted).
+OTHER_MODELS_LABEL = "other"
 
 
 class ModelKind(StrEnum):
@@ -191,14 +201,32 @@ class ModelTable:
         return sorted(names)
 
     def resolve(self, name: str) -> ModelSpec:
-        """The spec for a model name, or `UnknownModel` listing the known names."""
+        """The spec for a model name, or `UnknownModel` listing the known names. A name routed by
+        a rule must also be a well-formed model name (`RULED_NAME`), else `InvalidRequest`."""
         spec = self.models.get(name)
         if spec is not None:
             return spec
-        for pattern in self.patterns:
-            if pattern.matches(name):
-                return replace(pattern.template, name=name)
-        raise UnknownModel(name, self.known_names)
+        pattern = self._rule_for(name)
+        if pattern is None:
+            raise UnknownModel(name, self.known_names)
+        if len(name) > RULED_NAME_MAX or not RULED_NAME.fullmatch(name):
+            raise InvalidRequest(
+                f"model name {name!r} is not well-formed: up to {RULED_NAME_MAX} letters, digits "
+                "and '._:-', with '/' only between such parts",
+                param="model",
+            )
+        return replace(pattern.template, name=name)
+
+    def _rule_for(self, name: str) -> Pattern | None:
+        return next((p for p in self.patterns if p.matches(name)), None)
+
+    def label_of(self, name: str) -> str:
+        """The bounded name a model is counted under in metrics: its own when it is in the table,
+        else the rule that routes it (a caller can make up any number of names), else "other"."""
+        if name in self.models:
+            return name
+        pattern = self._rule_for(name)
+        return pattern.template.name if pattern is not None else OTHER_MODELS_LABEL
 
     def resolve_kind(self, name: str, kind: ModelKind) -> ModelSpec:
         """Like `resolve`, but refuse a model of the other kind (a chat model asked for images)."""

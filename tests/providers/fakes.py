@@ -65,6 +65,7 @@ class FakeServer:
     async def record(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = await request.json()
         self.requests.append({"path": request.url.path, "headers": dict(request.headers),
+                              "raw_path": request.scope["raw_path"].decode(),
                               "query": dict(request.query_params), "body": body})  # fmt: skip
         return body
 

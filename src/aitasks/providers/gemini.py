@@ -7,6 +7,7 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 from aitasks.errors import ProviderBadRequest
 from aitasks.providers import http
@@ -51,11 +52,15 @@ def gemini_body(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
+def model_path(spec: ModelSpec) -> str:
+    """The model's resource path, its name escaped whole: a name is never a path of its own."""
+    return f"/v1beta/models/{quote(spec.upstream_model or spec.name, safe='')}"
+
+
 class GeminiProvider(Provider):
     name = "gemini"
 
     def __init__(self, spec: ModelSpec, *, api_key: str | None, base_url: str | None) -> None:
-        self.model = spec.upstream_model or spec.name
         self.client = http.client(
             (base_url or DEFAULT_BASE_URL).rstrip("/"),
             spec.timeout_s,
@@ -63,7 +68,7 @@ class GeminiProvider(Provider):
         )
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
-        url = f"/v1beta/models/{self.model}:streamGenerateContent"
+        url = f"{model_path(request.model)}:streamGenerateContent"
         usage: dict[str, Any] = {}
         with http.translated_errors(self.name):
             async with self.client.stream(
@@ -91,7 +96,7 @@ class GeminiProvider(Provider):
         with http.translated_errors(self.name):
             for _ in range(request.n):
                 response = await self.client.post(
-                    f"/v1beta/models/{self.model}:generateContent", json=body
+                    f"{model_path(request.model)}:generateContent", json=body
                 )
                 await http.raise_for_status(self.name, response)
                 for candidate in response.json().get("candidates", []):
@@ -105,7 +110,7 @@ class GeminiProvider(Provider):
                                 )
                             )
         if not images:
-            raise ProviderBadRequest(f"gemini: model {self.model!r} returned no image")
+            raise ProviderBadRequest(f"gemini: model {request.model.name!r} returned no image")
         return images
 
     async def close(self) -> None:

@@ -19,7 +19,6 @@ class SDWebUIProvider(Provider):
         if not base_url:
             raise ProviderBadRequest(f"sd-webui: model {spec.name!r} has no base URL")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-        self.checkpoint = spec.upstream_model
         self.client = http.client(base_url.rstrip("/"), spec.timeout_s, headers=headers)
 
     async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
@@ -31,8 +30,8 @@ class SDWebUIProvider(Provider):
             "batch_size": request.n,
             "steps": DEFAULT_STEPS,
         }
-        if self.checkpoint:
-            body["override_settings"] = {"sd_model_checkpoint": self.checkpoint}
+        if request.model.upstream_model:
+            body["override_settings"] = {"sd_model_checkpoint": request.model.upstream_model}
         with http.translated_errors(self.name):
             response = await self.client.post("/sdapi/v1/txt2img", json=body)
             await http.raise_for_status(self.name, response)
