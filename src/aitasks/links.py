@@ -28,7 +28,10 @@ class FileSigner:
     def verify(self, file_id: str, expires: int, signature: str) -> bool:
         if expires < time.time():
             return False
-        return hmac.compare_digest(self._signature(file_id, expires), signature)
+        # As bytes: compare_digest refuses a str with characters outside ASCII (a TypeError, so a
+        # 500) and the signature is whatever the caller put in the query.
+        given = signature.encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(self._signature(file_id, expires).encode(), given)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import httpx
+
 from aitasks.errors import InvalidRequest
 
 MAX_URL_CHARS = 2000
@@ -22,8 +24,17 @@ class RefusedTarget(InvalidRequest):
 def _refused_address(address: str) -> str | None:
     """Why this address is off limits, or None when it is a public one."""
     ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return "site-local"
+        # An IPv4 address carried inside an IPv6 one (mapped, 6to4, Teredo) is judged as itself.
+        for inner in (ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())):
+            if inner is not None:
+                reason = _refused_address(str(inner))
+                if reason is not None:
+                    return reason
+        if ip.ipv4_mapped is not None:
+            return None
     for reason, hit in (
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
@@ -42,7 +53,18 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise RefusedTarget(
             f"callback_url is longer than {MAX_URL_CHARS} characters", param="callback_url"
         )
-    parts = urlsplit(url)
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        # CR/LF and other controls: a URL no HTTP client will send (it would split a header).
+        raise RefusedTarget(
+            "callback_url must not contain spaces or control characters", param="callback_url"
+        )
+    try:
+        parts = urlsplit(url)
+        httpx.URL(url)  # what the sender will parse it with, refused now rather than at delivery
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise RefusedTarget(
+            f"callback_url is not a valid URL: {exc}", param="callback_url"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RefusedTarget(
             "callback_url must be an absolute http:// or https:// URL", param="callback_url"
