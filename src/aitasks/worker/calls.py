@@ -1,0 +1,248 @@
+"""Calling the model for a task: its fallback chain, retries with backoff, the circuit breaker, the
+model's concurrency and rate slots, the timeout, and (for images) storing what comes back.
+
+`ProviderCalls.reply` returns the reply, or raises: `ClaimLost` when the task stopped being this
+worker's between two attempts (nothing to write), the last `ProviderError` when every model of the
+chain failed for good, or whatever else went wrong. The worker decides what each means for the
+task; this module never writes an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from aitasks import logs, metrics
+from aitasks.backoff import backoff_seconds
+from aitasks.errors import (
+    AITasksError,
+    ProviderError,
+    ProviderTimeout,
+    RedisUnavailable,
+    UnknownModel,
+)
+from aitasks.events.base import DELTA, STATUS
+from aitasks.providers import ChatRequest, ImageRequest, Provider, make_provider
+from aitasks.providers.base import Usage
+from aitasks.routing import ModelKind, ModelSpec
+from aitasks.services import Services
+from aitasks.store import claims
+from aitasks.store.models import TaskStatus, new_id
+from aitasks.worker.breaker import CircuitBreaker
+from aitasks.worker.context import estimate_tokens
+from aitasks.worker.history import chat_context
+from aitasks.worker.run import TaskRun
+
+log = logging.getLogger(__name__)
+
+
+class ClaimLost(Exception):
+    """The task stopped being this worker's between two attempts (cancelled, or taken over)."""
+
+
+class ModelGone(AITasksError):
+    """The task's model left the model table between its submit and its run."""
+
+    error_type = "unknown_model"
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a provider produced for a task, before it is written."""
+
+    text: str = ""
+    files: list[claims.NewFile] = field(default_factory=list)
+    usage: dict[str, int] | None = None
+    # The model that gave it (the task's own, or a fallback) and its provider.
+    model: str = ""
+    provider: str = ""
+
+
+def image_size(params: dict[str, object], default: str) -> tuple[int, int]:
+    """The "WIDTHxHEIGHT" size asked for, else the model's own."""
+    width, _, height = str(params.get("size") or default).partition("x")
+    return int(width), int(height)
+
+
+class ProviderCalls:
+    """The provider side of one worker: a client per model, a concurrency slot per model and one
+    circuit breaker, shared by every task the worker runs."""
+
+    def __init__(self, services: Services, *, worker_id: str) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.worker_id = worker_id
+        self.breaker = CircuitBreaker()
+        self._providers: dict[str, Provider] = {}
+        self._model_slots: dict[str, asyncio.Semaphore] = {}
+
+    async def reply(self, run: TaskRun) -> Reply:
+        """Call the task's model, then its fallbacks in order, until one answers."""
+        task = run.task
+        try:
+            chain = self._model_chain(task.model)
+        except UnknownModel:
+            raise ModelGone(f"model {task.model!r} is no longer configured") from None
+        for index, spec in enumerate(chain):
+            if index > 0:
+                log.info("task %s: falling back to %s", task.id, spec.name)
+                metrics.FALLBACKS.labels(chain[index - 1].name).inc()
+                await self._next_attempt(run, model=spec.name)
+            try:
+                return await self._call_model(run, spec)
+            except ProviderError:
+                if index == len(chain) - 1:
+                    raise
+        raise AssertionError("a model chain is never empty")
+
+    async def close(self) -> None:
+        """Close the provider clients made so far."""
+        for provider in self._providers.values():
+            await provider.close()
+
+    def _model_chain(self, name: str) -> list[ModelSpec]:
+        spec = self.services.models.resolve(name)
+        return [spec, *(self.services.models.resolve(f) for f in spec.fallbacks)]
+
+    async def _call_model(self, run: TaskRun, spec: ModelSpec) -> Reply:
+        """Try one model up to its `max_attempts`, retrying what is retryable after backoff.
+
+        Raises the last `ProviderError` when the model has failed for good.
+        """
+        tries = 1
+        while True:
+            calling = time.monotonic()
+            try:
+                self.breaker.before_call(spec.name)
+                reply = await self._call_provider(run, spec)
+            except ProviderError as exc:
+                metrics.PROVIDER_SECONDS.labels(spec.name, spec.served_by, exc.error_type).observe(
+                    time.monotonic() - calling
+                )
+                if exc.retryable:
+                    self.breaker.failed(spec.name)
+                if not exc.retryable or tries >= spec.max_attempts:
+                    raise
+                metrics.RETRIES.labels(spec.name).inc()
+                delay = backoff_seconds(
+                    tries,
+                    base=self.settings.retry_base_seconds,
+                    cap=self.settings.retry_max_seconds,
+                    at_least=exc.retry_after,
+                )
+                log.info(
+                    "task %s: %s attempt %d failed (%s); retrying in %.1fs",
+                    run.task.id, spec.name, tries, exc.message, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                await self._next_attempt(run, model=spec.name, after=exc)
+                tries += 1
+                continue
+            metrics.PROVIDER_SECONDS.labels(spec.name, spec.served_by, "ok").observe(
+                time.monotonic() - calling
+            )
+            self.breaker.succeeded(spec.name)
+            reply.model, reply.provider = spec.name, spec.served_by
+            return reply
+
+    async def _next_attempt(
+        self, run: TaskRun, *, model: str, after: BaseException | None = None
+    ) -> None:
+        """Count another attempt; tell stream readers the reply starts again from here. Raises
+        `ClaimLost` when the task is no longer this worker's."""
+        task = run.task
+        async with self.services.db.session() as session:
+            counted = await claims.begin_attempt(
+                session, task, worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds
+            )
+        if not counted:
+            raise ClaimLost(task.id) from after
+        logs.set_attempt(task.attempts)
+        run.emit(STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts, "model": model})
+
+    async def _call_provider(self, run: TaskRun, spec: ModelSpec) -> Reply:
+        """One attempt, within the model's limits: its calls in flight here, its calls a minute
+        across all workers."""
+        slots = self._model_slots.get(spec.name)
+        if slots is None and spec.concurrency:
+            slots = self._model_slots[spec.name] = asyncio.Semaphore(spec.concurrency)
+        async with slots or contextlib.nullcontext():
+            await self._wait_for_rate(spec)
+            if spec.kind is ModelKind.CHAT:
+                return await self._chat(run, spec)
+            return await self._images(run, spec)
+
+    async def _wait_for_rate(self, spec: ModelSpec) -> None:
+        """Wait for a slot in the model's shared `rpm` budget, so the fleet does not earn 429s."""
+        if not spec.rpm:
+            return
+        while True:
+            try:
+                wait = await self.services.queue.rate_slot(f"rpm:{spec.name}", spec.rpm, 60.0)
+            except RedisUnavailable:
+                return  # limiting is best effort; the provider's own 429s are still retried
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    async def _chat(self, run: TaskRun, spec: ModelSpec) -> Reply:
+        """One chat attempt: the reply streamed into the task's events, under the timeout."""
+        task = run.task
+        messages = await chat_context(
+            self.services, task, spec, header=run.take_header(), provider_for=self.provider
+        )
+        request = ChatRequest(spec, messages, attempt=task.attempts, params=task.params or {})
+        pieces: list[str] = []
+        reported: Usage | None = None
+        try:
+            async with asyncio.timeout(spec.timeout_s):
+                async for piece in self.provider(spec).stream_chat(request):
+                    if isinstance(piece, Usage):
+                        reported = piece
+                        continue
+                    pieces.append(piece)
+                    run.emit(DELTA, {"delta": piece})
+        except TimeoutError:
+            raise ProviderTimeout(f"no reply within {spec.timeout_s:g}s") from None
+        text = "".join(pieces)
+        # The provider's own count where it gives one; else the documented estimate.
+        usage = reported or Usage(
+            prompt_tokens=sum(estimate_tokens(m.content) for m in messages),
+            completion_tokens=(len(text) + 3) // 4,
+        )
+        return Reply(text=text, usage=usage.as_dict())
+
+    async def _images(self, run: TaskRun, spec: ModelSpec) -> Reply:
+        """One image attempt under the timeout; the images go to file storage."""
+        task = run.task
+        params = task.params or {}
+        request = ImageRequest(
+            spec,
+            task.prompt,
+            n=int(params.get("n") or 1),
+            size=image_size(params, spec.size),
+            attempt=task.attempts,
+            params=params,
+        )
+        try:
+            async with asyncio.timeout(spec.timeout_s):
+                images = await self.provider(spec).generate_images(request)
+        except TimeoutError:
+            raise ProviderTimeout(f"no images within {spec.timeout_s:g}s") from None
+        reply = Reply()
+        for image in images:
+            file_id = new_id()
+            key = f"{task.conversation_id}/{file_id}.png"
+            await self.services.storage.put(key, image.data)
+            reply.files.append(claims.NewFile(file_id, image.content_type, len(image.data), key))
+        return reply
+
+    def provider(self, spec: ModelSpec) -> Provider:
+        """One provider client per model, made when the model is first used and kept."""
+        provider = self._providers.get(spec.name)
+        if provider is None:
+            provider = self._providers[spec.name] = make_provider(spec, self.settings)
+        return provider
