@@ -27,18 +27,17 @@ from pathlib import Path
 import httpx
 
 from benchmarks.report import append_result, machine_summary
-from tests.conftest import fresh_postgres_database
-from tests.helpers import (
-    TERMINAL,
+from tests.support.flows import TERMINAL
+from tests.support.processes import (
     Background,
     Process,
     empty_redis,
     free_port,
-    query,
     run_cli,
     service_env,
     wait_until_up,
 )
+from tests.support.services import fresh_postgres_database, query
 
 
 @dataclass

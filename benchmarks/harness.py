@@ -27,9 +27,8 @@ import httpx
 import psycopg
 import redis
 
-from tests.conftest import fresh_postgres_database
-from tests.helpers import (
-    TERMINAL,
+from tests.support.flows import TERMINAL
+from tests.support.processes import (
     Process,
     empty_redis,
     free_port,
@@ -37,6 +36,7 @@ from tests.helpers import (
     service_env,
     wait_until_up,
 )
+from tests.support.services import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ("aitasks", "seed", "celery")

@@ -29,8 +29,8 @@ from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
 from benchmarks.harness import percentile, session
 from benchmarks.report import append_result, machine_summary
-from tests.conftest import upgraded_stack
-from tests.helpers import Process, free_port, wait_until_up
+from tests.support.processes import Process, free_port, wait_until_up
+from tests.support.services import upgraded_stack
 
 STREAM_LATENCY_MS = 1000
 PROMPT = "How far away is the moon?"

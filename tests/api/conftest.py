@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from aitasks.api.app import create_app
 from aitasks.config import Settings
-from aitasks.store.database import Database
-from aitasks.store.migrate import upgrade
-from tests.helpers import TERMINAL
-
-EmbeddedFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
-
-
-def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "mock_latency_ms": 0,
-        "max_prompt_chars": 1000,
-        "retry_base_seconds": 0.01,
-        **overrides,
-    }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    db = Database(settings.sqlalchemy_url)
-    await upgrade(db)
-    await db.dispose()
-    app = create_app(settings, embedded=True)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        ) as http,
-    ):
-        yield http
+from tests.support.embedded import EmbeddedFactory, make_settings, running
 
 
 @pytest.fixture
@@ -61,19 +27,3 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 def embedded(tmp_path: Path) -> EmbeddedFactory:
     """Start the embedded app with settings of the test's own: `async with embedded(**s)`."""
     return lambda **overrides: running(make_settings(tmp_path, **overrides))
-
-
-async def finished(client: httpx.AsyncClient, task_id: str, within: float = 10) -> dict[str, Any]:
-    return await reaches(client, task_id, TERMINAL, within)
-
-
-async def reaches(
-    client: httpx.AsyncClient, task_id: str, statuses: set[str], within: float = 10
-) -> dict[str, Any]:
-    """Poll the task until its status is one of `statuses`."""
-    async with asyncio.timeout(within):
-        while True:
-            task: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}")).json()
-            if task["status"] in statuses:
-                return task
-            await asyncio.sleep(0.01)

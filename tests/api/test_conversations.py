@@ -10,8 +10,8 @@ import httpx
 from aitasks.config import Settings
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
-from tests.api.conftest import EmbeddedFactory, finished, reaches
-from tests.helpers import row_counts
+from tests.support.embedded import EmbeddedFactory, finished, reaches
+from tests.support.services import row_counts
 
 
 async def chat(client: httpx.AsyncClient, prompt: str, conversation: str | None = None) -> Any:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.api.conftest import EmbeddedFactory, finished
-from tests.providers.tiny_sd import build_tiny_pipeline
+from tests.support.embedded import EmbeddedFactory, finished
+from tests.support.tiny_sd import build_tiny_pipeline
 
 
 async def test_an_image_task_runs_stable_diffusion_in_the_worker(

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from aitasks.webhooks.targets import RefusedTarget, check_resolved, check_url
-from tests.api.conftest import EmbeddedFactory
+from tests.support.embedded import EmbeddedFactory
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from aitasks.api.app import create_app
 from aitasks.config import Settings
 from aitasks.store.database import Database
 from aitasks.store.migrate import upgrade
-from tests.api.conftest import finished
+from tests.support.embedded import finished
 
 
 def sample(text: str, name: str, **labels: str) -> float:

@@ -9,8 +9,9 @@ import pytest
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
 from aitasks.services import load_models
-from tests.api.conftest import EmbeddedFactory, finished
-from tests.helpers import query, run_cli, service_env
+from tests.support.embedded import EmbeddedFactory, finished
+from tests.support.processes import run_cli, service_env
+from tests.support.services import query
 
 TABLE = """
 [models."flaky-chat"]

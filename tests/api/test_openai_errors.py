@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.api.conftest import EmbeddedFactory
+from tests.support.embedded import EmbeddedFactory
 
 
 async def test_a_full_queue_is_the_sdks_rate_limit_error(embedded: EmbeddedFactory) -> None:

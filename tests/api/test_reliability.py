@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from aitasks.config import Settings
-from tests.api.conftest import EmbeddedFactory, finished, reaches
-from tests.helpers import query
+from tests.support.embedded import EmbeddedFactory, finished, reaches
+from tests.support.services import query
 
 CHAT = "/v1/chat/completions"
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from aitasks.config import Settings
-from tests.api.conftest import finished
-from tests.helpers import row_counts
+from tests.support.embedded import finished
+from tests.support.services import row_counts
 
 CHAT = "/v1/chat/completions"
 IMAGES = "/v1/images/generations"

@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
-from tests.helpers import Process, free_port, service_env, wait_until_up
+from tests.support.processes import Process, free_port, service_env, wait_until_up
 
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,4 +1,6 @@
-"""The same store and queue contracts, run on every backend (as SAQ's tests do)."""
+"""The same store, queue, event-log and limit-counter contracts on every backend, as SAQ's tests
+do: each fixture here is parametrised by the backends tests/support/backends.py names, so every
+test that takes it runs once per backend."""
 
 from __future__ import annotations
 
@@ -8,17 +10,24 @@ from pathlib import Path
 import pytest
 
 from aitasks.config import async_database_url
+from aitasks.events.base import EventLog
+from aitasks.limits.base import Counters
 from aitasks.queue.base import TaskQueue
-from aitasks.queue.memory import InProcessQueue
-from aitasks.queue.redis import RedisStreamQueue
 from aitasks.store.database import Database
 from aitasks.store.migrate import upgrade
-from tests.conftest import REDIS_URL
+from tests.support.backends import (
+    COUNTERS,
+    DATABASES,
+    EVENT_LOGS,
+    QUEUES,
+    make_counters,
+    make_event_log,
+    make_queue,
+    redis_at,
+)
 
-REDELIVER_AFTER = 0.3
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
@@ -33,19 +42,22 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-@pytest.fixture(params=["in-process", "redis"])
-def queue_backend(request: pytest.FixtureRequest) -> str | None:
-    """None for the in-process queue; the Redis key prefix for Redis."""
-    return None if request.param == "in-process" else request.getfixturevalue("redis_prefix")
-
-
-@pytest.fixture
-async def queue(queue_backend: str | None) -> AsyncIterator[TaskQueue]:
-    if queue_backend is None:
-        task_queue: TaskQueue = InProcessQueue(redeliver_after=REDELIVER_AFTER)
-    else:
-        task_queue = RedisStreamQueue.from_url(
-            REDIS_URL, prefix=queue_backend, redeliver_after=REDELIVER_AFTER
-        )
+@pytest.fixture(params=QUEUES)
+async def queue(request: pytest.FixtureRequest) -> AsyncIterator[TaskQueue]:
+    task_queue = make_queue(redis_at(request, request.param))
     yield task_queue
     await task_queue.close()
+
+
+@pytest.fixture(params=EVENT_LOGS)
+async def events(request: pytest.FixtureRequest) -> AsyncIterator[EventLog]:
+    log = make_event_log(redis_at(request, request.param))
+    yield log
+    await log.close()
+
+
+@pytest.fixture(params=COUNTERS)
+async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
+    made = make_counters(redis_at(request, request.param))
+    yield made
+    await made.close()

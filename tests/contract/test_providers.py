@@ -21,7 +21,7 @@ from aitasks.errors import (
 from aitasks.providers import make_provider
 from aitasks.providers.base import ChatMessage, ChatRequest, ImageRequest, Provider, Usage
 from aitasks.routing import ModelKind, ModelSpec
-from tests.providers.fakes import (
+from tests.support.fake_providers import (
     REPLY,
     FakeServer,
     anthropic_server,

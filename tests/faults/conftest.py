@@ -1,122 +1,21 @@
 """Real processes to kill: gateways, workers, a Redis of the test's own, a proxy before PostgreSQL.
 
-Every test here ends with a report of what happened to each task it submitted: succeeded, failed
-(with the reason), lost (never finished) and doubled (more than one reply): lost and doubled must
-be 0.
+Every test here ends with a report of what happened to each task it submitted (see
+tests/support/faults.py): lost and doubled must be 0.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import migrated_env
-from tests.helpers import (
-    TERMINAL,
-    Background,
-    Process,
-    empty_redis,
-    free_port,
-    query,
-    wait_until_up,
-)
-
-PROXY = Path(__file__).with_name("tcp_proxy.py")
-
-
-@dataclass
-class Report:
-    submitted: int
-    succeeded: int
-    failed: Counter[str]
-    lost: list[str]
-    doubled: list[str]
-    retried: int
-
-    def __str__(self) -> str:
-        failed = ", ".join(f"{n} {why}" for why, n in self.failed.items()) or "0"
-        return (
-            f"submitted {self.submitted}, succeeded {self.succeeded}, failed {failed}, "
-            f"lost {len(self.lost)}, replies doubled {len(self.doubled)}, "
-            f"run more than once {self.retried}"
-        )
-
-
-@dataclass
-class System:
-    """One deployment: a database, a Redis, and the `aitasks` processes the test starts."""
-
-    folder: Path
-    database_url: str
-    env: dict[str, str]
-    processes: list[Process] = field(default_factory=list)
-
-    def start(self, *args: str) -> Process:
-        process = Process(list(args), self.env, self.folder)
-        self.processes.append(process)
-        return process
-
-    def worker(self) -> Process:
-        """A worker, once it is taking tasks."""
-        process = self.start("worker")
-        process.wait_for_log("on queues")
-        return process
-
-    def gateway(self, port: int | None = None) -> tuple[Process, str]:
-        port = port or free_port()
-        process = self.start("api", "--port", str(port))
-        base_url = f"http://127.0.0.1:{port}"
-        wait_until_up(base_url, process)
-        return process, base_url
-
-    def report(self, task_ids: list[str], *, within: float = 60) -> Report:
-        """Wait for every task to finish, then say what became of each."""
-        ids = ", ".join(f"'{i}'" for i in task_ids)
-        deadline = time.monotonic() + within
-        while True:
-            rows = query(
-                self.database_url,
-                f"SELECT id, status, error, attempts FROM tasks WHERE id IN ({ids})",
-            )
-            unfinished = [r for r in rows if r[1] not in TERMINAL]
-            if not unfinished or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        replies = dict(
-            query(
-                self.database_url,
-                f"SELECT task_id, count(*) FROM messages WHERE role = 'assistant' "
-                f"AND task_id IN ({ids}) GROUP BY task_id",
-            )
-        )
-        by_id: dict[str, Any] = {r[0]: r for r in rows}
-        failed: Counter[str] = Counter(
-            (r[2] or {}).get("type", "?") if isinstance(r[2], dict) else str(r[2])
-            for r in rows
-            if r[1] == "FAILED"
-        )
-        report = Report(
-            submitted=len(task_ids),
-            succeeded=sum(1 for r in rows if r[1] == "SUCCESS"),
-            failed=failed,
-            lost=[i for i in task_ids if i not in by_id or by_id[i][1] not in TERMINAL],
-            doubled=[i for i, n in replies.items() if n > 1],
-            retried=sum(1 for r in rows if r[3] > 1),
-        )
-        print(f"\n{report}")
-        return report
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
+from tests.support.faults import FAST_RECOVERY, PROXY, MakeSystem, System
+from tests.support.processes import Background, empty_redis, free_port
+from tests.support.services import migrated_env
 
 
 @pytest.fixture
@@ -136,20 +35,6 @@ def postgres_proxy(postgres_url: str) -> Iterator[tuple[Background, str]]:
     proxy.start()
     yield proxy, make_url(postgres_url).set(port=port).render_as_string(hide_password=False)
     proxy.kill()
-
-
-FAST_RECOVERY = {
-    "AITASKS_LEASE_SECONDS": "2",
-    "AITASKS_RECONCILE_SECONDS": "1",
-    "AITASKS_RETRY_BASE_SECONDS": "0.05",
-    "AITASKS_SHUTDOWN_GRACE_SECONDS": "1",
-}
-
-
-class MakeSystem(Protocol):
-    def __call__(
-        self, *, database_url: str, redis_url: str, redis_prefix: str, **settings: str
-    ) -> System: ...
 
 
 @pytest.fixture

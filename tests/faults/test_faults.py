@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.conftest import REDIS_URL
-from tests.faults.conftest import MakeSystem, System
-from tests.helpers import Background, query, wait_for_tasks
+from tests.support.faults import MakeSystem, System
+from tests.support.flows import wait_for_tasks
+from tests.support.processes import Background
+from tests.support.services import REDIS_URL, query
 
 CHAT = "/v1/chat/completions"
 

@@ -16,8 +16,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.conftest import upgraded_stack
-from tests.helpers import Process, free_port, run_cli, wait_until_up
+from tests.support.processes import Process, free_port, run_cli, wait_until_up
+from tests.support.services import upgraded_stack
 
 # Examples per operation: about 20 s for the whole file on two cores.
 MAX_EXAMPLES = 15

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import httpx
 
-from tests.flows import bad_input_changes_nothing, conversation_with_history_and_an_image, submit
-from tests.helpers import Process, free_port, service_env, wait_for_tasks, wait_until_up
+from tests.support.flows import (
+    bad_input_changes_nothing,
+    conversation_with_history_and_an_image,
+    submit,
+    wait_for_tasks,
+)
+from tests.support.processes import Process, free_port, service_env, wait_until_up
 
 
 @contextmanager

@@ -11,23 +11,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, fresh_postgres_database, fresh_redis_prefix
-from tests.flows import bad_input_changes_nothing, conversation_with_history_and_an_image, submit
-from tests.helpers import (
-    Process,
-    free_port,
+from tests.support.flows import (
+    bad_input_changes_nothing,
+    conversation_with_history_and_an_image,
+    submit,
+    wait_for_tasks,
+)
+from tests.support.processes import Process, free_port, run_cli, service_env, wait_until_up
+from tests.support.services import (
+    REDIS_URL,
+    fresh_postgres_database,
+    fresh_redis_prefix,
     query,
     row_counts,
-    run_cli,
-    service_env,
-    wait_for_tasks,
-    wait_until_up,
 )
-from tests.live.sse import read_events
+from tests.support.sse import read_events
 
 
 @dataclass
-class Deployment:
+class Distributed:
     client: httpx.Client
     database_url: str
     workers: list[Process]
@@ -36,7 +38,7 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def distributed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distributed]:
     folder = tmp_path_factory.mktemp("distributed")
     with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
         env = service_env(
@@ -59,24 +61,24 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         try:
             wait_until_up(base_url, gateway)
             with httpx.Client(base_url=base_url, timeout=10) as client:
-                yield Deployment(client, database_url, workers, env, folder)
+                yield Distributed(client, database_url, workers, env, folder)
         finally:
             for process in (gateway, *workers):
                 process.stop()
 
 
-def test_the_seed_flows(deployment: Deployment) -> None:
-    conversation_with_history_and_an_image(deployment.client)
+def test_the_seed_flows(distributed: Distributed) -> None:
+    conversation_with_history_and_an_image(distributed.client)
 
 
-def test_bad_input_is_refused_and_nothing_is_written(deployment: Deployment) -> None:
-    bad_input_changes_nothing(deployment.client, deployment.database_url)
+def test_bad_input_is_refused_and_nothing_is_written(distributed: Distributed) -> None:
+    bad_input_changes_nothing(distributed.client, distributed.database_url)
 
 
 def test_the_seed_variables_configure_the_same_system(
-    deployment: Deployment, tmp_path: Path
+    distributed: Distributed, tmp_path: Path
 ) -> None:
-    url = httpx.URL(deployment.database_url)
+    url = httpx.URL(distributed.database_url)
     env = service_env(
         DB_HOST=url.host, DB_PORT=str(url.port), POSTGRES_DB=url.path.lstrip("/"),
         POSTGRES_USER="postgres", REDIS_HOST="127.0.0.1", REDIS_PORT="6379",
@@ -86,8 +88,8 @@ def test_the_seed_variables_configure_the_same_system(
     assert "up to date" in current.stdout
 
 
-def test_two_workers_share_200_tasks_each_run_exactly_once(deployment: Deployment) -> None:
-    client = deployment.client
+def test_two_workers_share_200_tasks_each_run_exactly_once(distributed: Distributed) -> None:
+    client = distributed.client
     # 20 conversations of 10 turns, submitted all at once: workers race for them, and turns of one
     # conversation must still run in order, each seeing every reply before it.
     firsts = [submit(client, "turn 1") for _ in range(20)]
@@ -111,26 +113,26 @@ def test_two_workers_share_200_tasks_each_run_exactly_once(deployment: Deploymen
 
     ids = ", ".join(f"'{i}'" for i in task_ids)
     replies = query(
-        deployment.database_url,
+        distributed.database_url,
         f"SELECT task_id, count(*) FROM messages WHERE role = 'assistant' AND task_id IN ({ids}) "
         "GROUP BY task_id",
     )
     assert len(replies) == 200 and {count for _, count in replies} == {1}
     workers_used = query(
-        deployment.database_url, f"SELECT count(DISTINCT worker_id) FROM tasks WHERE id IN ({ids})"
+        distributed.database_url, f"SELECT count(DISTINCT worker_id) FROM tasks WHERE id IN ({ids})"
     )
     assert workers_used == [(2,)]  # both workers took a share
 
 
-def test_readers_on_two_gateways_see_the_same_stream(deployment: Deployment) -> None:
+def test_readers_on_two_gateways_see_the_same_stream(distributed: Distributed) -> None:
     port = free_port()
-    second = Process(["api", "--port", str(port)], deployment.env, deployment.folder)
+    second = Process(["api", "--port", str(port)], distributed.env, distributed.folder)
     try:
         wait_until_up(f"http://127.0.0.1:{port}", second)
-        accepted = submit(deployment.client, "stream me [latency:800]", model="mock-chat")
+        accepted = submit(distributed.client, "stream me [latency:800]", model="mock-chat")
         path = f"/v1/tasks/{accepted['task_id']}/events"
         urls = [
-            f"{str(deployment.client.base_url).rstrip('/')}{path}",
+            f"{str(distributed.client.base_url).rstrip('/')}{path}",
             f"http://127.0.0.1:{port}{path}",
         ]
 
@@ -146,11 +148,11 @@ def test_readers_on_two_gateways_see_the_same_stream(deployment: Deployment) -> 
     assert first[-1][1] == "done" and sum(kind == "delta" for _, kind, _ in first) > 5
 
 
-def test_values_postgresql_cannot_store_are_a_400(deployment: Deployment) -> None:
-    before = row_counts(deployment.database_url)
-    response = deployment.client.post(
+def test_values_postgresql_cannot_store_are_a_400(distributed: Distributed) -> None:
+    before = row_counts(distributed.database_url)
+    response = distributed.client.post(
         "/v1/chat/completions", json={"prompt": "nul \u0000 inside", "model": "mock-chat"}
     )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["type"] == "invalid_request"
-    assert row_counts(deployment.database_url) == before
+    assert row_counts(distributed.database_url) == before

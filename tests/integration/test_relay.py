@@ -8,8 +8,9 @@ import httpx
 
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
-from tests.helpers import Process, free_port, service_env, wait_for_tasks, wait_until_up
-from tests.live.sse import read_events
+from tests.support.flows import wait_for_tasks
+from tests.support.processes import Process, free_port, service_env, wait_until_up
+from tests.support.sse import read_events
 
 
 def start_up(folder: Path, **settings: str) -> tuple[Process, str]:

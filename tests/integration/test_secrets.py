@@ -7,9 +7,8 @@ import re
 
 import httpx
 
-from tests.flows import submit
-from tests.helpers import wait_for_tasks
-from tests.tenants.conftest import PROVIDER_SECRET, Deployment
+from tests.support.deployment import PROVIDER_SECRET, Deployment
+from tests.support.flows import submit, wait_for_tasks
 
 LEAKS = re.compile(r"Traceback|File \"|SELECT |INSERT |UPDATE |sqlalchemy|asyncpg", re.IGNORECASE)
 

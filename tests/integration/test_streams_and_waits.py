@@ -6,8 +6,8 @@ import time
 
 import httpx
 
-from tests.live.conftest import MOCK_LATENCY_MS
-from tests.live.sse import SSEvent, read_events
+from tests.support.servers import MOCK_LATENCY_MS
+from tests.support.sse import SSEvent, read_events
 
 CHAT = "/v1/chat/completions"
 

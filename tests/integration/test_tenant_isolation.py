@@ -9,9 +9,10 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.flows import conversation_with_history_and_an_image, submit
-from tests.helpers import query, run_cli, wait_for_tasks
-from tests.tenants.conftest import Deployment, Key
+from tests.support.deployment import Deployment, Key
+from tests.support.flows import conversation_with_history_and_an_image, submit, wait_for_tasks
+from tests.support.processes import run_cli
+from tests.support.services import query
 
 CHAT = "/v1/chat/completions"
 OPENAI_CHAT = "/openai/v1/chat/completions"

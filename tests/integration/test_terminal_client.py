@@ -13,7 +13,7 @@ from PIL import Image
 
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
-from tests.helpers import run_cli, service_env
+from tests.support.processes import run_cli, service_env
 
 
 def test_chat_streams_a_reply_and_names_the_conversation(server: str, tmp_path: Path) -> None:

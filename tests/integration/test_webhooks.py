@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.tenants.conftest import Deployment, Key
-from tests.tenants.receiver import InvalidSignature, Receiver, verify
+from tests.support.deployment import Deployment, Key
+from tests.support.webhook_receiver import InvalidSignature, Receiver, verify
 
 
 @pytest.fixture(scope="module")

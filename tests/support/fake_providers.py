@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.helpers import free_port
+from tests.support.processes import free_port
 
 REPLY = ["The ", "moon ", "is ", "far."]
 HANG_SECONDS = 30

@@ -1,17 +1,39 @@
-"""The seed's user flows, over real HTTP, shared by the distributed and the embedded suites."""
+"""The seed's user flows over real HTTP, and polling tasks until they finish, as its clients do."""
 
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import httpx
 from PIL import Image
 
-from tests.helpers import row_counts, wait_for_tasks
+from tests.support.services import row_counts
 
 CHAT = "/v1/chat/completions"
 IMAGES = "/v1/images/generations"
+TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
+
+
+def wait_for_tasks(
+    client: httpx.Client, task_ids: list[str], timeout: float = 60
+) -> dict[str, dict[str, Any]]:
+    """Poll each task, as the seed's clients do, until all have finished."""
+    deadline = time.monotonic() + timeout
+    done: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        for task_id in task_ids:
+            if task_id in done:
+                continue
+            task = client.get(f"/v1/tasks/{task_id}").json()
+            if task["status"] in TERMINAL:
+                done[task_id] = task
+        if len(done) == len(task_ids):
+            return done
+        time.sleep(0.05)
+    missing = sorted(set(task_ids) - set(done))
+    raise AssertionError(f"{len(missing)} of {len(task_ids)} tasks unfinished, e.g. {missing[:3]}")
 
 
 def submit(

@@ -1,8 +1,8 @@
-"""Helpers shared by the tests: running `aitasks` as real processes, and polling the API."""
+"""`aitasks` as real processes: their environment, free ports, start, wait, stop; and plain
+background processes (a Redis server, a proxy) that a test kills and starts again."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -10,19 +10,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import text
-
-from aitasks.config import async_database_url
-from aitasks.store.database import Database
-
-TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
-T = TypeVar("T")
 
 # Provider keys and URLs: with one set, a built-in model would call the real provider.
 PROVIDER_VARIABLES = (
@@ -117,53 +108,6 @@ def wait_until_up(base_url: str, process: Process, timeout: float = 30) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{process.args} did not come up:\n{process.log()}")
-
-
-def wait_for_tasks(
-    client: httpx.Client, task_ids: list[str], timeout: float = 60
-) -> dict[str, dict[str, Any]]:
-    """Poll each task, as the seed's clients do, until all have finished."""
-    deadline = time.monotonic() + timeout
-    done: dict[str, dict[str, Any]] = {}
-    while time.monotonic() < deadline:
-        for task_id in task_ids:
-            if task_id in done:
-                continue
-            task = client.get(f"/v1/tasks/{task_id}").json()
-            if task["status"] in TERMINAL:
-                done[task_id] = task
-        if len(done) == len(task_ids):
-            return done
-        time.sleep(0.05)
-    missing = sorted(set(task_ids) - set(done))
-    raise AssertionError(f"{len(missing)} of {len(task_ids)} tasks unfinished, e.g. {missing[:3]}")
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to its end from sync code, on a loop of its own."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-async def _query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
-    db = Database(async_database_url(database_url))
-    try:
-        async with db.engine.connect() as connection:
-            return [tuple(row) for row in await connection.execute(text(sql))]
-    finally:
-        await db.dispose()
-
-
-def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of one SQL query against the service's database, for checking what was stored."""
-    return run_async(_query(database_url, sql))
-
-
-def row_counts(database_url: str) -> dict[str, int]:
-    """How many rows each table holds: proof that a refused request wrote nothing."""
-    tables = ("conversations", "tasks", "messages", "files")
-    union = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables)
-    return {name: int(count) for name, count in query(database_url, union)}
 
 
 def wait_for_port(port: int, timeout: float = 10) -> None:

@@ -9,7 +9,7 @@ from aitasks.config import Settings
 from aitasks.providers import make_provider
 from aitasks.providers.base import ChatMessage, ChatRequest, Usage
 from aitasks.routing import ModelKind, ModelSpec
-from tests.providers.fakes import gemini_server
+from tests.support.fake_providers import gemini_server
 
 
 async def test_gemini_escapes_the_model_name_into_one_path_segment() -> None:
