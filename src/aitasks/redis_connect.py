@@ -1,24 +1,37 @@
-"""One way to open a Redis client from a URL, shared by the queue, the event log and the limits.
+"""One way to open a Redis client from a URL, and the one boundary its failures cross, shared by
+the queue, the event log and the limits.
 
 `redis://host:port/0` (or `rediss://` for TLS) names one server; `redis+cluster://host:port` (or
 `rediss+cluster://`) names a Redis Cluster through any one of its nodes, from which the client
 learns the rest. A scheme of its own, rather than a query option, so a cluster URL given to a
 plain Redis client fails at once instead of talking to one node of the cluster.
+
+Every Redis call goes through `redis_boundary()` (or `redis_call`), which turns "Redis cannot be
+reached" into `RedisUnavailable`; callers catch that type and never look at the driver's errors.
+A command Redis refuses (`ResponseError`: NOGROUP, a bad id) passes through as it is, for the
+caller that knows what it means.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeAlias, TypeVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
+
+from aitasks.errors import RedisUnavailable
+
+T = TypeVar("T")
 
 # What the queue and the event log hold; every operation they make works on both.
 RedisClient: TypeAlias = Redis | RedisCluster
 
 # Errors that mean the server (or enough of the cluster) cannot be reached, not that a command is
-# wrong: a cluster reports a node down or a slot uncovered as its own errors.
-UNREACHABLE: tuple[type[BaseException], ...] = (
+# wrong: a cluster reports a node down or a slot uncovered as its own errors. Private: only the
+# boundary below tests for them.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.ClusterDownError,
@@ -49,3 +62,21 @@ def connect(url: str, *, socket_timeout: float, health_check_interval: int = 30)
     if plain is not None:
         return RedisCluster.from_url(plain, **options)
     return Redis.from_url(url, **options)
+
+
+@contextmanager
+def redis_boundary() -> Iterator[None]:
+    """The one place where an unreachable Redis becomes `RedisUnavailable` (a 503 at the gateway,
+    a pause in the worker); anything else passes through as it is. Wraps async code too:
+    `with redis_boundary(): await ...`."""
+    try:
+        yield
+    except _UNREACHABLE as exc:
+        raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
+async def redis_call(operation: Callable[[], Awaitable[T]]) -> T:
+    """Await `operation()` (one Redis command, or a function that makes several) inside
+    `redis_boundary()`: the short form for a call site that is one expression."""
+    with redis_boundary():
+        return await operation()

@@ -1,16 +1,21 @@
 """Limit counters in Redis, shared by every gateway and worker. A key's counters carry the hash tag
-`{k:<key id>}`, so on Redis Cluster each script's keys sit on one node."""
+`{k:<key id>}` (`redis_keys`), so on Redis Cluster each script's keys sit on one node. Each call
+goes through the Redis boundary, so an unreachable Redis surfaces as `RedisUnavailable`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import Any
 
-from aitasks.errors import RedisUnavailable
 from aitasks.limits.base import WINDOW_SECONDS, Counters
-from aitasks.redis_connect import UNREACHABLE, RedisClient, connect
-
-T = TypeVar("T")
+from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call
+from aitasks.redis_keys import (
+    TOKENS_TTL_SECONDS,
+    inflight_key,
+    rpm_key,
+    rpm_ttl_seconds,
+    tokens_key,
+)
 
 # Count a request unless the sliding estimate has reached the limit. Both minutes' keys in one step.
 COUNT_REQUEST = """
@@ -31,7 +36,6 @@ end
 redis.call('SADD', KEYS[1], ARGV[2])
 return 1
 """
-TOKENS_TTL_SECONDS = 2 * 86_400
 
 
 class RedisCounters(Counters):
@@ -45,49 +49,41 @@ class RedisCounters(Counters):
     def from_url(cls, url: str, *, prefix: str) -> RedisCounters:
         return cls(connect(url, socket_timeout=5.0), prefix=prefix)
 
-    def _key(self, key_id: str, what: str) -> str:
-        return f"{self.prefix}:{{k:{key_id}}}:{what}"
-
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await operation()
-        except UNREACHABLE as exc:
-            raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
-
     async def count_request(
         self, key_id: str, minute: int, limit: int, previous_weight: float
     ) -> tuple[bool, int, int]:
-        keys = [self._key(key_id, f"rpm:{minute}"), self._key(key_id, f"rpm:{minute - 1}")]
-        args: list[Any] = [limit, previous_weight, 2 * WINDOW_SECONDS]
-        counted, current, previous = await self._call(
+        keys = [rpm_key(self.prefix, key_id, minute), rpm_key(self.prefix, key_id, minute - 1)]
+        args: list[Any] = [limit, previous_weight, rpm_ttl_seconds(WINDOW_SECONDS)]
+        counted, current, previous = await redis_call(
             lambda: self._count_request(keys=keys, args=args)
         )
         return bool(counted), int(current), int(previous)
 
     async def add_inflight(self, key_id: str, task_id: str, limit: int) -> bool:
-        keys = [self._key(key_id, "inflight")]
-        added = await self._call(lambda: self._add_inflight(keys=keys, args=[limit, task_id]))
+        keys = [inflight_key(self.prefix, key_id)]
+        added = await redis_call(lambda: self._add_inflight(keys=keys, args=[limit, task_id]))
         return bool(added)
 
     async def inflight(self, key_id: str) -> list[str]:
-        members = await self._call(lambda: self.redis.smembers(self._key(key_id, "inflight")))
+        members = await redis_call(lambda: self.redis.smembers(inflight_key(self.prefix, key_id)))
         return [str(m) for m in members]
 
     async def remove_inflight(self, key_id: str, task_ids: Collection[str]) -> None:
         ids = list(task_ids)
         if ids:
-            await self._call(lambda: self.redis.srem(self._key(key_id, "inflight"), *ids))
+            await redis_call(lambda: self.redis.srem(inflight_key(self.prefix, key_id), *ids))
 
     async def tokens_used(self, key_id: str, day: str) -> int:
-        used = await self._call(lambda: self.redis.get(self._key(key_id, f"tokens:{day}")))
+        used = await redis_call(lambda: self.redis.get(tokens_key(self.prefix, key_id, day)))
         return int(used or 0)
 
     async def add_tokens(self, key_id: str, day: str, tokens: int) -> None:
-        key = self._key(key_id, f"tokens:{day}")
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.incrby(key, tokens)
-            pipe.expire(key, TOKENS_TTL_SECONDS)
-            await self._call(pipe.execute)
+        key = tokens_key(self.prefix, key_id, day)
+        with redis_boundary():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incrby(key, tokens)
+                pipe.expire(key, TOKENS_TTL_SECONDS)
+                await pipe.execute()
 
     async def close(self) -> None:
         await self.redis.aclose()

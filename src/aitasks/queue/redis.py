@@ -15,15 +15,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
 
 from aitasks.errors import RedisUnavailable
 from aitasks.queue.base import Delivery, TaskQueue
-from aitasks.queue.keys import (
+from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call
+from aitasks.redis_keys import (
     CONSUMER_GROUP,
     TASK_FIELD,
     cancel_channel,
@@ -33,9 +34,7 @@ from aitasks.queue.keys import (
     worker_key,
     workers_key,
 )
-from aitasks.redis_connect import UNREACHABLE, RedisClient, connect
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # Pause before a dropped pub/sub subscription is made again.
@@ -85,19 +84,12 @@ class RedisStreamQueue(TaskQueue):
     def _key(self, queue: str) -> str:
         return stream_key(self.prefix, queue)
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run one Redis operation, turning connection failures into `RedisUnavailable`."""
-        try:
-            return await operation()
-        except UNREACHABLE as exc:
-            raise RedisUnavailable(f"Redis is unreachable: {exc}") from exc
-
     async def _ensure_group(self, key: str) -> None:
         if key in self._groups:
             return
         try:
             # Id 0, not $: entries published before the group existed must be read too.
-            await self._call(
+            await redis_call(
                 lambda: self.redis.xgroup_create(key, CONSUMER_GROUP, "0", mkstream=True)
             )
         except redis_errors.ResponseError as exc:
@@ -107,7 +99,7 @@ class RedisStreamQueue(TaskQueue):
 
     async def publish(self, queue: str, task_id: str) -> None:
         key = self._key(queue)
-        await self._call(lambda: self.redis.xadd(key, {TASK_FIELD: task_id}))
+        await redis_call(lambda: self.redis.xadd(key, {TASK_FIELD: task_id}))
 
     async def receive(
         self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
@@ -159,7 +151,7 @@ class RedisStreamQueue(TaskQueue):
         self, keys: dict[str, str], consumer: str, count: int, block_ms: int | None
     ) -> list[Delivery]:
         """New entries of streams in one slot; waits up to `block_ms` for one unless None."""
-        read: Any = await self._call(
+        read: Any = await redis_call(
             lambda: self.redis.xreadgroup(
                 CONSUMER_GROUP, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms
             )
@@ -196,7 +188,7 @@ class RedisStreamQueue(TaskQueue):
         )
 
         async def wait(keys: dict[str, str]) -> bool:
-            found: Any = await self._call(
+            found: Any = await redis_call(
                 lambda: self.redis.xread({k: last[k] for k in keys}, count=1, block=block_ms)
             )
             return bool(found)
@@ -218,7 +210,7 @@ class RedisStreamQueue(TaskQueue):
             await asyncio.gather(*waits, return_exceptions=True)
 
     async def _last_delivered(self, key: str) -> str:
-        groups: Any = await self._call(lambda: self.redis.xinfo_groups(key))
+        groups: Any = await redis_call(lambda: self.redis.xinfo_groups(key))
         for group in groups:
             if group["name"] == CONSUMER_GROUP:
                 return str(group["last-delivered-id"])
@@ -235,7 +227,7 @@ class RedisStreamQueue(TaskQueue):
         for key, queue in keys.items():
             wanted = count - len(deliveries)
             start = self._reclaim_from.get(key, "0-0")
-            claimed: Any = await self._call(
+            claimed: Any = await redis_call(
                 lambda key=key, wanted=wanted, start=start: self.redis.xautoclaim(  # type: ignore[misc]
                     key, CONSUMER_GROUP, consumer, idle_ms, start, count=wanted
                 )
@@ -257,7 +249,7 @@ class RedisStreamQueue(TaskQueue):
     async def touch(self, delivery: Delivery, consumer: str) -> None:
         key = self._key(delivery.queue)
         # XCLAIM with min-idle 0 resets the entry's idle time, so nobody reclaims it meanwhile.
-        await self._call(
+        await redis_call(
             lambda: self.redis.xclaim(
                 key, CONSUMER_GROUP, consumer, 0, [delivery.message_id], justid=True
             )
@@ -272,17 +264,17 @@ class RedisStreamQueue(TaskQueue):
                 pipe.xdel(key, delivery.message_id)  # keeps the stream as short as its backlog
                 await pipe.execute()
 
-        await self._call(ack_and_delete)
+        await redis_call(ack_and_delete)
 
     async def depth(self, queue: str) -> int:
         key = self._key(queue)
-        return int(await self._call(lambda: self.redis.xlen(key)))
+        return int(await redis_call(lambda: self.redis.xlen(key)))
 
     async def queued_task_ids(self, queue: str) -> set[str]:
         key, start = self._key(queue), "-"
         ids: set[str] = set()
         while True:
-            page: Any = await self._call(
+            page: Any = await redis_call(
                 lambda start=start: self.redis.xrange(key, start, "+", count=SCAN_PAGE)  # type: ignore[misc]
             )
             ids.update(fields[TASK_FIELD] for _, fields in page if TASK_FIELD in fields)
@@ -292,12 +284,12 @@ class RedisStreamQueue(TaskQueue):
 
     async def try_lock(self, name: str, seconds: float) -> bool:
         key = lock_key(self.prefix, name)
-        taken = await self._call(lambda: self.redis.set(key, "1", nx=True, px=int(seconds * 1000)))
+        taken = await redis_call(lambda: self.redis.set(key, "1", nx=True, px=int(seconds * 1000)))
         return bool(taken)
 
     async def rate_slot(self, name: str, limit: int, per_seconds: float) -> float:
         key, member = rate_key(self.prefix, name), uuid.uuid4().hex
-        wait = await self._call(
+        wait = await redis_call(
             lambda: self.redis.eval(RATE_SLOT_SCRIPT, 1, key, per_seconds, limit, member)
         )
         return max(float(wait), 0.0)
@@ -309,7 +301,7 @@ class RedisStreamQueue(TaskQueue):
                 pipe.zadd(workers_key(self.prefix), {worker_id: time.time() + ttl})
                 await pipe.execute()
 
-        await self._call(write)
+        await redis_call(write)
 
     async def workers(self) -> list[dict[str, Any]]:
         index = workers_key(self.prefix)
@@ -325,11 +317,11 @@ class RedisStreamQueue(TaskQueue):
                     pipe.get(worker_key(self.prefix, worker_id))
                 return list(await pipe.execute())
 
-        return [json.loads(raw) for raw in await self._call(read) if raw]
+        return [json.loads(raw) for raw in await redis_call(read) if raw]
 
     async def announce_cancel(self, task_id: str) -> None:
         channel = cancel_channel(self.prefix)
-        await self._call(lambda: self.redis.publish(channel, task_id))
+        await redis_call(lambda: self.redis.publish(channel, task_id))
 
     async def cancellations(self) -> AsyncIterator[str]:
         channel = cancel_channel(self.prefix)
@@ -337,21 +329,22 @@ class RedisStreamQueue(TaskQueue):
         # subscribers, so that is enough.
         while True:
             try:
-                if isinstance(self.redis, RedisCluster):
-                    # A cluster pubsub picks its node from the slot map, which the client only
-                    # loads on its first command; this may be the first.
-                    await self.redis.initialize()
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(channel)
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            yield str(message["data"])
-            except UNREACHABLE as exc:
+                with redis_boundary():
+                    if isinstance(self.redis, RedisCluster):
+                        # A cluster pubsub picks its node from the slot map, which the client
+                        # only loads on its first command; this may be the first.
+                        await self.redis.initialize()
+                    async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                        await pubsub.subscribe(channel)
+                        async for message in pubsub.listen():
+                            if message["type"] == "message":
+                                yield str(message["data"])
+            except RedisUnavailable as exc:
                 log.warning("cancel announcements lost (%s); subscribing again", exc)
                 await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
     async def ping(self) -> None:
-        await self._call(self.redis.ping)
+        await redis_call(self.redis.ping)
 
     async def close(self) -> None:
         await self.redis.aclose()

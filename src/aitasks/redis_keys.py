@@ -1,0 +1,120 @@
+"""Every name aitasks gives a thing in Redis, and how long Redis keeps it, in one place.
+
+Each key starts with the operator's prefix (`AITASKS_REDIS_PREFIX`, "aitasks" by default), so
+several deployments (or test runs) can share one server, and one `SCAN prefix:*` finds them all.
+
+Keys that one command or script touches together carry the same hash tag (the part in braces), so
+on Redis Cluster they hash to one slot and the command is allowed: `{q:<queue>}` for a queue's
+stream, `{t:<task>}` for a task's event log, `{k:<key id>}` for an API key's counters. These tags
+are part of the deployed layout (tests/integration/test_redis_cluster.py checks that each queue's
+keys sit on one node): change one and a running system's keys are orphaned.
+
+What is not here on purpose: how long a finished task's event log is kept and how many events a
+log holds (`events/base.py`), because the in-memory log keeps them too; and a worker's heartbeat
+TTL and the names of locks and rate windows, which the worker passes through the queue seam.
+"""
+
+from __future__ import annotations
+
+# --- Queues (queue/redis.py) --------------------------------------------------------------------
+
+# One consumer group per stream: every worker process is a consumer in it, so each entry goes to
+# exactly one of them until it is acknowledged or abandoned.
+CONSUMER_GROUP = "workers"
+
+# The stream field that carries the task id: an entry is only a pointer, the database the truth.
+TASK_FIELD = "task"
+
+
+def stream_key(prefix: str, queue: str) -> str:
+    """The stream that holds the ids of a queue's tasks; tagged by queue so that the group
+    commands (XREADGROUP, XAUTOCLAIM, XACK) on one queue stay on one cluster node."""
+    return f"{prefix}:{{q:{queue}}}:tasks"
+
+
+# --- Coordination between workers (queue/redis.py) -----------------------------------------------
+
+
+def lock_key(prefix: str, name: str) -> str:
+    """A lock with an expiry (`SET NX PX`): one reconciler scan at a time across all workers.
+    Untagged: a lock is one key, alone in its command."""
+    return f"{prefix}:lock:{name}"
+
+
+def rate_key(prefix: str, name: str) -> str:
+    """A sliding window of recent calls (a sorted set scored by the server's time) for a rate
+    limit every worker shares, such as a model's calls per minute. Expires after one window of
+    disuse (set by the script that adds to it)."""
+    return f"{prefix}:rate:{name}"
+
+
+def worker_key(prefix: str, worker_id: str) -> str:
+    """A worker's last heartbeat (JSON), expiring when the worker stops beating, so a dead
+    worker drops out of `aitasks status` by itself."""
+    return f"{prefix}:worker:{worker_id}"
+
+
+def workers_key(prefix: str) -> str:
+    """Every worker seen, scored by when its heartbeat expires, so the live ones are listed
+    without a SCAN; entries past their score are pruned as they are read."""
+    return f"{prefix}:workers"
+
+
+def cancel_channel(prefix: str) -> str:
+    """Pub/sub channel on which gateways announce cancelled task ids to every worker. Missed
+    messages are harmless: a worker also learns of a cancel when its next lease renewal fails."""
+    return f"{prefix}:cancellations"
+
+
+# --- Event logs (events/redis.py) ----------------------------------------------------------------
+
+
+def events_key(prefix: str, task_id: str) -> str:
+    """A task's event log (a capped stream), tagged by task: every command on it touches that one
+    key, so any gateway's XREAD for one task goes to one node."""
+    return f"{prefix}:{{t:{task_id}}}:events"
+
+
+# The fields of one event entry: its type (status, delta, done) and its data as JSON.
+EVENT_TYPE_FIELD = "type"
+EVENT_DATA_FIELD = "data"
+
+# How long a log that has not reached `done` is kept from its first write: a backstop, so the log
+# of a task whose worker died for good does not stay forever. Longer than any task runs.
+LIVE_EVENTS_TTL_SECONDS = 24 * 3600
+
+
+# --- Per-key limits (limits/redis.py) ------------------------------------------------------------
+
+
+def _key_counter(prefix: str, key_id: str, what: str) -> str:
+    # Tagged by API key: each limit script reads and writes several of one key's counters at once.
+    return f"{prefix}:{{k:{key_id}}}:{what}"
+
+
+def rpm_key(prefix: str, key_id: str, minute: int) -> str:
+    """An API key's request count in one minute (epoch minutes): the sliding estimate reads this
+    minute's and the last one's."""
+    return _key_counter(prefix, key_id, f"rpm:{minute}")
+
+
+def rpm_ttl_seconds(window_seconds: int) -> int:
+    """How long a minute's request count is kept: two windows, since the next minute's estimate
+    still reads it as "the last minute"."""
+    return 2 * window_seconds
+
+
+def inflight_key(prefix: str, key_id: str) -> str:
+    """The set of an API key's unfinished task ids (its tasks-in-flight limit). No expiry: it is
+    emptied as tasks end, and checked against the database when it refuses one."""
+    return _key_counter(prefix, key_id, "inflight")
+
+
+def tokens_key(prefix: str, key_id: str, day: str) -> str:
+    """The tokens an API key's tasks used on one UTC day (YYYY-MM-DD), for its daily quota."""
+    return _key_counter(prefix, key_id, f"tokens:{day}")
+
+
+# How long a day's token count is kept after its latest write: two days, so a count last written
+# early in its day still lasts until that day is over (and a while after, for late readers).
+TOKENS_TTL_SECONDS = 2 * 86_400
