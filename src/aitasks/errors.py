@@ -1,7 +1,43 @@
 """One exception hierarchy for the whole service.
 
-Domain code raises these anywhere; the gateway maps each to its HTTP status and JSON error shape in
-one place (`api/errors.py`). Each class pins its status and error type; callers never choose them.
+Our exception hierarchy (HTTP status in brackets):
+
+* AITasksError [500]
+  + InvalidRequest [400]
+  | + UnknownModel [400]
+  | + WrongModelKind [400]
+  | + ValueRefused [400] - the database refused a value of the request (SQLSTATE class 22)
+  | + webhooks.targets.RefusedTarget [400]
+  + Unauthorized [401]
+  + NotFound [404]
+  | + TaskNotFound
+  | + ConversationNotFound
+  | + FileNotFound
+  + Conflict [409]
+  + PayloadTooLarge [413]
+  + LimitExceeded [422]
+  + IdempotencyKeyReused [422]
+  + QueueFull [429]
+  + RateLimited [429]
+  + ServiceUnavailable [503] - answered with `Retry-After`
+  | + RedisUnavailable - raised only by `redis_connect.redis_boundary()`
+  | + DatabaseUnavailable - raised only by `store.database.database_boundary()` /
+  |                         `store.database.translated()`
+  + ConfigError [500] - at start-up, never during a request
+  + worker.calls.ModelGone [500] - a task's model left the table before it ran (the task fails)
+  + ProviderError [502] - `retryable` says whether another attempt may succeed
+    + ProviderBadRequest (not retryable)
+    + ProviderTimeout (retryable)
+    + ProviderConnectionError (retryable)
+    + ProviderRateLimited (retryable)
+    + ProviderUnavailable (not retryable: the model's circuit breaker is open)
+    + ProviderServerError (retryable)
+
+Domain code raises these anywhere; each HTTP surface maps them to its status and JSON error shape
+in one place (`api/error_handlers.py` for the seed's API, `api/openai/error_shape.py` for OpenAI's).
+Each class pins its status and error type; callers never choose them. The two backing services
+each have one boundary where their drivers' outages become a type here (`RedisUnavailable`,
+`DatabaseUnavailable`), so callers catch a type and never test a driver's error with a predicate.
 """
 
 from __future__ import annotations
@@ -49,6 +85,15 @@ class UnknownModel(InvalidRequest):
 
 class WrongModelKind(InvalidRequest):
     error_type = "wrong_model_kind"
+
+
+class ValueRefused(InvalidRequest):
+    """The database refused a value of the request (a NUL character in text, a date out of
+    range): the request's fault, not the server's. Made from the driver's error by
+    `store.database.translated`."""
+
+    def __init__(self) -> None:
+        super().__init__("a value in the request cannot be stored")
 
 
 class PayloadTooLarge(AITasksError):
@@ -123,11 +168,13 @@ class ServiceUnavailable(AITasksError):
 
 
 class RedisUnavailable(ServiceUnavailable):
-    """Redis (queues, event logs, limits) cannot be reached."""
+    """Redis (queues, event logs, limits) cannot be reached. Raised by the one Redis boundary,
+    `redis_connect.redis_boundary()`."""
 
 
 class DatabaseUnavailable(ServiceUnavailable):
-    """The database cannot be reached, or cannot take writes just now (restarting, read-only)."""
+    """The database cannot be reached, or cannot take writes just now (restarting, read-only).
+    Raised by the one database boundary in `store/database.py`."""
 
 
 class ConfigError(AITasksError):

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from aitasks.errors import AITasksError
-from aitasks.store.database import is_bad_data, is_unavailable
+from aitasks.errors import AITasksError, DatabaseUnavailable
+from aitasks.store.database import DRIVER_ERRORS, translated
 
 log = logging.getLogger(__name__)
-
-# What the database layer raises, for a refused value or an outage. Handled by class, not by the
-# catch-all, so that Starlette answers and keeps serving (its catch-all handler re-raises, which
-# drops the client's connection).
-DATABASE_ERRORS = (OSError, TimeoutError, PoolTimeout, DBAPIError)
 
 # Error types for statuses Starlette itself raises (no such route, a body over the cap).
 HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
@@ -74,12 +68,37 @@ def validation_problem(exc: RequestValidationError) -> tuple[str, str, str | Non
     return "invalid_request", f"{param}: {message}" if param else message, param
 
 
+def retry_after_of(exc: AITasksError) -> float | None:
+    """Seconds a client should wait before trying again: the error's own, else a short default
+    for a backing service that is down (503)."""
+    if exc.retry_after is None and exc.status_code == 503:
+        return RETRY_AFTER_SECONDS
+    return exc.retry_after
+
+
+def install_database_handler(
+    app: FastAPI, answer: Callable[[Request, Exception], Awaitable[JSONResponse]]
+) -> None:
+    """Answer a driver's error that escaped outside a session (where the database boundary did
+    not see it) as the error it means: translated by `store.database.translated`, then answered
+    by type through the surface's `answer` (ours in its shape, anything else a 500). Registered
+    by class, not left to the catch-all, so that Starlette answers and keeps serving (its
+    catch-all handler re-raises, which drops the client's connection)."""
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        error = translated(exc)
+        if isinstance(error, DatabaseUnavailable):
+            log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+        return await answer(request, error if isinstance(error, AITasksError) else exc)
+
+    for error_class in DRIVER_ERRORS:
+        app.add_exception_handler(error_class, database_error)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AITasksError)
     async def domain_error(_: Request, exc: AITasksError) -> JSONResponse:
-        retry_after = exc.retry_after
-        if retry_after is None and exc.status_code == 503:
-            retry_after = RETRY_AFTER_SECONDS
+        retry_after = retry_after_of(exc)
         headers = {} if retry_after is None else {"Retry-After": str(math.ceil(retry_after))}
         if exc.status_code == 401:
             headers["WWW-Authenticate"] = "Bearer"
@@ -101,28 +120,14 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=http_error_headers(request, exc) or None,
         )
 
-    async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        if is_bad_data(exc):
-            # PostgreSQL refused a value (a NUL character, a date out of range): the client's.
-            return JSONResponse(
-                error_body("invalid_request", "a value in the request cannot be stored"),
-                status_code=400,
-            )
-        if not is_unavailable(exc):
-            return unexpected(request, exc)
-        log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            error_body("service_unavailable", "the database is unavailable; retry shortly"),
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
-    for error_class in DATABASE_ERRORS:
-        app.add_exception_handler(error_class, database_error)
-
-    @app.exception_handler(Exception)
     async def any_error(request: Request, exc: Exception) -> JSONResponse:
+        """Answer by type: one of ours in its shape, anything else as a 500."""
+        if isinstance(exc, AITasksError):
+            return await domain_error(request, exc)
         return unexpected(request, exc)
+
+    install_database_handler(app, any_error)
+    app.add_exception_handler(Exception, any_error)
 
 
 def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from aitasks.errors import DatabaseUnavailable
+from aitasks.errors import DatabaseUnavailable, ValueRefused
 
 # A pooled connection idle at least this long is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 2.0
@@ -126,7 +126,15 @@ def sqlstate(exc: BaseException) -> str:
     return str(code)
 
 
-def is_unavailable(exc: BaseException) -> bool:
+# What the drivers and the pool raise: every error the boundary below looks at. A surface that
+# catches errors escaping outside a session registers its handler for these classes.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (OSError, TimeoutError, PoolTimeout, DBAPIError)
+
+# What a client is told when the database is out; the driver's words go to the log, not to it.
+UNAVAILABLE_MESSAGE = "the database is unavailable; retry shortly"
+
+
+def _is_unavailable(exc: BaseException) -> bool:
     """Whether `exc` means the database cannot serve now, rather than that a query was wrong.
 
     A refused or cut connection surfaces as a bare `OSError` from the driver at connect time, as
@@ -148,21 +156,33 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def _is_bad_data(exc: BaseException) -> bool:
+    """Whether the database refused a value (SQLSTATE class 22: a NUL in text, a date out of
+    range, a string too long): the request's fault, not the server's."""
+    return isinstance(exc, DBAPIError) and sqlstate(exc).startswith("22")
+
+
+def translated(exc: BaseException) -> BaseException:
+    """What a driver's error means to the service: `DatabaseUnavailable` for an outage,
+    `ValueRefused` for a value the database refused, else `exc` itself (a bug, or a constraint
+    its caller handles). The one table both the boundary below and the HTTP surfaces' handlers
+    (for errors that escape outside a session) go by, so they map types, not predicates."""
+    if _is_unavailable(exc):
+        return DatabaseUnavailable(UNAVAILABLE_MESSAGE)
+    if _is_bad_data(exc):
+        return ValueRefused()
+    return exc
+
+
 @contextmanager
 def database_boundary() -> Iterator[None]:
     """The one place where a driver's outage becomes `DatabaseUnavailable`; anything else (a
-    constraint, a bad statement) passes through as it is."""
+    constraint, a bad statement, a refused value) passes through as it is, for the caller that
+    knows what it means (the HTTP handlers translate a refused value with `translated`)."""
     try:
         yield
-    except (DBAPIError, OSError, PoolTimeout) as exc:
-        if not is_unavailable(exc):
+    except DRIVER_ERRORS as exc:
+        error = translated(exc)
+        if not isinstance(error, DatabaseUnavailable):
             raise
-        raise DatabaseUnavailable(f"the database is unavailable: {type(exc).__name__}") from exc
-
-
-def is_bad_data(exc: BaseException) -> bool:
-    """Whether the database refused a value (SQLSTATE class 22: a NUL in text, a date out of
-    range, a string too long): the request's fault, not the server's."""
-    if not isinstance(exc, DBAPIError):
-        return False
-    return sqlstate(exc).startswith("22")
+        raise error from exc

@@ -12,14 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from aitasks.api.error_handlers import (
-    DATABASE_ERRORS,
     HTTP_ERROR_TYPES,
-    RETRY_AFTER_SECONDS,
     http_error_headers,
+    install_database_handler,
+    retry_after_of,
     validation_problem,
 )
-from aitasks.errors import AITasksError, UnknownModel
-from aitasks.store.database import is_bad_data, is_unavailable
+from aitasks.errors import AITasksError, UnknownModel, ValueRefused
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +57,12 @@ def install_openai_error_handlers(app: FastAPI) -> None:
         code = exc.error_type
         if isinstance(exc, UnknownModel):
             status, code = 404, "model_not_found"  # what OpenAI answers, and the SDK expects
+        elif isinstance(exc, ValueRefused):
+            code = "bad_value"
         elif status == 422:
             status = 400
-        headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else {}
+        retry_after = retry_after_of(exc)
+        headers = {"Retry-After": str(int(retry_after))} if retry_after else {}
         if status == 401:
             headers["WWW-Authenticate"] = "Bearer"
         return openai_error(status, exc.message, code=code, param=exc.param, **headers)
@@ -76,18 +78,11 @@ def install_openai_error_handlers(app: FastAPI) -> None:
         headers = http_error_headers(request, exc)
         return openai_error(exc.status_code, str(exc.detail), code=code, **headers)
 
-    async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        if is_bad_data(exc):
-            return openai_error(400, "a value in the request cannot be stored", code="bad_value")
-        if is_unavailable(exc):
-            return openai_error(
-                503,
-                "the database is unavailable; retry shortly",
-                code="service_unavailable",
-                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
+    async def any_error(request: Request, exc: Exception) -> JSONResponse:
+        """Answer by type: one of ours in OpenAI's shape, anything else as a 500."""
+        if isinstance(exc, AITasksError):
+            return await domain_error(request, exc)
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return openai_error(500, "the server hit an unexpected error", code="internal_error")
 
-    for error_class in DATABASE_ERRORS:
-        app.add_exception_handler(error_class, database_error)
+    install_database_handler(app, any_error)
