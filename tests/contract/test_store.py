@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy import func, select, update
 
-from aitasks.errors import ConversationNotFound
+from aitasks.errors import ConversationNotFound, InvalidRequest, TaskNotFound
 from aitasks.routing import ModelTable
-from aitasks.store import claims
+from aitasks.store import claims, webhooks
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
@@ -51,7 +51,9 @@ async def test_submit_numbers_the_turns_of_a_conversation(db: Database) -> None:
     assert (first.turn, second.turn) == (1, 2)
     assert first.status == TaskStatus.PENDING
     async with db.session() as session:
-        messages = await history.conversation_messages(session, first.conversation_id, LOCAL_TENANT)
+        messages = await history.conversation_messages(
+            session, first.conversation_id, tenant=LOCAL_TENANT
+        )
     assert [(m.turn, m.role) for m in messages] == [(1, "user"), (2, "user")]
 
 
@@ -89,7 +91,7 @@ async def test_a_later_turn_waits_for_the_earlier_one(db: Database) -> None:
     finished = await complete(db, won.task)
     assert finished is not None and finished.next_turn == (second.id, second.queue)
     async with db.session() as session:
-        assert await store.next_waiting_turn(session, won.task) == (second.id, second.queue)
+        assert await claims.next_waiting_turn(session, won.task) == (second.id, second.queue)
     assert (await claim(db, second.id)).outcome is claims.ClaimOutcome.CLAIMED
 
 
@@ -128,7 +130,9 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_write(
     assert not await complete(db, dead.task, "dead-worker", text="stale")
     assert await complete(db, retry.task, "live-worker", text="fresh")
     async with db.session() as session:
-        messages = await history.conversation_messages(session, task.conversation_id, LOCAL_TENANT)
+        messages = await history.conversation_messages(
+            session, task.conversation_id, tenant=LOCAL_TENANT
+        )
     assert [(m.role, m.content) for m in messages] == [("user", "hi"), ("assistant", "fresh")]
 
 
@@ -151,7 +155,7 @@ async def test_failing_keeps_the_reason_and_the_attempts(db: Database) -> None:
         assert await claims.fail_task(
             session, held.task, worker_id="w1", error_type="provider_error", message="boom"
         )
-        failed = await store.get_task(session, task.id, LOCAL_TENANT)
+        failed = await store.get_task(session, task.id, tenant=LOCAL_TENANT)
     assert failed.status == TaskStatus.FAILED
     assert failed.error == {"type": "provider_error", "message": "boom", "attempts": 1}
 
@@ -187,7 +191,7 @@ async def test_a_claim_brings_its_conversations_context_header(db: Database) -> 
     first = await submit(db)
     async with db.session() as session:
         await history.update_conversation(
-            session, first.conversation_id, LOCAL_TENANT, {"system_prompt": "be brief"}
+            session, first.conversation_id, {"system_prompt": "be brief"}, tenant=LOCAL_TENANT
         )
     async with db.session() as session:
         await history.save_summary(session, first.conversation_id, "they said hi", 1)
@@ -199,3 +203,28 @@ async def test_a_claim_brings_its_conversations_context_header(db: Database) -> 
     assert won.task.started_at is not None
     async with db.session() as session:
         assert await history.context_header(session, first.conversation_id) == won.header
+
+
+async def test_another_tenants_rows_are_out_of_scope(db: Database) -> None:
+    """Reads, webhook deliveries and page cursors all answer as if another tenant's row were
+    missing: its id is no cursor into this tenant's lists either."""
+    mine = await submit(db)
+    async with db.session() as session:
+        submitted = await store.submit_task(
+            session, owner=Owner("other"), spec=SPEC, prompt="theirs", conversation_id=None
+        )
+    theirs = submitted.task
+    async with db.session() as session:
+        with pytest.raises(TaskNotFound):
+            await store.get_task(session, theirs.id, tenant=LOCAL_TENANT)
+        with pytest.raises(TaskNotFound):
+            await webhooks.deliveries_of(session, theirs.id, tenant=LOCAL_TENANT)
+        with pytest.raises(ConversationNotFound):
+            await history.conversation_messages(session, theirs.conversation_id, tenant="nobody")
+        with pytest.raises(InvalidRequest):
+            await store.list_tasks(session, tenant=LOCAL_TENANT, after=theirs.id)
+        with pytest.raises(InvalidRequest):
+            await history.list_conversations(
+                session, tenant=LOCAL_TENANT, after=theirs.conversation_id
+            )
+        assert [t.id for t in await store.list_tasks(session, tenant=LOCAL_TENANT)] == [mine.id]

@@ -15,10 +15,9 @@ from typing import Any
 
 from aitasks.errors import TaskNotFound
 from aitasks.events import DONE
-from aitasks.events.base import STATUS
+from aitasks.lifecycle.read import read_task
 from aitasks.links import Links
 from aitasks.services import Services
-from aitasks.store import tasks as store
 from aitasks.store.models import TERMINAL_STATUSES, Task
 from aitasks.views import task_view
 
@@ -35,14 +34,9 @@ def preferred_wait(prefer: str | None, cap: float) -> float | None:
     return min(float(match.group(1)), cap) if match else None
 
 
-async def load(services: Services, task_id: str, tenant: str) -> Task:
-    async with services.db.read_connection() as connection:
-        return await store.read_task(connection, task_id, tenant)
-
-
-async def wait_for_task(services: Services, task_id: str, tenant: str, seconds: float) -> Task:
+async def wait_for_task(services: Services, task_id: str, seconds: float, *, tenant: str) -> Task:
     """The tenant's task once it has finished, or as it is after `seconds`."""
-    task = await load(services, task_id, tenant)
+    task = await read_task(services, task_id, tenant=tenant)
     deadline = time.monotonic() + seconds
     after: str | None = None
     while task.status not in TERMINAL_STATUSES:
@@ -58,17 +52,8 @@ async def wait_for_task(services: Services, task_id: str, tenant: str, seconds: 
                 continue
         # A `done`, or a quiet spell: the database says whether it has really finished (a
         # `done` left from before a retry does not count).
-        task = await load(services, task_id, tenant)
+        task = await read_task(services, task_id, tenant=tenant)
     return task
-
-
-async def stop_task(services: Services, task_id: str, status: str) -> None:
-    """A task ended by a client (cancelled, or deleted with its conversation): end its stream for
-    readers and tell the worker running it to stop. Best effort: a missed announcement is caught
-    by the worker's next lease renewal."""
-    await services.events.append(task_id, STATUS, {"status": status})
-    await services.events.append(task_id, DONE, {})
-    await services.queue.announce_cancel(task_id)
 
 
 def sse(event: str, data: Any, event_id: str | None = None) -> str:
@@ -77,7 +62,7 @@ def sse(event: str, data: Any, event_id: str | None = None) -> str:
 
 
 async def task_events(
-    services: Services, task_id: str, tenant: str, links: Links, last_event_id: str | None
+    services: Services, task_id: str, links: Links, last_event_id: str | None, *, tenant: str
 ) -> AsyncIterator[str]:
     """The task's life as SSE: `status` and `delta` events, then `done` with the task, then end.
 
@@ -91,13 +76,13 @@ async def task_events(
         while True:
             for event in events:
                 if event.type == DONE:
-                    task = await load(services, task_id, tenant)
+                    task = await read_task(services, task_id, tenant=tenant)
                     yield sse(DONE, task_view(task, links).model_dump(mode="json"), event.id)
                     return
                 yield sse(event.type, event.data, event.id)
                 after = event.id
             if not events:
-                task = await load(services, task_id, tenant)
+                task = await read_task(services, task_id, tenant=tenant)
                 if task.status in TERMINAL_STATUSES:
                     # Finished, and its log expired or its `done` was lost: end the story now.
                     yield sse("status", {"status": task.status})

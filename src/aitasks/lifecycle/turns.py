@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aitasks.services import Services
-from aitasks.store import tasks as store
+from aitasks.store import claims
 from aitasks.store.models import Task
 
 # A waiting turn, as the finishing transaction or the lookup finds it: (task id, its queue).
@@ -22,5 +22,5 @@ async def release_next_turn(services: Services, task: Task) -> None:
     """`task` has ended (finished, cancelled, given up): find its conversation's next waiting
     turn and hand it to its queue."""
     async with services.db.session() as session:
-        waiting = await store.next_waiting_turn(session, task)
+        waiting = await claims.next_waiting_turn(session, task)
     await publish_next_turn(services, waiting)

@@ -28,7 +28,7 @@ from aitasks.store.models import (
     table_of,
     utcnow,
 )
-from aitasks.store.webhooks import delivery_for
+from aitasks.store.webhooks import add_delivery
 
 
 class ClaimOutcome(Enum):
@@ -190,7 +190,9 @@ async def claim_task(
         # than the claim's SQL.
         task = Task(**{name: fields[name] for name in TASK_COLUMNS})
         if task.attempts == 1:
-            _add_webhook(session, task, TaskStatus.RUNNING)
+            add_delivery(
+                session, task.id, task.callback_url, task.callback_events, TaskStatus.RUNNING
+            )
         header = header_of(
             fields["header_system_prompt"], fields["header_summary"], fields["header_summary_turn"]
         )
@@ -367,8 +369,18 @@ async def _finish(
     )
     if finished.rowcount != 1:
         return False
-    _add_webhook(session, task, status)
+    add_delivery(session, task.id, task.callback_url, task.callback_events, status)
     return True
+
+
+async def next_waiting_turn(
+    executor: AsyncSession | AsyncConnection, task: Task
+) -> tuple[str, str] | None:
+    """The (id, queue) of the earliest `PENDING` turn after `task` in its conversation, if any:
+    the one turn that waits on it. Read by the finishing transaction, and after a cancel."""
+    looked = {"conversation_id": task.conversation_id, "turn": task.turn}
+    row = (await executor.execute(NEXT_TURN, looked)).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 async def _next_turn(connection: AsyncConnection, task: Task) -> Finished:
@@ -378,19 +390,7 @@ async def _next_turn(connection: AsyncConnection, task: Task) -> Finished:
     submitted too late to be seen here is claimed after that lock is released: its claim sees
     this turn finished, or waits for it (`claim_task`'s second look).
     """
-    row = (
-        await connection.execute(
-            NEXT_TURN, {"conversation_id": task.conversation_id, "turn": task.turn}
-        )
-    ).first()
-    return Finished((row[0], row[1]) if row is not None else None)
-
-
-def _add_webhook(session: AsyncSession, task: Task, status: TaskStatus) -> None:
-    """The webhook this change calls for, in the same transaction (none without a callback)."""
-    delivery = delivery_for(task.id, task.callback_url, task.callback_events, status)
-    if delivery is not None:
-        session.add(delivery)
+    return Finished(await next_waiting_turn(connection, task))
 
 
 async def unfinished_tasks(session: AsyncSession) -> Sequence[tuple[str, str]]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aitasks.errors import ConversationNotFound
@@ -20,6 +20,7 @@ from aitasks.store.models import (
     utcnow,
 )
 from aitasks.store.paging import newest_first
+from aitasks.store.scope import one_of, require
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,44 +72,41 @@ async def list_conversations(
     previous page."""
     query = await newest_first(
         session,
-        _info_query().where(Conversation.tenant == tenant),
+        _info_query(),
         Conversation,
         Conversation.updated_at,
+        tenant=tenant,
         after=after,
         limit=limit,
     )
     return [_info(row) for row in await session.execute(query)]
 
 
-def _theirs(conversation_id: str, tenant: str) -> Any:
-    """The conversation, if it is the tenant's: another's is as good as missing (404)."""
-    return and_(Conversation.id == conversation_id, Conversation.tenant == tenant)
-
-
 async def get_conversation(
-    session: AsyncSession, conversation_id: str, tenant: str
+    session: AsyncSession, conversation_id: str, *, tenant: str
 ) -> ConversationInfo:
-    row = (await session.execute(_info_query().where(_theirs(conversation_id, tenant)))).first()
+    """The tenant's conversation as lists show it; another's is as good as missing (404)."""
+    query = one_of(_info_query(), Conversation, conversation_id, tenant=tenant)
+    row = (await session.execute(query)).first()
     if row is None:
         raise ConversationNotFound(conversation_id)
     return _info(row)
 
 
 async def update_conversation(
-    session: AsyncSession, conversation_id: str, tenant: str, changes: dict[str, str | None]
+    session: AsyncSession, conversation_id: str, changes: dict[str, str | None], *, tenant: str
 ) -> ConversationInfo:
     """Change the title and/or the system prompt (None clears the system prompt)."""
     async with session.begin():
         changed = await session.execute(
-            update(Conversation)
-            .where(_theirs(conversation_id, tenant))
+            one_of(update(Conversation), Conversation, conversation_id, tenant=tenant)
             .values(**changes, updated_at=utcnow())
             .returning(Conversation.id)
         )
         if changed.first() is None:
             raise ConversationNotFound(conversation_id)
     session.expire_all()
-    return await get_conversation(session, conversation_id, tenant)
+    return await get_conversation(session, conversation_id, tenant=tenant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +117,16 @@ class Deleted:
     file_keys: list[str]
 
 
-async def delete_conversation(session: AsyncSession, conversation_id: str, tenant: str) -> Deleted:
+async def delete_conversation(
+    session: AsyncSession, conversation_id: str, *, tenant: str
+) -> Deleted:
     """Delete a conversation with its tasks, messages and files' records, in one transaction.
 
     A worker still running one of its tasks finds the task gone and writes nothing.
     """
     async with session.begin():
         gone = await session.execute(
-            update(Conversation)
-            .where(_theirs(conversation_id, tenant))
+            one_of(update(Conversation), Conversation, conversation_id, tenant=tenant)
             .values(updated_at=utcnow())
             .returning(Conversation.id)
         )  # takes the row lock first, so no submit adds a turn meanwhile
@@ -173,12 +172,10 @@ async def context_header(session: AsyncSession, conversation_id: str) -> Context
 
 
 async def conversation_messages(
-    session: AsyncSession, conversation_id: str, tenant: str
+    session: AsyncSession, conversation_id: str, *, tenant: str
 ) -> Sequence[Message]:
     """The tenant's conversation's messages, in order."""
-    found = await session.scalar(select(Conversation.id).where(_theirs(conversation_id, tenant)))
-    if found is None:
-        raise ConversationNotFound(conversation_id)
+    await require(session, Conversation, conversation_id, tenant=tenant)
     query = select(Message).where(Message.conversation_id == conversation_id)
     return (await session.scalars(query.order_by(Message.turn, Message.id))).all()
 

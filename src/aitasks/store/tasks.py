@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, delete, func, insert, select, update
+from sqlalchemy import Insert, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -32,13 +32,13 @@ from aitasks.store.models import (
     StoredFile,
     Task,
     TaskStatus,
-    as_utc,
     new_id,
     table_of,
     utcnow,
 )
 from aitasks.store.paging import newest_first
-from aitasks.store.webhooks import delivery_for
+from aitasks.store.scope import get_owned, one_of, owned_by, scoped
+from aitasks.store.webhooks import add_delivery
 
 TITLE_CHARS = 80
 
@@ -183,14 +183,14 @@ async def submit_task(
         await session.rollback()
         if idempotency_key is None:
             raise
-        earlier = await replay(session, owner.tenant, idempotency_key, request_hash)
+        earlier = await replay(session, idempotency_key, request_hash, tenant=owner.tenant)
         if earlier is None:
             raise
         return Submission(earlier, created=False)
     return Submission(task, created=True)
 
 
-async def replay(session: AsyncSession, tenant: str, key: str, request_hash: str) -> Task | None:
+async def replay(session: AsyncSession, key: str, request_hash: str, *, tenant: str) -> Task | None:
     """The task an earlier request of this tenant with this idempotency key made, if any; a key
     reused with another request is refused."""
     async with session.begin():
@@ -201,7 +201,8 @@ async def replay(session: AsyncSession, tenant: str, key: str, request_hash: str
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used with a different request", param="Idempotency-Key"
             )
-        return await session.get(Task, stored.task_id)
+        earlier = one_of(select(Task), Task, stored.task_id, tenant=tenant)
+        return (await session.scalars(earlier)).first()
 
 
 async def _insert_task(
@@ -239,8 +240,7 @@ async def _insert_task(
         else:
             # The row lock this takes orders concurrent submits to one conversation.
             taken = await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.tenant == tenant)
+                one_of(update(Conversation), Conversation, conversation_id, tenant=tenant)
                 .values(turns=Conversation.turns + 1, updated_at=now)
                 .returning(Conversation.turns)
             )
@@ -304,23 +304,22 @@ async def _insert_first_turn(session: AsyncSession, values: dict[str, Any], now:
 
 
 # Every poll runs this: a Core statement built once, not an ORM session's identity-map load.
-READ_TASK = select(table_of(Task)).where(table_of(Task).c.id == bindparam("task_id"))
+READ_TASK = select(table_of(Task)).where(
+    table_of(Task).c.id == bindparam("task_id"), owned_by(Task, bindparam("tenant"))
+)
 
 
-async def read_task(connection: AsyncConnection, task_id: str, tenant: str) -> Task:
+async def read_task(connection: AsyncConnection, task_id: str, *, tenant: str) -> Task:
     """The tenant's task, for reading only: a detached row, not tracked by any session."""
-    row = (await connection.execute(READ_TASK, {"task_id": task_id})).first()
-    if row is None or row.tenant != tenant:
+    row = (await connection.execute(READ_TASK, {"task_id": task_id, "tenant": tenant})).first()
+    if row is None:
         raise TaskNotFound(task_id)
     return Task(**row._mapping)
 
 
-async def get_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
+async def get_task(session: AsyncSession, task_id: str, *, tenant: str) -> Task:
     """The tenant's task; another tenant's is as good as missing (404, not 403)."""
-    task = await session.get(Task, task_id)
-    if task is None or task.tenant != tenant:
-        raise TaskNotFound(task_id)
-    return task
+    return await get_owned(session, Task, task_id, tenant=tenant)
 
 
 async def unfinished_of(session: AsyncSession, task_ids: Sequence[str]) -> list[str]:
@@ -347,7 +346,7 @@ async def list_tasks(
 ) -> Sequence[Task]:
     """The tenant's tasks newest first; `after` is the id of the last task of the previous
     page."""
-    query = select(Task).where(Task.tenant == tenant)
+    query = select(Task)
     if status is not None:
         query = query.where(Task.status == status)
     if model is not None:
@@ -358,19 +357,21 @@ async def list_tasks(
         query = query.where(Task.created_at >= created_after)
     if created_before is not None:
         query = query.where(Task.created_at < created_before)
-    query = await newest_first(session, query, Task, Task.created_at, after=after, limit=limit)
+    query = await newest_first(
+        session, query, Task, Task.created_at, tenant=tenant, after=after, limit=limit
+    )
     rows = await session.scalars(query)
     return rows.all()
 
 
-async def cancel_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
+async def cancel_task(session: AsyncSession, task_id: str, *, tenant: str) -> Task:
     """Cancel a task that has not finished: a `PENDING` one is never run, a `RUNNING` one's
     worker can no longer write its result (and is told to stop)."""
     now = utcnow()
     async with session.begin():
         cancelled = await session.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.tenant == tenant, Task.status.in_(UNFINISHED_STATUSES))
+            one_of(update(Task), Task, task_id, tenant=tenant)
+            .where(Task.status.in_(UNFINISHED_STATUSES))
             .values(
                 status=TaskStatus.CANCELLED,
                 error={"type": "cancelled", "message": "cancelled at the client's request"},
@@ -383,27 +384,20 @@ async def cancel_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
         row = cancelled.first()
         found = row is not None
         if row is not None:
-            delivery = delivery_for(task_id, row[0], row[1], TaskStatus.CANCELLED)
-            if delivery is not None:
-                session.add(delivery)
-    task = await get_task(session, task_id, tenant)
-    await session.refresh(task)
+            add_delivery(session, task_id, row[0], row[1], TaskStatus.CANCELLED)
+    task = await get_task(session, task_id, tenant=tenant)
     if not found:
         raise Conflict(f"task {task_id!r} has already finished ({task.status})", param="task_id")
     return task
 
 
-async def retry_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
+async def retry_task(session: AsyncSession, task_id: str, *, tenant: str) -> Task:
     """Put a `FAILED` or `CANCELLED` task back to `PENDING`, with a fresh set of attempts."""
     now = utcnow()
     async with session.begin():
         requeued = await session.execute(
-            update(Task)
-            .where(
-                Task.id == task_id,
-                Task.tenant == tenant,
-                Task.status.in_((TaskStatus.FAILED, TaskStatus.CANCELLED)),
-            )
+            one_of(update(Task), Task, task_id, tenant=tenant)
+            .where(Task.status.in_((TaskStatus.FAILED, TaskStatus.CANCELLED)))
             .values(
                 status=TaskStatus.PENDING,
                 error=None,
@@ -418,8 +412,7 @@ async def retry_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
             .returning(Task.id)
         )
         found = requeued.first() is not None
-    task = await get_task(session, task_id, tenant)
-    await session.refresh(task)
+    task = await get_task(session, task_id, tenant=tenant)
     if not found:
         raise Conflict(
             f"only FAILED or CANCELLED tasks can be retried; this one is {task.status}",
@@ -428,28 +421,11 @@ async def retry_task(session: AsyncSession, task_id: str, tenant: str) -> Task:
     return task
 
 
-async def next_waiting_turn(session: AsyncSession, task: Task) -> tuple[str, str] | None:
-    """The (id, queue) of the earliest `PENDING` turn after `task` in its conversation, if any."""
-    row = (
-        await session.execute(
-            select(Task.id, Task.queue)
-            .where(
-                Task.conversation_id == task.conversation_id,
-                Task.turn > task.turn,
-                Task.status == TaskStatus.PENDING,
-            )
-            .order_by(Task.turn)
-            .limit(1)
-        )
-    ).first()
-    return (row[0], row[1]) if row is not None else None
-
-
-async def get_file(session: AsyncSession, file_id: str, tenant: str | None) -> StoredFile | None:
+async def get_file(session: AsyncSession, file_id: str, *, tenant: str | None) -> StoredFile | None:
     """The file, if it is the tenant's (any tenant's for None: a signed URL already proved it)."""
     query = select(StoredFile).where(StoredFile.id == file_id)
     if tenant is not None:
-        query = query.join(Task, Task.id == StoredFile.task_id).where(Task.tenant == tenant)
+        query = scoped(query.join(Task, Task.id == StoredFile.task_id), Task, tenant=tenant)
     return (await session.scalars(query)).first()
 
 
@@ -461,21 +437,3 @@ async def purge_idempotency_keys(session: AsyncSession, *, now: datetime | None 
             delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
         )
     return int(getattr(purged, "rowcount", 0) or 0)
-
-
-async def oldest_pending(session: AsyncSession) -> dict[str, datetime]:
-    """When the oldest `PENDING` task of each queue was submitted."""
-    rows = await session.execute(
-        select(Task.queue, func.min(Task.created_at))
-        .where(Task.status == TaskStatus.PENDING)
-        .group_by(Task.queue)
-    )
-    return {queue: as_utc(oldest) for queue, oldest in rows if oldest is not None}
-
-
-async def finished_since(session: AsyncSession, since: datetime) -> dict[str, int]:
-    """How many tasks of each queue finished since `since`."""
-    rows = await session.execute(
-        select(Task.queue, func.count()).where(Task.finished_at >= since).group_by(Task.queue)
-    )
-    return {queue: int(count) for queue, count in rows}

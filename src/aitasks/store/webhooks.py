@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aitasks.store.models import TaskStatus, WebhookDelivery, new_id, utcnow
+from aitasks.store.models import Task, TaskStatus, WebhookDelivery, new_id, utcnow
+from aitasks.store.scope import require
 
 EVENT_OF_STATUS = {
     TaskStatus.RUNNING: "task.running",
@@ -24,25 +25,32 @@ EVENTS = frozenset(EVENT_OF_STATUS.values())
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
-def delivery_for(
-    task_id: str, url: str | None, events: Sequence[str] | None, status: str
-) -> WebhookDelivery | None:
-    """The delivery a task's move to `status` calls for, if any, to add to that transaction."""
+def add_delivery(
+    session: AsyncSession,
+    task_id: str,
+    url: str | None,
+    events: Sequence[str] | None,
+    status: str,
+) -> None:
+    """Add the delivery a task's move to `status` calls for (none without a callback, or for an
+    event not asked for) to the session's transaction, the one that makes that move."""
     event = EVENT_OF_STATUS.get(TaskStatus(status))
     if url is None or event is None:
-        return None
+        return
     if event not in TERMINAL_EVENTS and event not in (events or ()):
-        return None
+        return
     now = utcnow()
-    return WebhookDelivery(
-        id=f"msg_{new_id()}",
-        task_id=task_id,
-        event=event,
-        url=url,
-        status=PENDING,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
+    session.add(
+        WebhookDelivery(
+            id=f"msg_{new_id()}",
+            task_id=task_id,
+            event=event,
+            url=url,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
     )
 
 
@@ -103,7 +111,11 @@ async def record_attempt(
         )
 
 
-async def deliveries_of(session: AsyncSession, task_id: str) -> Sequence[WebhookDelivery]:
+async def deliveries_of(
+    session: AsyncSession, task_id: str, *, tenant: str
+) -> Sequence[WebhookDelivery]:
+    """The tenant's task's deliveries, oldest first; `TaskNotFound` when the task is not its."""
+    await require(session, Task, task_id, tenant=tenant)
     rows = await session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.task_id == task_id)

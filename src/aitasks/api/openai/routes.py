@@ -19,15 +19,15 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from aitasks.api.auth import CallerDep, authenticate
 from aitasks.api.deps import LinksDep, ServicesDep
-from aitasks.api.live import load, wait_for_task
+from aitasks.api.live import wait_for_task
 from aitasks.api.openai.error_shape import openai_error
 from aitasks.api.openai.wire import ChatCompletionRequest, ChatMessageIn, ImageRequest
-from aitasks.api.routes.submit import submit_task
 from aitasks.auth.caller import Caller
 from aitasks.config import Settings
 from aitasks.errors import InvalidRequest, LimitExceeded, PayloadTooLarge, TaskNotFound
 from aitasks.events import DONE
 from aitasks.events.base import DELTA, STATUS
+from aitasks.lifecycle import read_task, submit_task
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
 from aitasks.store import tasks as store
@@ -165,7 +165,7 @@ async def chat_completions(
         return StreamingResponse(
             _chunks(services, caller, task, include_usage), media_type="text/event-stream"
         )
-    task = await wait_for_task(services, task.id, caller.tenant, SYNC_WAIT_SECONDS)
+    task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS, tenant=caller.tenant)
     if task.status != TaskStatus.SUCCESS:
         return _failure(task)
     return JSONResponse(_completion(task))
@@ -207,7 +207,8 @@ async def _chunks(
         while True:
             events = await services.events.read(task.id, after=after, wait_seconds=heartbeat)
             if not events:
-                if (await load(services, task.id, caller.tenant)).status in TERMINAL_STATUSES:
+                now = await read_task(services, task.id, tenant=caller.tenant)
+                if now.status in TERMINAL_STATUSES:
                     break  # its `done` was lost: finish from the database
                 yield ": keep-alive\n\n"
                 continue
@@ -228,7 +229,7 @@ async def _chunks(
                     yield _chunk(task, created, choices=[delta])
             if any(event.type == DONE for event in events):
                 break
-        final = await load(services, task.id, caller.tenant)
+        final = await read_task(services, task.id, tenant=caller.tenant)
     except TaskNotFound:
         yield _stream_error("the task was deleted with its conversation", "not_found")
         return
@@ -263,7 +264,7 @@ async def images_generations(
         conversation_id=body.conversation_id,
         params=params,
     )
-    task = await wait_for_task(services, task.id, caller.tenant, SYNC_WAIT_SECONDS)
+    task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS, tenant=caller.tenant)
     if task.status != TaskStatus.SUCCESS:
         return _failure(task)
     file_ids: list[str] = (task.result or {}).get("files", [])
@@ -272,7 +273,7 @@ async def images_generations(
         data = [{"url": links.file(f), "revised_prompt": None} for f in file_ids]
     else:
         async with services.db.session() as session:
-            stored = [await store.get_file(session, f, caller.tenant) for f in file_ids]
+            stored = [await store.get_file(session, f, tenant=caller.tenant) for f in file_ids]
         for record in stored:
             assert record is not None, "a finished task's files are recorded with it"
             png = await services.storage.get(record.storage_key)

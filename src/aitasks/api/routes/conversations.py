@@ -3,16 +3,14 @@ caller sees only its tenant's."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from aitasks.api.admission import unadmit
+from aitasks import lifecycle
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, ServicesDep, SessionDep
 from aitasks.api.listing import Page
-from aitasks.api.live import stop_task
 from aitasks.api.responses import errors
 from aitasks.api.schemas import (
     ConversationList,
@@ -20,11 +18,10 @@ from aitasks.api.schemas import (
     Deletion,
     HistoryView,
 )
-from aitasks.errors import InvalidRequest, RedisUnavailable
+from aitasks.errors import InvalidRequest
 from aitasks.store import conversations as store
 from aitasks.views import ConversationView, conversation_view, history_message
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["conversations"])
 
 MAX_PAGE = 100
@@ -55,7 +52,8 @@ async def list_conversations(
 async def read_conversation(
     conversation_id: str, session: SessionDep, caller: CallerDep
 ) -> ConversationView:
-    return conversation_view(await store.get_conversation(session, conversation_id, caller.tenant))
+    conversation = await store.get_conversation(session, conversation_id, tenant=caller.tenant)
+    return conversation_view(conversation)
 
 
 @router.patch(
@@ -70,24 +68,18 @@ async def update_conversation(
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         raise InvalidRequest("nothing to change: give title and/or system_prompt")
-    updated = await store.update_conversation(session, conversation_id, caller.tenant, changes)
+    updated = await store.update_conversation(
+        session, conversation_id, changes, tenant=caller.tenant
+    )
     return conversation_view(updated)
 
 
 @router.delete("/conversations/{conversation_id}", response_model=Deletion, responses=errors(404))
 async def delete_conversation(
-    conversation_id: str, session: SessionDep, services: ServicesDep, caller: CallerDep
+    conversation_id: str, services: ServicesDep, caller: CallerDep
 ) -> Deletion:
     """Delete it with its messages, tasks and files; tasks still running are stopped."""
-    deleted = await store.delete_conversation(session, conversation_id, caller.tenant)
-    for task_id in deleted.unfinished:
-        try:
-            await stop_task(services, task_id, "DELETED")
-        except RedisUnavailable as exc:
-            log.warning("task %s: cancel not announced: %s", task_id, exc.message)
-    await unadmit(services, caller, deleted.unfinished)
-    for key in deleted.file_keys:
-        await services.storage.delete(key)
+    await lifecycle.delete_conversation(services, caller, conversation_id)
     return Deletion(id=conversation_id)
 
 
@@ -98,7 +90,7 @@ async def read_history(
     conversation_id: str, session: SessionDep, caller: CallerDep, links: LinksDep
 ) -> HistoryView:
     """The conversation's messages in the order of its turns."""
-    messages = await store.conversation_messages(session, conversation_id, caller.tenant)
+    messages = await store.conversation_messages(session, conversation_id, tenant=caller.tenant)
     return HistoryView(
         conversation_id=conversation_id, messages=[history_message(m, links) for m in messages]
     )

@@ -43,7 +43,7 @@ async def read_file(
     )
     # A bad or expired signature is no worse than none: the caller's key decides then.
     tenant = None if signed else (await authenticate(request)).tenant
-    stored = await store.get_file(session, file_id, tenant)
+    stored = await store.get_file(session, file_id, tenant=tenant)
     if stored is None:
         raise FileNotFound(file_id)
     try:

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aitasks import metrics
 from aitasks.api.deps import ServicesDep, SessionDep
 from aitasks.errors import RedisUnavailable
-from aitasks.store import tasks as store
+from aitasks.store import backlog
 from aitasks.store.models import utcnow
 
 router = APIRouter(tags=["health"])
@@ -19,7 +19,7 @@ router = APIRouter(tags=["health"])
 @router.get("/metrics", response_class=Response)
 async def read_metrics(services: ServicesDep, session: SessionDep) -> Response:
     """Counters and histograms of this process; queue depth and oldest waiting task per queue."""
-    oldest = await store.oldest_pending(session)
+    oldest = await backlog.oldest_pending(session)
     now = utcnow()
     for queue in services.models.queues:
         # When the queue is down the gauge keeps its last value; readiness says it is down.

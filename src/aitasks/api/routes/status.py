@@ -12,6 +12,7 @@ from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, ServicesDep, SessionDep
 from aitasks.api.responses import errors
 from aitasks.errors import RedisUnavailable
+from aitasks.store import backlog
 from aitasks.store import tasks as store
 from aitasks.store.models import TaskStatus, utcnow
 from aitasks.views import task_view
@@ -28,8 +29,8 @@ async def read_status(
     """Each queue's depth, oldest waiting task and tasks finished in the last minute; the workers
     that sent a heartbeat lately; the latest failures."""
     now = utcnow()
-    oldest = await store.oldest_pending(session)
-    finished = await store.finished_since(session, now - timedelta(minutes=1))
+    oldest = await backlog.oldest_pending(session)
+    finished = await backlog.finished_since(session, now - timedelta(minutes=1))
     queues = []
     for name in services.models.queues:
         depth: int | None = None

@@ -3,34 +3,24 @@ Each caller sees only its tenant's."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from aitasks.api.admission import admit, unadmit
+from aitasks import lifecycle
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep, SessionDep
 from aitasks.api.listing import Page
-from aitasks.api.live import (
-    EVENT_ID,
-    load,
-    preferred_wait,
-    stop_task,
-    task_events,
-    wait_for_task,
-)
+from aitasks.api.live import EVENT_ID, preferred_wait, task_events, wait_for_task
 from aitasks.api.responses import errors, json_response
 from aitasks.api.schemas import IsoDatetime, TaskList, WebhookDeliveryList
-from aitasks.errors import InvalidRequest, RedisUnavailable
-from aitasks.events.base import STATUS
+from aitasks.errors import InvalidRequest
 from aitasks.store import tasks as store
 from aitasks.store import webhooks as webhook_store
 from aitasks.store.models import TaskStatus
 from aitasks.views import TaskView, delivery_view, task_view
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
 MAX_PAGE = 100
@@ -51,10 +41,10 @@ async def read_task(
     # A short session of its own: a wait must not hold a pooled connection while it waits.
     wait = preferred_wait(prefer, services.settings.max_wait_seconds)
     if wait is None:
-        task = await load(services, task_id, caller.tenant)
+        task = await lifecycle.read_task(services, task_id, tenant=caller.tenant)
     else:
         # Loads it first: 404 at once.
-        task = await wait_for_task(services, task_id, caller.tenant, wait)
+        task = await wait_for_task(services, task_id, wait, tenant=caller.tenant)
     return json_response(task_view(task, links))
 
 
@@ -77,9 +67,9 @@ async def stream_task(
             f"Last-Event-ID {last_event_id!r} is not an event id", param="Last-Event-ID"
         )
     # 404 before the stream starts; no connection held after.
-    await load(services, task_id, caller.tenant)
+    await lifecycle.read_task(services, task_id, tenant=caller.tenant)
     return StreamingResponse(
-        task_events(services, task_id, caller.tenant, links, last_event_id),
+        task_events(services, task_id, links, last_event_id, tenant=caller.tenant),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -120,20 +110,10 @@ async def list_tasks(
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskView, responses=errors(404, 409))
 async def cancel_task(
-    task_id: str, session: SessionDep, services: ServicesDep, caller: CallerDep, links: LinksDep
+    task_id: str, services: ServicesDep, caller: CallerDep, links: LinksDep
 ) -> TaskView:
     """Cancel a `PENDING` or `RUNNING` task; a finished one is a 409."""
-    task = await store.cancel_task(session, task_id, caller.tenant)
-    try:
-        await stop_task(services, task.id, task.status)
-        if task.api_key_id:
-            await services.limits.release(task.api_key_id, [task.id])
-        # The turn after it in its conversation need not wait any longer.
-        waiting = await store.next_waiting_turn(session, task)
-        if waiting is not None:
-            await services.queue.publish(waiting[1], waiting[0])
-    except RedisUnavailable as exc:
-        log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
+    task = await lifecycle.cancel_task(services, task_id, tenant=caller.tenant)
     return task_view(task, links)
 
 
@@ -144,24 +124,11 @@ async def cancel_task(
     responses=errors(404, 409),
 )
 async def retry_task(
-    task_id: str, session: SessionDep, services: ServicesDep, caller: CallerDep, links: LinksDep
+    task_id: str, services: ServicesDep, caller: CallerDep, links: LinksDep
 ) -> TaskView:
     """Queue a `FAILED` or `CANCELLED` task again, with a fresh set of attempts. It counts
     against the key's tasks in flight again."""
-    if caller.key is not None:
-        await admit(services, caller.key, task_id)
-    try:
-        task = await store.retry_task(session, task_id, caller.tenant)
-    except Exception:
-        await unadmit(services, caller, [task_id])
-        raise
-    try:
-        # It runs again from the start: so does its stream.
-        await services.events.reset(task.id)
-        await services.events.append(task.id, STATUS, {"status": task.status})
-        await services.queue.publish(task.queue, task.id)
-    except RedisUnavailable as exc:
-        log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
+    task = await lifecycle.retry_task(services, caller, task_id)
     return task_view(task, links)
 
 
@@ -170,6 +137,5 @@ async def list_webhooks(
     task_id: str, session: SessionDep, caller: CallerDep
 ) -> WebhookDeliveryList:
     """The task's webhook deliveries, oldest first: event, outcome, attempts, last answer."""
-    await store.get_task(session, task_id, caller.tenant)
-    deliveries = await webhook_store.deliveries_of(session, task_id)
+    deliveries = await webhook_store.deliveries_of(session, task_id, tenant=caller.tenant)
     return WebhookDeliveryList(data=[delivery_view(d) for d in deliveries])

@@ -1,0 +1,149 @@
+"""Submit: a request becomes a stored task on its queue, or is refused leaving nothing behind.
+
+The steps, in order: the request's own checks (callback, prompt size, model), an idempotent
+repeat's earlier task, backpressure, admission against the caller's key, the commit, and only
+then the publish. Every surface that takes work (the seed's API, the OpenAI-compatible one) and,
+later, batches come through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aitasks import metrics
+from aitasks.auth.caller import Caller
+from aitasks.config import Settings
+from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull, RedisUnavailable
+from aitasks.events.base import STATUS
+from aitasks.lifecycle.admission import admit, unadmit
+from aitasks.routing import ModelKind
+from aitasks.services import Services
+from aitasks.store import tasks as store
+from aitasks.store.models import Task, TaskStatus, new_id
+from aitasks.store.tasks import Callback, Owner
+from aitasks.webhooks.targets import check_url
+
+log = logging.getLogger(__name__)
+
+# How long a client told "queue full" should wait before trying again, in seconds.
+QUEUE_FULL_RETRY_AFTER = 5
+
+
+def request_hash(kind: ModelKind, request: Mapping[str, Any]) -> str:
+    """What an idempotent repeat must match: the kind and the request as the client sent it."""
+    canonical = json.dumps([kind.value, request], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def callback_of(
+    url: str | None, events: Sequence[str] | None, settings: Settings
+) -> Callback | None:
+    """Where the task's webhooks go, if anywhere: a URL the webhook policy allows, and the events
+    asked for beyond the terminal ones."""
+    if url is None:
+        if events:
+            raise InvalidRequest("callback_events needs a callback_url", param="callback_events")
+        return None
+    checked = check_url(url, allow_private=settings.webhook_allow_private)
+    return Callback(url=checked, events=sorted(set(events or ())))
+
+
+async def _refuse_when_full(services: Services, queue: str) -> None:
+    """Backpressure: a queue past its depth limit takes no more until workers catch up."""
+    limit = services.settings.max_queue_depth
+    try:
+        depth = await services.queue.depth(queue)
+    except RedisUnavailable:
+        return  # the task is still stored, and runs once the queue is back
+    if depth >= limit:
+        raise QueueFull(
+            f"queue {queue!r} holds {depth} tasks, its limit is {limit}; retry later",
+            retry_after=QUEUE_FULL_RETRY_AFTER,
+            limit=limit,
+        )
+
+
+async def submit_task(
+    services: Services,
+    caller: Caller,
+    kind: ModelKind,
+    *,
+    model: str,
+    prompt: str,
+    conversation_id: str | None,
+    idempotency_key: str | None = None,
+    request: Mapping[str, Any] | None = None,
+    params: dict[str, object] | None = None,
+    context: list[dict[str, str]] | None = None,
+    callback_url: str | None = None,
+    callback_events: Sequence[str] | None = None,
+) -> tuple[Task, bool]:
+    """Validate, route, admit, commit the task, then publish it: an answered task is always
+    stored, and a refused one leaves nothing behind.
+
+    `request` is the request as sent, which a repeat under the same `idempotency_key` must match.
+    Returns the task and whether it is new (False: an idempotent repeat of an earlier submit).
+    """
+    callback = callback_of(callback_url, callback_events, services.settings)
+    # Only a keyed submit is ever compared with another.
+    fingerprint = request_hash(kind, request or {}) if idempotency_key else ""
+    limit = services.settings.max_prompt_chars
+    if len(prompt) > limit:
+        raise PayloadTooLarge(
+            f"prompt is {len(prompt)} characters; the limit is {limit} (AITASKS_MAX_PROMPT_CHARS)",
+            param="prompt",
+            limit=limit,
+        )
+    spec = services.models.resolve_kind(model, kind)
+    if idempotency_key is not None:
+        # A repeat gets its task back even when the queue has filled up since.
+        async with services.db.session() as session:
+            earlier = await store.replay(
+                session, idempotency_key, fingerprint, tenant=caller.tenant
+            )
+        if earlier is not None:
+            return earlier, False
+    await _refuse_when_full(services, spec.queue)
+    key = caller.key
+    task_id = new_id()
+    if key is not None:
+        await admit(services, key, task_id)
+    try:
+        async with services.db.session() as session:
+            submission = await store.submit_task(
+                session,
+                owner=Owner(caller.tenant, key.id if key else None),
+                spec=spec,
+                prompt=prompt,
+                conversation_id=conversation_id,
+                task_id=task_id,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                params=params,
+                context=context,
+                callback=callback,
+                max_turns=services.settings.max_turns,
+            )
+    except BaseException:
+        await unadmit(services, caller, [task_id])
+        raise
+    task = submission.task
+    if not submission.created:
+        await unadmit(services, caller, [task_id])
+        return task, False
+    metrics.TASKS_SUBMITTED.labels(task.model, task.queue).inc()
+    try:
+        # Two round trips made at once: the first event of its log, and its queue entry.
+        await asyncio.gather(
+            services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING}),
+            services.queue.publish(task.queue, task.id),
+        )
+    except RedisUnavailable as exc:
+        # The task is committed; the workers' reconciler publishes it once the queue is back.
+        log.warning("task %s stored but not published: %s", task.id, exc.message)
+    return task, True
