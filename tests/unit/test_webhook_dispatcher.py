@@ -318,3 +318,15 @@ async def test_a_private_target_is_refused_without_a_post(
         assert row.attempts == 1
         assert row.last_status_code is None
         assert row.last_error is not None and "loopback" in row.last_error
+
+
+async def test_the_first_deliveries_at_once_are_all_sent(worker: Rig, receiver: Receiver) -> None:
+    # No local signing secret exists yet: every delivery's preparation races to make it.
+    delivery_ids = {(await worker.add_finished_task(receiver.url))[1] for _ in range(8)}
+
+    assert await worker.dispatcher.deliver_due() == len(delivery_ids)
+
+    assert sorted(m.headers["webhook-id"] for m in receiver.received) == sorted(delivery_ids)
+    secret = await worker.secret()
+    for message in receiver.received:
+        verify(secret, message.headers, message.body)

@@ -133,23 +133,31 @@ class WebhookDispatcher:
         async with self.services.db.session() as session:
             async with session.begin():
                 task = await session.get(Task, delivery.task_id)
-                key_id = task.api_key_id if task else None
+                if task is None:
+                    return None, ""
+                key_id = task.api_key_id
                 key = await store_keys.key_by_id(session, key_id) if key_id else None
-            if task is None:
-                return None, ""
-            secret = key.webhook_secret if key else await local_webhook_secret(session)
-        payload = delivery.payload
-        if payload is None:
-            links = Links(self.settings.public_url, self.services.file_signer)
-            payload = json.dumps(
-                {
-                    "type": delivery.event,
-                    "timestamp": utcnow().isoformat(),
-                    "data": task_view(task, links).model_dump(mode="json"),
-                },
-                ensure_ascii=False,
-            )
+                secret = key.webhook_secret if key else None
+                # Made while the task is loaded: making the local secret below may roll back
+                # (another dispatcher made it first), which leaves the task unreadable.
+                payload = delivery.payload
+                if payload is None:
+                    payload = self._payload(delivery, task)
+            if secret is None:
+                secret = await local_webhook_secret(session)
         return payload, secret
+
+    def _payload(self, delivery: WebhookDelivery, task: Task) -> str:
+        """The message's body: its event, when it was made, and the task as the API shows it."""
+        links = Links(self.settings.public_url, self.services.file_signer)
+        return json.dumps(
+            {
+                "type": delivery.event,
+                "timestamp": utcnow().isoformat(),
+                "data": task_view(task, links).model_dump(mode="json"),
+            },
+            ensure_ascii=False,
+        )
 
 
 async def local_webhook_secret(session: AsyncSession) -> str:
