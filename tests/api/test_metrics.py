@@ -62,3 +62,21 @@ async def test_readiness_fails_when_redis_is_gone(settings: Settings) -> None:
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["database"] == "ok" and checks["queue"].startswith("unreachable")
+
+
+async def test_made_up_model_names_add_no_series(client: httpx.AsyncClient) -> None:
+    """A caller can send any number of names a rule routes; /metrics counts them under the rule,
+    so its size does not grow with them."""
+    accepted = [
+        await client.post(
+            "/v1/chat/completions", json={"prompt": "hi", "model": f"mock-made-up-{n}"}
+        )
+        for n in range(30)
+    ]
+    for answer in accepted:
+        assert answer.status_code == 202
+        await finished(client, answer.json()["task_id"])
+    after = (await client.get("/metrics")).text
+    assert "mock-made-up" not in after
+    assert sample(after, "aitasks_tasks_finished_total",
+                  model="mock-", queue="mock", status="SUCCESS") == 30  # fmt: skip

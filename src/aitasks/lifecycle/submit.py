@@ -136,7 +136,7 @@ async def submit_task(
     if not submission.created:
         await unadmit(services, caller, [task_id])
         return task, False
-    metrics.TASKS_SUBMITTED.labels(task.model, task.queue).inc()
+    metrics.TASKS_SUBMITTED.labels(services.models.label_of(task.model), task.queue).inc()
     try:
         # Two round trips made at once: the first event of its log, and its queue entry.
         await asyncio.gather(

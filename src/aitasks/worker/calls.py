@@ -25,8 +25,9 @@ from aitasks.errors import (
     UnknownModel,
 )
 from aitasks.events.base import DELTA, STATUS
-from aitasks.providers import ChatRequest, ImageRequest, Provider, make_provider
+from aitasks.providers import ChatRequest, ImageRequest, Provider
 from aitasks.providers.base import Usage
+from aitasks.providers.pool import ProviderPool
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
 from aitasks.store import claims
@@ -68,15 +69,19 @@ def image_size(params: dict[str, object], default: str) -> tuple[int, int]:
 
 
 class ProviderCalls:
-    """The provider side of one worker: a client per model, a concurrency slot per model and one
-    circuit breaker, shared by every task the worker runs."""
+    """The provider side of one worker: a client per upstream, and a concurrency slot, an rpm
+    budget and a circuit breaker per model, shared by every task the worker runs.
+
+    Models are told apart by `ModelTable.label_of`: their own name when it is in the table, else
+    the rule that routes them. Names routed by a rule are the caller's text, so anything kept
+    per name would grow with what callers send (and a limit per name would be no limit)."""
 
     def __init__(self, services: Services, *, worker_id: str) -> None:
         self.services = services
         self.settings = services.settings
         self.worker_id = worker_id
         self.breaker = CircuitBreaker()
-        self._providers: dict[str, Provider] = {}
+        self.providers = ProviderPool(self.settings)
         self._model_slots: dict[str, asyncio.Semaphore] = {}
 
     async def reply(self, run: TaskRun) -> Reply:
@@ -89,7 +94,7 @@ class ProviderCalls:
         for index, spec in enumerate(chain):
             if index > 0:
                 log.info("task %s: falling back to %s", task.id, spec.name)
-                metrics.FALLBACKS.labels(chain[index - 1].name).inc()
+                metrics.FALLBACKS.labels(self._label(chain[index - 1])).inc()
                 await self._next_attempt(run, model=spec.name)
             try:
                 return await self._call_model(run, spec)
@@ -100,8 +105,7 @@ class ProviderCalls:
 
     async def close(self) -> None:
         """Close the provider clients made so far."""
-        for provider in self._providers.values():
-            await provider.close()
+        await self.providers.close()
 
     def _model_chain(self, name: str) -> list[ModelSpec]:
         spec = self.services.models.resolve(name)
@@ -113,20 +117,21 @@ class ProviderCalls:
         Raises the last `ProviderError` when the model has failed for good.
         """
         tries = 1
+        label = self._label(spec)
         while True:
             calling = time.monotonic()
             try:
-                self.breaker.before_call(spec.name)
+                self.breaker.before_call(label)
                 reply = await self._call_provider(run, spec)
             except ProviderError as exc:
-                metrics.PROVIDER_SECONDS.labels(spec.name, spec.served_by, exc.error_type).observe(
+                metrics.PROVIDER_SECONDS.labels(label, spec.served_by, exc.error_type).observe(
                     time.monotonic() - calling
                 )
                 if exc.retryable:
-                    self.breaker.failed(spec.name)
+                    self.breaker.failed(label)
                 if not exc.retryable or tries >= spec.max_attempts:
                     raise
-                metrics.RETRIES.labels(spec.name).inc()
+                metrics.RETRIES.labels(label).inc()
                 delay = backoff_seconds(
                     tries,
                     base=self.settings.retry_base_seconds,
@@ -141,10 +146,10 @@ class ProviderCalls:
                 await self._next_attempt(run, model=spec.name, after=exc)
                 tries += 1
                 continue
-            metrics.PROVIDER_SECONDS.labels(spec.name, spec.served_by, "ok").observe(
+            metrics.PROVIDER_SECONDS.labels(label, spec.served_by, "ok").observe(
                 time.monotonic() - calling
             )
-            self.breaker.succeeded(spec.name)
+            self.breaker.succeeded(label)
             reply.model, reply.provider = spec.name, spec.served_by
             return reply
 
@@ -166,9 +171,10 @@ class ProviderCalls:
     async def _call_provider(self, run: TaskRun, spec: ModelSpec) -> Reply:
         """One attempt, within the model's limits: its calls in flight here, its calls a minute
         across all workers."""
-        slots = self._model_slots.get(spec.name)
+        label = self._label(spec)
+        slots = self._model_slots.get(label)
         if slots is None and spec.concurrency:
-            slots = self._model_slots[spec.name] = asyncio.Semaphore(spec.concurrency)
+            slots = self._model_slots[label] = asyncio.Semaphore(spec.concurrency)
         async with slots or contextlib.nullcontext():
             await self._wait_for_rate(spec)
             if spec.kind is ModelKind.CHAT:
@@ -181,7 +187,9 @@ class ProviderCalls:
             return
         while True:
             try:
-                wait = await self.services.queue.rate_slot(f"rpm:{spec.name}", spec.rpm, 60.0)
+                wait = await self.services.queue.rate_slot(
+                    f"rpm:{self._label(spec)}", spec.rpm, 60.0
+                )
             except RedisUnavailable:
                 return  # limiting is best effort; the provider's own 429s are still retried
             if wait <= 0:
@@ -241,8 +249,8 @@ class ProviderCalls:
         return reply
 
     def provider(self, spec: ModelSpec) -> Provider:
-        """One provider client per model, made when the model is first used and kept."""
-        provider = self._providers.get(spec.name)
-        if provider is None:
-            provider = self._providers[spec.name] = make_provider(spec, self.settings)
-        return provider
+        """The client of the upstream that serves `spec` (made on first use, then shared)."""
+        return self.providers.get(spec)
+
+    def _label(self, spec: ModelSpec) -> str:
+        return self.services.models.label_of(spec.name)

@@ -81,7 +81,9 @@ class Outcomes:
             await self.fail(run, "internal_error", "the result could not be stored")
             return
         if written is not None:
-            metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.SUCCESS).inc()
+            metrics.TASKS_FINISHED.labels(
+                self.services.models.label_of(task.model), task.queue, TaskStatus.SUCCESS
+            ).inc()
             await self._ended(run, TaskStatus.SUCCESS, written, reply.usage)
         else:
             log.warning("task %s: no longer ours (cancelled or taken over); reply dropped", task.id)
@@ -99,7 +101,9 @@ class Outcomes:
         written = await retry_database(write, f"task {task.id}: writing the failure")
         if written is not None:
             log.info("task %s failed: %s: %s", task.id, error_type, message)
-            metrics.TASKS_FINISHED.labels(task.model, task.queue, TaskStatus.FAILED).inc()
+            metrics.TASKS_FINISHED.labels(
+                self.services.models.label_of(task.model), task.queue, TaskStatus.FAILED
+            ).inc()
             await self._ended(run, TaskStatus.FAILED, written)
 
     async def hand_back(self, run: TaskRun) -> None:

@@ -253,4 +253,6 @@ class Worker:
                 log.info("task %s: stopped (cancelled, or its lease was lost)", task.id)
         finally:
             metrics.IN_FLIGHT.labels(task.queue).dec()
-            metrics.RUN_SECONDS.labels(task.model).observe(time.monotonic() - started)
+            metrics.RUN_SECONDS.labels(self.services.models.label_of(task.model)).observe(
+                time.monotonic() - started
+            )
