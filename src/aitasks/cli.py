@@ -20,11 +20,11 @@ from rich.live import Live
 from aitasks import logs
 from aitasks.client import DEFAULT_URL, Client, ClientError
 from aitasks.config import Settings
-from aitasks.errors import AITasksError, ConfigError
+from aitasks.errors import AITasksError, ConfigError, DatabaseUnavailable
 from aitasks.services import Services
 from aitasks.status_view import status_view
 from aitasks.store import api_keys as store_keys
-from aitasks.store.database import Database
+from aitasks.store.database import Database, database_boundary
 from aitasks.store.migrate import schema_state, upgrade
 from aitasks.store.models import ApiKey as ApiKeyRow
 from aitasks.worker import Worker
@@ -107,6 +107,8 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     from aitasks.api.app import create_app
 
     settings = _settings().auth_for_host(host)
+    if not _on_database(settings, schema_state).up_to_date:
+        raise _fail("the database schema is not current: run `aitasks db upgrade`")
     typer.echo(f"aitasks gateway on http://{host}:{port}; {_auth_line(settings)}")
     run_service(_serve(create_app(settings), host, port, settings))
 
@@ -282,7 +284,13 @@ def _on_database(settings: Settings, action: Callable[[Database], Awaitable[T]])
         finally:
             await db.dispose()
 
-    return asyncio.run(run())
+    try:
+        with database_boundary():
+            return asyncio.run(run())
+    except ConfigError as exc:
+        raise _fail(exc.message) from None
+    except DatabaseUnavailable as exc:
+        raise _fail(f"{exc.message}: {exc.__cause__}") from None
 
 
 @db_app.command("upgrade")

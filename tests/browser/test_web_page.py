@@ -129,3 +129,26 @@ def test_the_page_fits_a_phone(browser: Browser, site: str, tmp_path: Path) -> N
     assert width <= 390  # nothing sticks out sideways
     shoot(phone, tmp_path, "5-phone")
     context.close()
+
+
+def test_the_api_docs_render_from_this_origin_alone(
+    browser: Browser, site: str, tmp_path: Path
+) -> None:
+    """/docs is Swagger UI served by the gateway itself: it draws with no network but this
+    origin (no CDN script on the origin where the web page keeps the API key)."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    elsewhere: list[str] = []
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(site)
+            else (elsewhere.append(route.request.url), route.abort())
+        ),
+    )
+    docs = context.new_page()
+    docs.goto(f"{site}/docs")
+    expect(docs.locator(".opblock-summary-path", has_text="/v1/chat/completions")).to_be_visible()
+    shoot(docs, tmp_path, "api-docs")
+    context.close()
+    assert elsewhere == []

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from aitasks import __version__
 from aitasks.api.auth import KeyCache
@@ -85,7 +86,7 @@ def create_app(
                 await worker_task
             await services.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="aitasks",
         version=__version__,
         summary="Asynchronous AI tasks: submit chat and image requests, poll for results.",

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from aitasks.api.openai.error_shape import install_openai_error_handlers
 from aitasks.api.openai.routes import router
 
 
 def create_openai_app() -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(
         title="aitasks: OpenAI-compatible API",
         summary="For the official OpenAI SDKs: base_url=http://HOST:PORT/openai/v1",
     )
