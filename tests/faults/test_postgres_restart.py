@@ -197,6 +197,8 @@ def test_a_postgres_restart_under_load_fails_nothing_and_answers_only_503s(
     # Neither process died of it.
     assert gateway.popen.poll() is None, gateway.log()[-3000:]
     assert worker.popen.poll() is None, worker.log()[-3000:]
+    # A routine outage is a warning in the worker's log, never an "unexpected error".
+    assert errors_logged(worker) == 0, worker.log()[-3000:]
 
 
 @pytest.mark.timeout(60)
