@@ -3,6 +3,12 @@
 Unlike `BRPOP` on a list, an entry read from a stream stays in the group's pending list until it is
 acknowledged, so a worker that dies holding a task leaves it there for another to claim.
 
+XREADGROUP's COUNT bounds each stream, not the read: one read of k streams may hand out k times
+the count, more than the worker has slots for, and what it hands out is this consumer's until
+acknowledged or, after `redeliver_after`, reclaimed. So a read of several streams takes them one
+after another inside a script, each for what the count has left (see `receive`), and what a
+receive does not take is never read: it stays in the stream for whichever worker asks next.
+
 On Redis Cluster every command touches keys of one hash slot (each queue's keys share the tag
 `{q:<queue>}`), pipelines are non-transactional so the client splits them by node, and queues on
 different slots are read one slot at a time (see `receive`).
@@ -56,6 +62,32 @@ end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return tostring(tonumber(oldest[2]) + window - now)
 """
+# New entries of several streams of one slot, in the order given, `ARGV[3]` in all at most (a
+# script, so XREADGROUP's per-stream COUNT never takes more). Returns {read, last}: `read` holds
+# {stream, entries} for each stream that gave some; when none did, `last` holds each stream's
+# last-delivered id, from which a plain XREAD can wait for the next entry without taking it.
+READ_SCRIPT = """
+local group, consumer, left = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local read, last = {}, {}
+for _, key in ipairs(KEYS) do
+  if left <= 0 then break end
+  local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', key, '>')
+  if got then
+    left = left - #got[1][2]
+    table.insert(read, {key, got[1][2]})
+  end
+end
+if #read == 0 then
+  for _, key in ipairs(KEYS) do
+    for _, info in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local fields = {}
+      for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+      if fields['name'] == group then table.insert(last, {key, fields['last-delivered-id']}) end
+    end
+  end
+end
+return {read, last}
+"""
 # Entries read per XRANGE page when listing what a stream holds.
 SCAN_PAGE = 1000
 
@@ -72,8 +104,8 @@ class RedisStreamQueue(TaskQueue):
         # Where each stream's XAUTOCLAIM scan goes on from: one call looks at a bounded stretch
         # of the pending list, so starting at 0-0 each time could miss entries further back.
         self._reclaim_from: dict[str, str] = {}
-        # Which slot a cluster read starts at, turning each call so no queue waits behind another.
-        self._first_slot = 0
+        # Which queue a read of several starts at, turning each call so none waits behind another.
+        self._turn = 0
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, redeliver_after: float) -> RedisStreamQueue:
@@ -104,6 +136,8 @@ class RedisStreamQueue(TaskQueue):
     async def receive(
         self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
     ) -> list[Delivery]:
+        if count <= 0:
+            return []
         keys = {self._key(q): q for q in queues}
         for key in keys:
             await self._ensure_group(key)
@@ -112,23 +146,24 @@ class RedisStreamQueue(TaskQueue):
             if deliveries:
                 return deliveries
             block_ms = max(1, int(wait_seconds * 1000))
-            slots = self._by_slot(keys)
-            if len(slots) == 1:
-                # One server (or one slot): a single blocking read across every stream.
+            if len(keys) == 1:
+                # One stream: COUNT bounds the read, and a single blocking XREADGROUP will do.
                 return await self._read(keys, consumer, count, block_ms)
-            # A read may not span slots, and a blocking XREADGROUP per slot cannot be called off
-            # once another returns (what the server had handed it would sit pending until
-            # reclaimed); so take what is there slot by slot, else wait, consuming nothing, until
-            # some slot has new entries, and take again. Starting slot turns, for fairness.
-            self._first_slot = (self._first_slot + 1) % len(slots)
-            slots = slots[self._first_slot :] + slots[: self._first_slot]
-            deliveries = await self._read_each(slots, consumer, count)
+            # Several: take what is there, stream after stream (each slot in one script call),
+            # up to `count` in all; else wait, consuming nothing, until some stream has new
+            # entries, and take again. (A blocking XREADGROUP could take `count` from each stream,
+            # and one per slot could not be called off once another returned.) The order turns
+            # at each call, so no queue waits behind another.
+            self._turn = (self._turn + 1) % len(keys)
+            ordered = list(keys)[self._turn :] + list(keys)[: self._turn]
+            slots = self._by_slot({key: keys[key] for key in ordered})
+            deliveries, last = await self._read_each(slots, consumer, count)
             if not deliveries:
-                woken = await self._wait_for_entries(slots, block_ms)
+                woken = await self._wait_for_entries(slots, last, block_ms)
                 if woken:
                     # The slots that woke first: they hold what the wait was for.
                     rest = [keys for keys in slots if keys not in woken]
-                    deliveries = await self._read_each(woken + rest, consumer, count)
+                    deliveries, _ = await self._read_each(woken + rest, consumer, count)
             return deliveries
         except redis_errors.ResponseError as exc:
             if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
@@ -138,8 +173,8 @@ class RedisStreamQueue(TaskQueue):
             return []
 
     def _by_slot(self, keys: dict[str, str]) -> list[dict[str, str]]:
-        """`keys` split into the sets one command may touch together: all of them on one server,
-        one set per hash slot on a cluster."""
+        """`keys` split into the sets one command may touch together, in their order: all of them
+        on one server, one set per hash slot on a cluster."""
         if not isinstance(self.redis, RedisCluster):
             return [keys]
         slots: dict[int, dict[str, str]] = {}
@@ -148,9 +183,9 @@ class RedisStreamQueue(TaskQueue):
         return list(slots.values())
 
     async def _read(
-        self, keys: dict[str, str], consumer: str, count: int, block_ms: int | None
+        self, keys: dict[str, str], consumer: str, count: int, block_ms: int
     ) -> list[Delivery]:
-        """New entries of streams in one slot; waits up to `block_ms` for one unless None."""
+        """New entries of one stream, waiting up to `block_ms` for one."""
         read: Any = await redis_call(
             lambda: self.redis.xreadgroup(
                 CONSUMER_GROUP, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms
@@ -164,28 +199,38 @@ class RedisStreamQueue(TaskQueue):
 
     async def _read_each(
         self, slots: list[dict[str, str]], consumer: str, count: int
-    ) -> list[Delivery]:
-        """What each slot's streams hold for the group now, up to `count` in all, not waiting."""
+    ) -> tuple[list[Delivery], dict[str, str]]:
+        """What the streams hold for the group now, in order, up to `count` in all, not waiting;
+        when they hold nothing, also each stream's last-delivered id (see `READ_SCRIPT`)."""
         deliveries: list[Delivery] = []
+        last: dict[str, str] = {}
         for keys in slots:
-            deliveries += await self._read(keys, consumer, count - len(deliveries), None)
+            wanted = count - len(deliveries)
+            answer: Any = await redis_call(
+                lambda keys=keys, wanted=wanted: self.redis.eval(  # type: ignore[misc]
+                    READ_SCRIPT, len(keys), *keys, CONSUMER_GROUP, consumer, wanted
+                )
+            )
+            read, delivered = answer
+            deliveries += [
+                self._delivery(keys[key], message_id, _fields(flat))
+                for key, entries in read
+                for message_id, flat in entries
+            ]
+            last.update((key, message_id) for key, message_id in delivered)
             if len(deliveries) >= count:
                 break
-        return deliveries
+        return deliveries, last
 
     async def _wait_for_entries(
-        self, slots: list[dict[str, str]], block_ms: int
+        self, slots: list[dict[str, str]], last: dict[str, str], block_ms: int
     ) -> list[dict[str, str]]:
-        """Wait up to `block_ms` until a stream holds an entry the group has not delivered; the
-        slots where one came (none on timeout). Plain XREADs from the group's last delivered id
-        take nothing, so the ones still waiting when another returns can be cancelled."""
-        last = dict(
-            zip(
-                [key for keys in slots for key in keys],
-                await asyncio.gather(*(self._last_delivered(k) for keys in slots for k in keys)),
-                strict=True,
-            )
-        )
+        """Wait up to `block_ms` until a stream holds an entry after `last` (its last-delivered
+        id), which the group has not handed out; the slots where one came (none on timeout).
+        Plain XREADs take nothing, so the ones still waiting when another returns can be
+        cancelled."""
+        if any(key not in last for keys in slots for key in keys):
+            return []  # a group vanished meanwhile: the next call makes it again
 
         async def wait(keys: dict[str, str]) -> bool:
             found: Any = await redis_call(
@@ -193,6 +238,8 @@ class RedisStreamQueue(TaskQueue):
             )
             return bool(found)
 
+        if len(slots) == 1:
+            return slots if await wait(slots[0]) else []
         waits = [asyncio.ensure_future(wait(keys)) for keys in slots]
         try:
             pending: set[asyncio.Future[bool]] = set(waits)
@@ -208,13 +255,6 @@ class RedisStreamQueue(TaskQueue):
             for w in waits:
                 w.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
-
-    async def _last_delivered(self, key: str) -> str:
-        groups: Any = await redis_call(lambda: self.redis.xinfo_groups(key))
-        for group in groups:
-            if group["name"] == CONSUMER_GROUP:
-                return str(group["last-delivered-id"])
-        raise redis_errors.ResponseError(f"NOGROUP no group {CONSUMER_GROUP} on {key}")
 
     async def _reclaim(self, keys: dict[str, str], consumer: str, count: int) -> list[Delivery]:
         """Take over entries whose consumer has not touched them for `redeliver_after` seconds."""
@@ -348,3 +388,8 @@ class RedisStreamQueue(TaskQueue):
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def _fields(flat: list[str]) -> dict[str, str]:
+    """An entry's fields as a script returns them (name, value, name, value...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))

@@ -90,7 +90,7 @@ class Worker:
         try:
             while not stop.is_set():
                 free = self.concurrency - len(self._in_flight)
-                if free == 0:
+                if free <= 0:
                     await self._until_a_slot_frees(stop)
                     continue
                 try:
