@@ -5,7 +5,8 @@ no longer fit when the model names a `summary_model` (`summaries.py`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from aitasks.errors import ProviderError
 from aitasks.providers import ChatMessage, Provider
@@ -46,42 +47,86 @@ async def chat_context(
                 header = await history.context_header(session, task.conversation_id)
     system, stored, covered = header
     window = spec.context_window
-    fitted = build_context(earlier, task.prompt, context_window=window, system=system)
-    if not fitted.dropped_through or not spec.summary_model:
-        return fitted.messages
-    summary, through = await _summary(
-        services, task, spec, earlier, fitted.dropped_through, stored, covered, provider_for
+    if not spec.summary_model:
+        return build_context(earlier, task.prompt, context_window=window, system=system).messages
+    summary_model = spec.summary_model
+
+    async def summarise_with_model(previous: str | None, turns: list[Message]) -> str:
+        summary_spec = services.models.resolve(summary_model)
+        return await summarise(provider_for(summary_spec), summary_spec, previous, turns)
+
+    messages, made = await summarised_context(
+        earlier,
+        task.prompt,
+        context_window=window,
+        system=system,
+        stored=Summary(stored, covered) if stored is not None else None,
+        summarise=summarise_with_model,
     )
-    if summary is None:
-        return fitted.messages  # no summary to be had: the oldest turns are just left out
-    rest = [m for m in earlier if m.turn > through]
-    return build_context(
-        rest, task.prompt, context_window=window, system=system, summary=summary
-    ).messages
+    if made is not None:
+        async with services.db.session() as session:
+            await history.save_summary(session, task.conversation_id, made.text, made.through)
+    return messages
 
 
-async def _summary(
-    services: Services,
-    task: Task,
-    spec: ModelSpec,
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A summary of a conversation's turns 1 to `through`."""
+
+    text: str
+    through: int
+
+
+# Makes the summary that folds `turns` into the `previous` one (None: there is none yet).
+Summariser = Callable[[str | None, list[Message]], Awaitable[str]]
+
+
+async def summarised_context(
     earlier: Sequence[Message],
-    dropped_through: int,
-    stored: str | None,
-    covered: int,
-    provider_for: ProviderFor,
-) -> tuple[str | None, int]:
-    """The conversation's summary covering at least the dropped turns: the stored one, or one
-    made now (folding the newly dropped turns into it) and kept for the next turns."""
-    if stored is not None and covered >= dropped_through:
-        return stored, covered
-    assert spec.summary_model is not None
-    summary_spec = services.models.resolve(spec.summary_model)
-    dropped = [m for m in earlier if covered < m.turn <= dropped_through]
-    try:
-        summary = await summarise(provider_for(summary_spec), summary_spec, stored, dropped)
-    except (ProviderError, TimeoutError) as exc:
-        log.warning("task %s: could not summarise early turns: %s", task.id, exc)
-        return (stored, covered) if stored is not None else (None, 0)
-    async with services.db.session() as session:
-        await history.save_summary(session, task.conversation_id, summary, dropped_through)
-    return summary, dropped_through
+    prompt: str,
+    *,
+    context_window: int,
+    system: str | None,
+    stored: Summary | None,
+    summarise: Summariser,
+) -> tuple[list[ChatMessage], Summary | None]:
+    """The messages to send (as `build_context`, with a summary of the turns that do not fit),
+    and the newest summary made for them, to keep, if one was made.
+
+    Every earlier turn is either sent whole or covered by the summary sent before them. Which
+    turns fit is only known once the summary's own size is counted, and a summary that covers
+    more turns has another size; so: fit the turns after the summary with it in the window;
+    fold whatever that leaves out into the summary; fit again, until nothing is left out. Each
+    round covers more turns, so it ends (at the latest when the summary covers them all). When
+    no summary can be had, the turns that do not fit are left out (and the failure logged).
+    """
+    fitted = build_context(earlier, prompt, context_window=context_window, system=system)
+    if not fitted.dropped_through:
+        return fitted.messages, None
+    summary, made = stored, None
+    needed = fitted.dropped_through  # the turns 1..needed must be in the summary
+    while True:
+        if summary is None or summary.through < needed:
+            covered = summary.through if summary is not None else 0
+            dropped = [m for m in earlier if covered < m.turn <= needed]
+            try:
+                text = await summarise(summary.text if summary is not None else None, dropped)
+            except (ProviderError, TimeoutError) as exc:
+                log.warning("could not summarise early turns: %s", exc)
+                break
+            summary = made = Summary(text, needed)
+        rest = [m for m in earlier if m.turn > summary.through]
+        fitted = build_context(
+            rest, prompt, context_window=context_window, system=system, summary=summary.text
+        )
+        if not fitted.dropped_through:
+            return fitted.messages, made
+        needed = fitted.dropped_through
+    if summary is None:
+        return build_context(
+            earlier, prompt, context_window=context_window, system=system
+        ).messages, None
+    rest = [m for m in earlier if m.turn > summary.through]
+    return build_context(
+        rest, prompt, context_window=context_window, system=system, summary=summary.text
+    ).messages, made
