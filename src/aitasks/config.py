@@ -7,6 +7,7 @@ A URL wins over the separate variables when both are set.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote
@@ -27,6 +28,18 @@ def async_database_url(url: str) -> str:
         if url.startswith(plain):
             return driver + url[len(plain) :]
     return url
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is provably reachable from this machine alone: a loopback IP address
+    (`127.0.0.0/8`, `::1`) or exactly `localhost`. A name is never judged by its spelling
+    (`127.attacker.example` resolves wherever its owner likes), and `0.0.0.0` is every address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -89,8 +102,9 @@ class Settings(BaseSettings):
     )
 
     # --- tenants and input limits --------------------------------------------------------------
-    # On: every API call but health needs `Authorization: Bearer <key>`. Unset: on, unless the
-    # gateway listens on loopback only (see `auth_for_host`).
+    # On: every API call but health needs `Authorization: Bearer <key>`. Unset: on, wherever the
+    # app is built (plain `uvicorn`/`gunicorn` too), except that the CLI turns it off when it
+    # binds a loopback address (see `auth_for_host`). Off only when the operator says so.
     auth: bool | None = Field(default=None, validation_alias="AITASKS_AUTH")
     # How long a gateway trusts a key it looked up: a revoked key works for at most this long.
     key_cache_seconds: float = Field(
@@ -125,15 +139,17 @@ class Settings(BaseSettings):
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.auth)
+        """Whether callers need a key: yes unless `AITASKS_AUTH=off` or `auth_for_host` turned it
+        off. Unset means on, so an app built without the CLI (which knows nothing of the address
+        it is served on) never runs open."""
+        return self.auth is not False
 
     def auth_for_host(self, host: str) -> Settings:
         """These settings with `auth` decided for a gateway listening on `host`: as set, else on
         unless only this machine can reach it."""
         if self.auth is not None:
             return self
-        loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
-        return self.model_copy(update={"auth": not loopback})
+        return self.model_copy(update={"auth": not is_loopback(host)})
 
     @cached_property
     def sqlalchemy_url(self) -> str:

@@ -22,9 +22,11 @@ EmbeddedFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a quick embedded app: no mock latency, fast retries, files under `data_dir`."""
+    """Settings for a quick embedded app: no mock latency, fast retries, files under `data_dir`,
+    and auth off, said outright (an app built without the CLI has auth on unless told)."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
+        "auth": False,
         "mock_latency_ms": 0,
         "max_prompt_chars": 1000,
         "retry_base_seconds": 0.01,
