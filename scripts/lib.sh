@@ -35,9 +35,18 @@ ensure_venv() {
     if [ -e "$stamp" ] || { [ -z "$extras" ] && compgen -G "$VENV/.installed-$hash-*" >/dev/null; }; then
         return 0
     fi
-    say "installing aitasks${extras:+[$extras]} into $VENV"
+    if [ "$extras" = test ]; then
+        # Said before it starts (as in README: Quick start), since it is most of a first run.
+        say "installing aitasks[test] into $VENV: about 1.6 GB (torch, transformers and" \
+            "Playwright, for the image and browser tests), a minute or so; later runs skip it"
+    else
+        say "installing aitasks${extras:+[$extras]} into $VENV"
+    fi
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e "$PROJECT_ROOT${extras:+[$extras]}"
+    # Not quiet: pip names each package as it collects it (with a progress bar for each download
+    # on a terminal), so a long first install is seen to move.
+    "$VENV/bin/python" -m pip install -e "$PROJECT_ROOT${extras:+[$extras]}"
+    say "installed aitasks${extras:+[$extras]}"
     find "$VENV" -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash-*" -delete
     touch "$stamp"
 }

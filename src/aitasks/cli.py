@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
@@ -13,12 +14,13 @@ from typing import Annotated, Any, TypeVar
 
 import prometheus_client
 import typer
+import typer.core
 import uvicorn
 from rich.console import Console
 from rich.live import Live
 
 from aitasks import logs
-from aitasks.client import DEFAULT_URL, Client, ClientError
+from aitasks.client import DEFAULT_URL, Client, ClientError, ReplyLine
 from aitasks.config import Settings
 from aitasks.errors import AITasksError, ConfigError, DatabaseUnavailable
 from aitasks.services import Services
@@ -32,13 +34,43 @@ from aitasks.worker.retrying import retry_database
 
 T = TypeVar("T")
 
-app = typer.Typer(help="aitasks: an asynchronous AI task service.", no_args_is_help=True)
-db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-keys_app = typer.Typer(help="API keys: each acts for a tenant, with its own limits.")
-app.add_typer(keys_app, name="keys")
 
-Host = Annotated[str, typer.Option(help="Address to listen on.")]
+def _flags_take_no_value(params: list[Any]) -> list[Any]:
+    """Typer's rich help shows `<bool>` beside every flag (`--json`, `--help`), as if it took a
+    value; an empty metavar leaves that column blank for flags alone."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(typer.core.TyperCommand):
+    """A command whose help shows no value type beside its flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:  # typer's own (vendored) click Context
+        return _flags_take_no_value(super().get_params(ctx))
+
+
+class Group(typer.core.TyperGroup):
+    """A command group whose help shows no value type beside its flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:  # typer's own (vendored) click Context
+        return _flags_take_no_value(super().get_params(ctx))
+
+
+app = typer.Typer(help="aitasks: an asynchronous AI task service.", no_args_is_help=True, cls=Group)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True, cls=Group)
+app.add_typer(db_app, name="db")
+keys_app = typer.Typer(
+    help="API keys: each acts for a tenant, with its own limits.", no_args_is_help=True, cls=Group
+)
+app.add_typer(keys_app, name="keys")
+# Help texts are Rich markup: a literal `[` is written `\[`, else `[default: …]` vanishes.
+DEFAULT_CONCURRENCY = Settings.model_fields["worker_concurrency"].default
+
+Host = Annotated[
+    str, typer.Option(help="Address to listen on; off loopback, auth is on by default.")
+]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
 
 
@@ -80,7 +112,7 @@ async def _serve(app_: object, host: str, port: int, settings: Settings) -> None
     await uvicorn.Server(config).serve()
 
 
-@app.command()
+@app.command(cls=Command)
 def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Run the whole system in one process: gateway, worker and queue, on the embedded default."""
     from aitasks.api.app import create_app
@@ -101,7 +133,7 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     run_service(main())
 
 
-@app.command()
+@app.command(cls=Command)
 def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Run the gateway. Needs `aitasks db upgrade` first, and workers to run the tasks."""
     from aitasks.api.app import create_app
@@ -119,7 +151,7 @@ def _auth_line(settings: Settings) -> str:
     return "auth: OFF: anyone who can reach this port can use it; keep it bound to localhost"
 
 
-@app.command()
+@app.command(cls=Command)
 def worker(
     queues: Annotated[
         str | None,
@@ -127,7 +159,11 @@ def worker(
     ] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option(min=1, help="Tasks in flight at once [default: AITASKS_WORKER_CONCURRENCY]."),
+        typer.Option(
+            min=1,
+            help="Tasks in flight at once. "
+            f"\\[default: AITASKS_WORKER_CONCURRENCY, else {DEFAULT_CONCURRENCY}]",
+        ),
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port.")
@@ -165,27 +201,34 @@ Conversation = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=Command)
 def chat(
     prompt: Annotated[
         str | None, typer.Argument(help="Leave out for an interactive session.")
     ] = None,
-    model: Annotated[str, typer.Option("--model", "-m")] = "gemini-2.5-flash",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="The model; `GET /v1/models` lists them.")
+    ] = "gemini-2.5-flash",
     conversation: Conversation = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """Chat with a model through a running gateway; the reply streams in as it is written."""
+    """Chat with a model through a running gateway; the reply streams in as it is written.
+
+    Replies go to stdout, one a line; the prompt, the conversation id and errors go to stderr.
+    """
     client = Client(url, api_key)
 
     def turn(text: str, conversation_id: str | None) -> str:
-        task = client.chat(
-            text,
-            model=model,
-            conversation_id=conversation_id,
-            on_text=lambda piece: print(piece, end="", flush=True),
-        )
-        print()
+        reply = ReplyLine(sys.stdout)
+        try:
+            task = client.chat(
+                text, model=model, conversation_id=conversation_id, on_text=reply.write
+            )
+        except BaseException:
+            reply.end(finished=False)
+            raise
+        reply.end(finished=True)
         return str(task["conversation_id"])
 
     try:
@@ -204,19 +247,29 @@ def chat(
 
 
 def _read_line(prompt: str) -> str:
+    """A line typed by the user. The prompt goes where the user looks, never into stdout's
+    replies: to the terminal through `input` when stdout is one, to stderr when stdout is piped,
+    and nowhere when stdin is not a terminal (the lines come from a file or a pipe)."""
     try:
-        return input(prompt).strip()
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            return input(prompt).strip()
+        if sys.stdin.isatty():
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+        return input().strip()
     except EOFError:
         return ""
 
 
-@app.command()
+@app.command(cls=Command)
 def image(
     prompt: Annotated[str, typer.Argument(help="What to draw.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to save it.")] = Path(
         "image.png"
     ),
-    model: Annotated[str, typer.Option("--model", "-m")] = "stable-diffusion-3",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="An image model; `GET /v1/models` lists them.")
+    ] = "stable-diffusion-3",
     conversation: Conversation = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
@@ -247,14 +300,16 @@ def image(
     typer.secho(f"conversation: {task['conversation_id']}", err=True, dim=True)
 
 
-@app.command()
+@app.command(cls=Command)
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
-    watch: Annotated[bool, typer.Option(help="Refresh every two seconds until Ctrl-C.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh every two seconds until Ctrl-C.")
+    ] = False,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """Queues (depth, oldest waiting, finished a minute), workers alive, recent failures."""
+    """Queues (depth, oldest waiting, finished in the last minute), workers, recent failures."""
     client = Client(url, api_key)
     try:
         if as_json:
@@ -293,7 +348,7 @@ def _on_database(settings: Settings, action: Callable[[Database], Awaitable[T]])
         raise _fail(f"{exc.message}: {exc.__cause__}") from None
 
 
-@db_app.command("upgrade")
+@db_app.command(cls=Command, name="upgrade")
 def db_upgrade() -> None:
     """Create or migrate the tables to this version's schema."""
     before = _on_database(_settings(), upgrade)
@@ -305,7 +360,7 @@ def db_upgrade() -> None:
         )
 
 
-@db_app.command("current")
+@db_app.command(cls=Command, name="current")
 def db_current() -> None:
     """Say which schema revision the database is at."""
     state = _on_database(_settings(), schema_state)
@@ -326,11 +381,11 @@ def _limits(key: ApiKeyRow) -> str:
     return ", ".join(parts) or "none"
 
 
-@keys_app.command("create")
+@keys_app.command(cls=Command, name="create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A unique name for the key.")],
     tenant: Annotated[
-        str | None, typer.Option(help="The tenant it acts for [default: the key's name].")
+        str | None, typer.Option(help="The tenant it acts for. \\[default: the key's name]")
     ] = None,
     rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
     max_inflight: Annotated[int | None, typer.Option(min=1, help="Unfinished tasks.")] = None,
@@ -359,7 +414,7 @@ def keys_create(
     typer.echo(secret)
 
 
-@keys_app.command("list")
+@keys_app.command(cls=Command, name="list")
 def keys_list() -> None:
     """Every key: name, id, tenant, limits, and whether it is revoked. Never the secret."""
 
@@ -372,7 +427,7 @@ def keys_list() -> None:
         typer.echo(f"{key.name}\t{key.id}\ttenant={key.tenant}\tlimits: {_limits(key)}\t{state}")
 
 
-@keys_app.command("revoke")
+@keys_app.command(cls=Command, name="revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name or id.")]) -> None:
     """Revoke a key: requests with it are refused from now on."""
 

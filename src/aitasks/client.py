@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -112,6 +112,29 @@ class Client:
                     raise ClientError(f"task {task['status']}: {error.get('message', '')}".strip())
                 return task
         raise ClientError("the stream ended before the task finished")
+
+
+class ReplyLine:
+    """One reply written to `out` as it streams in, then ended with a newline of its own and
+    flushed before anything else is said: what follows on stderr (which a shell may send to the
+    same place, `2>&1`) then starts a line, and a pipe gets one reply a line."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.last = ""  # the last character written
+
+    def write(self, piece: str) -> None:
+        if piece:
+            self.out.write(piece)
+            self.out.flush()
+            self.last = piece[-1]
+
+    def end(self, *, finished: bool) -> None:
+        """End the reply's line: always once it finished (an empty reply is an empty line), else
+        only if text was written (so that a failure's message starts a line of its own)."""
+        if (finished or self.last) and self.last != "\n":
+            self.out.write("\n")
+        self.out.flush()
 
 
 def _error_message(response: httpx.Response) -> str:

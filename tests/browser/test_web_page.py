@@ -8,11 +8,13 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
+from aitasks.routing import ModelTable
 from tests.support.processes import Process, free_port, service_env, wait_until_up
 
 CHROMIUM_ARGS = [
@@ -152,3 +154,50 @@ def test_the_api_docs_render_from_this_origin_alone(
     shoot(docs, tmp_path, "api-docs")
     context.close()
     assert elsewhere == []
+
+
+def test_the_model_picker_starts_on_the_first_chat_model_and_remembers_the_last(
+    browser: Browser, site: str, tmp_path: Path
+) -> None:
+    """A fresh page offers the table's first chat model (as /v1/models lists the table), not
+    whichever sorts first; the model chosen last is chosen again after a reload."""
+    table_first = next(m.name for m in ModelTable.load().models.values() if m.kind == "chat")
+    listed = httpx.get(f"{site}/v1/models").json()["data"]
+    assert next(m["id"] for m in listed if m["kind"] == "chat") == table_first
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    fresh = context.new_page()
+    fresh.goto(site)
+    picker = fresh.get_by_test_id("model")
+    expect(picker).to_have_value(table_first)
+    assert table_first == "gemini-2.5-flash"  # the table's first, though not the first by name
+
+    picker.select_option("deepseek-chat")
+    fresh.reload()
+    expect(fresh.get_by_test_id("model")).to_have_value("deepseek-chat")
+    fresh.get_by_test_id("model").select_option("mock-chat")
+    fresh.get_by_test_id("prompt").fill("Which model is this?")
+    fresh.get_by_test_id("send").click()
+    expect(fresh.get_by_test_id("message-assistant").last).to_contain_text(
+        "Mock reply", timeout=10000
+    )
+    fresh.reload()
+    expect(fresh.get_by_test_id("model")).to_have_value("mock-chat")
+    shoot(fresh, tmp_path, "model-remembered")
+    context.close()
+
+
+def test_a_count_of_one_reads_1_message(page: Page, tmp_path: Path) -> None:
+    """A conversation whose one turn failed holds one message: the list says "1 message"; one
+    with a reply says "2 messages"."""
+    for prompt in ("Only one message [fail:fatal]", "Two messages"):
+        page.get_by_test_id("new-conversation").click()
+        page.get_by_test_id("model").select_option("mock-chat")
+        page.get_by_test_id("prompt").fill(prompt)
+        page.get_by_test_id("send").click()
+        expect(page.get_by_test_id("send")).to_be_enabled(timeout=10000)
+    conversations = page.get_by_test_id("conversation")
+    one = conversations.filter(has_text="Only one message")
+    expect(one).to_contain_text("1 message · mock-chat", timeout=10000)
+    expect(one).not_to_contain_text("1 messages")
+    expect(conversations.filter(has_text="Two messages")).to_contain_text("2 messages · mock-chat")
+    shoot(page, tmp_path, "one-message")

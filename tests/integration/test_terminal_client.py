@@ -46,6 +46,41 @@ def test_an_interactive_session_keeps_one_conversation(server: str, tmp_path: Pa
     assert len(replies) == 2 and "1 earlier turn " in replies[1]
 
 
+def _piped(args: list[str], stdin: str | None = None, *, merged: bool) -> list[str]:
+    """The lines `aitasks ARGS` writes to a pipe, as a user's shell sees them: stdout block-
+    buffered (no PYTHONUNBUFFERED, which the test runner may set), and stderr either sent to
+    the same pipe (`2>&1 | cat`, merged) or kept out of it (`| cat`)."""
+    env = {k: v for k, v in {**os.environ, **service_env()}.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run(
+        [sys.executable, "-m", "aitasks", *args],
+        input=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merged else subprocess.DEVNULL,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout
+    return done.stdout.splitlines()
+
+
+def test_a_piped_chat_keeps_each_reply_on_a_line_of_its_own(server: str) -> None:
+    """`aitasks chat … 2>&1 | cat` once ran the reply into `conversation: …` (the reply's last
+    newline sat unflushed in stdout's buffer), and a piped session's prompts (`you> `) went
+    into stdout in front of each reply."""
+    one = _piped(["chat", "Hello there", "-m", "mock-chat", "--url", server], merged=True)
+    assert one[0] == mock_reply([ChatMessage("user", "Hello there")])
+    assert one[1].startswith("conversation: ") and len(one) == 2, one
+
+    replies = _piped(["chat", "-m", "mock-chat", "--url", server], "one\ntwo\n\n", merged=False)
+    first = mock_reply([ChatMessage("user", "one")])
+    second = mock_reply(
+        [ChatMessage("user", "one"), ChatMessage("assistant", first), ChatMessage("user", "two")]
+    )
+    assert replies == [first, second]
+
+
 def test_image_saves_a_png(server: str, tmp_path: Path) -> None:
     made = run_cli(["image", "a lighthouse", "-o", "out.png", "--url", server],
                    service_env(), tmp_path)  # fmt: skip

@@ -50,7 +50,19 @@ async function loadModels() {
     }
     picker.append(group);
   }
+  // The model used last on this browser, else the table's first chat model (the table's order,
+  // as /v1/models lists it: the operator's choice of what comes first).
+  const remembered = localStorage.getItem("aitasks-model");
+  const known = (id) => state.models.some((m) => m.id === id);
+  const firstChat = state.models.find((m) => m.kind === "chat");
+  if (remembered && known(remembered)) picker.value = remembered;
+  else if (firstChat) picker.value = firstChat.id;
 }
+
+function rememberModel() { localStorage.setItem("aitasks-model", $("model").value); }
+
+// "1 message", "2 messages": a count and its noun, the noun plural unless the count is one.
+function counted(count, noun) { return `${count} ${noun}${count === 1 ? "" : "s"}`; }
 
 function selectedKind() { return $("model").selectedOptions[0]?.dataset.kind || "chat"; }
 
@@ -67,7 +79,7 @@ async function loadConversations() {
     item.classList.toggle("active", conversation.id === state.conversation);
     item.textContent = conversation.title || "(untitled)";
     const meta = document.createElement("small");
-    meta.textContent = `${conversation.message_count} messages · ${conversation.model || ""}`;
+    meta.textContent = [counted(conversation.message_count, "message"), conversation.model].filter(Boolean).join(" · ");
     item.append(meta);
     item.addEventListener("click", () => openConversation(conversation.id));
     list.append(item);
@@ -146,6 +158,7 @@ async function send(event) {
   $("send").disabled = true;
   showError(null);
   const kind = selectedKind();
+  rememberModel();
   addMessage("user", text);
   const reply = addMessage("assistant", "");
   const body = reply.querySelector(".text");
@@ -209,6 +222,7 @@ window.addEventListener("DOMContentLoaded", guard(async () => {
   $("new-conversation").addEventListener("click", guard(() => openConversation(null)));
   $("rename").addEventListener("click", guard(rename));
   $("delete").addEventListener("click", guard(remove));
+  $("model").addEventListener("change", rememberModel);
   await loadModels();
   await openConversation(localStorage.getItem("aitasks-conversation") || null).catch(() => openConversation(null));
 }));

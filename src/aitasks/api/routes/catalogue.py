@@ -16,7 +16,7 @@ router = APIRouter(
 
 @router.get("/models", response_model=ModelList)
 async def list_models(services: ServicesDep) -> ModelList:
-    """Every configured model, and the rules that route names not in the table."""
+    """Every configured model in the table's order, and the rules that route names not in it."""
     table = services.models
     return ModelList(
         data=[
@@ -28,7 +28,9 @@ async def list_models(services: ServicesDep) -> ModelList:
                 served_by=m.served_by,
                 context_window=m.context_window,
             )
-            for m in sorted(table.models.values(), key=lambda m: m.name)
+            # In the table's order (the built-in table, then the operator's additions), so that
+            # what the operator puts first is what a client offers first (the web page's picker).
+            for m in table.models.values()
         ],
         patterns=[
             PatternView(
