@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aitasks.queue.base import TaskQueue
+import pytest
+
+from aitasks.queue.base import RateSlot, TaskQueue
 from tests.support.backends import REDELIVER_AFTER
 
 
@@ -108,9 +110,36 @@ async def test_queues_are_read_together(queue: TaskQueue) -> None:
 
 
 async def test_rate_slots_are_a_sliding_window(queue: TaskQueue) -> None:
-    granted = [await queue.rate_slot("rpm:m", 3, 1.0) for _ in range(3)]
-    assert granted == [0.0, 0.0, 0.0]
-    wait = await queue.rate_slot("rpm:m", 3, 1.0)
-    assert 0 < wait <= 1.0
+    granted = []
+    for _ in range(3):
+        slot = await queue.rate_slot("rpm:m", 3, 1.0, held_for=10)
+        assert isinstance(slot, RateSlot)
+        await queue.rate_slot_reached(slot)
+        granted.append(slot)
+    wait = await queue.rate_slot("rpm:m", 3, 1.0, held_for=10)
+    assert isinstance(wait, float) and 0 < wait <= 1.0
     await asyncio.sleep(wait + 0.05)
-    assert await queue.rate_slot("rpm:m", 3, 1.0) == 0.0
+    assert isinstance(await queue.rate_slot("rpm:m", 3, 1.0, held_for=10), RateSlot)
+
+
+async def test_a_rate_slot_counts_until_its_call_reaches_the_provider(queue: TaskQueue) -> None:
+    # The provider counts a call when it gets it: a slot whose call has not reached it yet is
+    # counted past its window, and dated when the call does reach it.
+    in_flight = await queue.rate_slot("rpm:m", 1, 0.6, held_for=10)
+    assert isinstance(in_flight, RateSlot)
+    await asyncio.sleep(0.8)
+    wait = await queue.rate_slot("rpm:m", 1, 0.6, held_for=10)
+    assert isinstance(wait, float) and wait == pytest.approx(0.6, abs=0.05)
+    await queue.rate_slot_reached(in_flight)
+    await asyncio.sleep(0.2)
+    assert isinstance(await queue.rate_slot("rpm:m", 1, 0.6, held_for=10), float)
+    await asyncio.sleep(0.5)
+    assert isinstance(await queue.rate_slot("rpm:m", 1, 0.6, held_for=10), RateSlot)
+
+
+async def test_an_undated_rate_slot_is_let_go_when_its_hold_runs_out(queue: TaskQueue) -> None:
+    # Its caller died before the call reached the provider (or before it could say so).
+    assert isinstance(await queue.rate_slot("rpm:m", 1, 0.2, held_for=0.2), RateSlot)
+    assert isinstance(await queue.rate_slot("rpm:m", 1, 0.2, held_for=0.2), float)
+    await asyncio.sleep(0.45)
+    assert isinstance(await queue.rate_slot("rpm:m", 1, 0.2, held_for=0.2), RateSlot)

@@ -8,6 +8,7 @@ import pytest
 
 from aitasks.events.base import DELTA, DONE, FINISHED_LOG_TTL, STATUS
 from aitasks.events.redis import RedisEventLog
+from aitasks.queue.base import RateSlot
 from aitasks.queue.redis import RedisStreamQueue
 from aitasks.redis_keys import events_key
 from tests.support.backends import REDIS, RedisAt, redis_at
@@ -42,11 +43,14 @@ async def test_a_rate_limit_is_shared_by_every_worker(redis: RedisAt) -> None:
         for _ in range(2)
     ]
     try:
-        results = [await workers[n % 2].rate_slot("rpm:shared", 4, 60.0) for n in range(6)]
+        results = [
+            await workers[n % 2].rate_slot("rpm:shared", 4, 60.0, held_for=10) for n in range(6)
+        ]
     finally:
         for worker in workers:
             await worker.close()
-    assert results[:4] == [0.0] * 4 and all(r > 0 for r in results[4:])
+    assert all(isinstance(r, RateSlot) for r in results[:4])
+    assert all(isinstance(r, float) and r > 0 for r in results[4:])
 
 
 async def test_a_log_expires_from_its_first_write_and_sooner_once_done(redis: RedisAt) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from aitasks.config import Settings
-from aitasks.queue.base import Delivery, TaskQueue
+from aitasks.queue.base import Delivery, RateSlot, TaskQueue
 
-__all__ = ["Delivery", "TaskQueue", "open_queue"]
+__all__ = ["Delivery", "RateSlot", "TaskQueue", "open_queue"]
 
 
 def open_queue(settings: Settings, *, in_process: bool = False) -> TaskQueue:

@@ -22,6 +22,15 @@ class Delivery:
     message_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class RateSlot:
+    """One call taken in a shared rate window (see `TaskQueue.rate_slot`)."""
+
+    name: str
+    member: str
+    per_seconds: float
+
+
 class TaskQueue(ABC):
     """Named queues of task ids."""
 
@@ -62,9 +71,24 @@ class TaskQueue(ABC):
         """Take a lock shared by all processes for `seconds`; False when another holds it."""
 
     @abstractmethod
-    async def rate_slot(self, name: str, limit: int, per_seconds: float) -> float:
-        """Take one of `limit` calls allowed per `per_seconds` (a sliding window shared by all
-        processes): 0 when taken, else the seconds until one frees up."""
+    async def rate_slot(
+        self, name: str, limit: int, per_seconds: float, *, held_for: float
+    ) -> RateSlot | float:
+        """Take one of `limit` calls allowed in any `per_seconds` (a sliding window shared by all
+        processes): the slot when taken, else the seconds to wait before asking again.
+
+        The limit is the provider's, and the provider counts a call when it reaches it, some time
+        after its slot is taken. So a slot counts in every window from its taking until
+        `rate_slot_reached` dates it (at most `held_for` seconds: a caller that died never
+        does), and from then on as a call made at that moment. Every call that reached the
+        provider in the last `per_seconds` is then counted whenever a slot is taken: a window at
+        the provider never holds more than `limit`.
+        """
+
+    @abstractmethod
+    async def rate_slot_reached(self, slot: RateSlot) -> None:
+        """Date a slot to now: its call has reached the provider (its answer began, or the call
+        is over)."""
 
     @abstractmethod
     async def beat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:

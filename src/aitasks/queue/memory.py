@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aitasks.queue.base import Delivery, TaskQueue
+from aitasks.queue.base import Delivery, RateSlot, TaskQueue
 
 
 @dataclass(slots=True)
@@ -32,7 +32,8 @@ class InProcessQueue(TaskQueue):
         self._ids = itertools.count(1)
         self._arrived = asyncio.Condition()
         self._locks: dict[str, float] = {}
-        self._calls: dict[str, deque[float]] = {}
+        # Each rate window's slots: when each counts from (in flight: until when it is held).
+        self._calls: dict[str, dict[str, float]] = {}
         self._beats: dict[str, tuple[float, dict[str, Any]]] = {}
         self._cancel_listeners: set[asyncio.Queue[str]] = set()
 
@@ -96,15 +97,22 @@ class InProcessQueue(TaskQueue):
         self._locks[name] = now + seconds
         return True
 
-    async def rate_slot(self, name: str, limit: int, per_seconds: float) -> float:
+    async def rate_slot(
+        self, name: str, limit: int, per_seconds: float, *, held_for: float
+    ) -> RateSlot | float:
         now = time.monotonic()
-        calls = self._calls.setdefault(name, deque())
-        while calls and calls[0] <= now - per_seconds:
-            calls.popleft()
+        calls = self._calls.setdefault(name, {})
+        for member in [m for m, at in calls.items() if at <= now - per_seconds]:
+            del calls[member]
         if len(calls) < limit:
-            calls.append(now)
-            return 0.0
-        return calls[0] + per_seconds - now
+            member = str(next(self._ids))
+            calls[member] = now + held_for  # counted as reaching the provider any moment
+            return RateSlot(name, member, per_seconds)
+        # A slot in flight frees one window after it is dated, no sooner than now.
+        return min(min(calls.values()), now) + per_seconds - now
+
+    async def rate_slot_reached(self, slot: RateSlot) -> None:
+        self._calls.setdefault(slot.name, {})[slot.member] = time.monotonic()
 
     async def beat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
         self._beats[worker_id] = (time.monotonic() + ttl, info)

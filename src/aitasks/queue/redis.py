@@ -28,7 +28,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
 
 from aitasks.errors import RedisUnavailable
-from aitasks.queue.base import Delivery, TaskQueue
+from aitasks.queue.base import Delivery, RateSlot, TaskQueue
 from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call
 from aitasks.redis_keys import (
     CONSUMER_GROUP,
@@ -48,19 +48,34 @@ RESUBSCRIBE_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 30.0
 
 # A sliding-window rate limit in one atomic step, timed by the Redis server's clock (so workers on
-# several machines agree). Returns 0 when a call may go, else the seconds until one may.
+# several machines agree); see `TaskQueue.rate_slot`. A slot in flight is scored by when its hold
+# ends (so no window drops it), a dated one by when its call reached the provider. Returns 0 when
+# the slot is taken, else the seconds until one may free (an undated slot frees one window after
+# it is dated, no sooner than now). The key lasts one window past its latest score.
 RATE_SLOT_SCRIPT = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local window, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local window, limit, held = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
+  redis.call('ZADD', KEYS[1], now + held, ARGV[3])
+  local latest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+  redis.call('PEXPIRE', KEYS[1], math.ceil((latest - now + window) * 1000))
   return '0'
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return tostring(tonumber(oldest[2]) + window - now)
+local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+return tostring(math.min(oldest, now) + window - now)
+"""
+# Dates a slot to the server's now: its call has reached the provider. (A slot dropped meanwhile,
+# its hold long over, is counted again: the call did reach the provider now.)
+RATE_REACHED_SCRIPT = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local window = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+local latest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+redis.call('PEXPIRE', KEYS[1], math.ceil((latest - now + window) * 1000))
+return 1
 """
 # New entries of several streams of one slot, in the order given, `ARGV[3]` in all at most (a
 # script, so XREADGROUP's per-stream COUNT never takes more). Returns {read, last}: `read` holds
@@ -327,12 +342,22 @@ class RedisStreamQueue(TaskQueue):
         taken = await redis_call(lambda: self.redis.set(key, "1", nx=True, px=int(seconds * 1000)))
         return bool(taken)
 
-    async def rate_slot(self, name: str, limit: int, per_seconds: float) -> float:
+    async def rate_slot(
+        self, name: str, limit: int, per_seconds: float, *, held_for: float
+    ) -> RateSlot | float:
         key, member = rate_key(self.prefix, name), uuid.uuid4().hex
         wait = await redis_call(
-            lambda: self.redis.eval(RATE_SLOT_SCRIPT, 1, key, per_seconds, limit, member)
+            lambda: self.redis.eval(RATE_SLOT_SCRIPT, 1, key, per_seconds, limit, member, held_for)
         )
-        return max(float(wait), 0.0)
+        if float(wait) <= 0:
+            return RateSlot(name, member, per_seconds)
+        return float(wait)
+
+    async def rate_slot_reached(self, slot: RateSlot) -> None:
+        key = rate_key(self.prefix, slot.name)
+        await redis_call(
+            lambda: self.redis.eval(RATE_REACHED_SCRIPT, 1, key, slot.per_seconds, slot.member)
+        )
 
     async def beat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
         async def write() -> None:

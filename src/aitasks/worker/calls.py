@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aitasks import logs, metrics
@@ -28,6 +29,7 @@ from aitasks.events.base import DELTA, STATUS
 from aitasks.providers import ChatRequest, ImageRequest, Provider
 from aitasks.providers.base import Usage
 from aitasks.providers.pool import ProviderPool
+from aitasks.queue import RateSlot, TaskQueue
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
 from aitasks.store import claims
@@ -38,6 +40,10 @@ from aitasks.worker.history import chat_context
 from aitasks.worker.run import TaskRun
 
 log = logging.getLogger(__name__)
+
+# How much longer than its call's timeout an `rpm` slot is held undated, at most (the Redis call
+# that dates it); past that the slot's caller has died.
+RPM_HOLD_MARGIN_SECONDS = 10.0
 
 
 class ClaimLost(Exception):
@@ -62,6 +68,33 @@ class Reply:
     provider: str = ""
 
 
+class RpmHold:
+    """A call's slot in its model's `rpm` budget, from its taking until it is dated.
+
+    The provider counts a call when it reaches it, some time after the slot is taken (a connection
+    made, the request sent, a busy event loop). So the slot is counted as reaching the provider
+    any moment until `reached` dates it: when the answer begins (the provider had it by then), or
+    when the call is over, whichever comes first (see `TaskQueue.rate_slot`).
+    """
+
+    def __init__(self, queue: TaskQueue, slot: RateSlot | None) -> None:
+        self._queue = queue
+        self._slot = slot
+
+    @property
+    def pending(self) -> bool:
+        """Whether the slot is still to be dated."""
+        return self._slot is not None
+
+    async def reached(self) -> None:
+        """Date the slot to now, the first time (best effort: an undated slot stays counted
+        until its hold runs out, which only keeps the budget on the safe side)."""
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            with contextlib.suppress(RedisUnavailable):
+                await self._queue.rate_slot_reached(slot)
+
+
 def image_size(params: dict[str, object], default: str) -> tuple[int, int]:
     """The "WIDTHxHEIGHT" size asked for, else the model's own."""
     width, _, height = str(params.get("size") or default).partition("x")
@@ -75,6 +108,10 @@ class ProviderCalls:
     Models are told apart by `ModelTable.label_of`: their own name when it is in the table, else
     the rule that routes them. Names routed by a rule are the caller's text, so anything kept
     per name would grow with what callers send (and a limit per name would be no limit)."""
+
+    # The window a model's `rpm` counts calls in. A test makes it shorter, to see many windows go
+    # by in a few seconds; the limit is `rpm` calls per window either way.
+    rpm_window_seconds = 60.0
 
     def __init__(self, services: Services, *, worker_id: str) -> None:
         self.services = services
@@ -169,32 +206,44 @@ class ProviderCalls:
         run.emit(STATUS, {"status": TaskStatus.RUNNING, "attempt": task.attempts, "model": model})
 
     async def _call_provider(self, run: TaskRun, spec: ModelSpec) -> Reply:
-        """One attempt, within the model's limits: its calls in flight here, its calls a minute
-        across all workers."""
+        """One attempt, within the model's limits: its calls in flight here, and (around the call
+        itself, once its context is ready) its calls a minute across all workers."""
         label = self._label(spec)
         slots = self._model_slots.get(label)
         if slots is None and spec.concurrency:
             slots = self._model_slots[label] = asyncio.Semaphore(spec.concurrency)
         async with slots or contextlib.nullcontext():
-            await self._wait_for_rate(spec)
             if spec.kind is ModelKind.CHAT:
                 return await self._chat(run, spec)
             return await self._images(run, spec)
 
-    async def _wait_for_rate(self, spec: ModelSpec) -> None:
-        """Wait for a slot in the model's shared `rpm` budget, so the fleet does not earn 429s."""
+    @contextlib.asynccontextmanager
+    async def _rpm(self, spec: ModelSpec) -> AsyncIterator[RpmHold]:
+        """Wait for a slot in the model's shared `rpm` budget, so the fleet does not earn 429s;
+        the call is made inside, and the slot dated when the provider has it (see `RpmHold`)."""
+        hold = RpmHold(self.services.queue, await self._wait_for_rate(spec))
+        try:
+            yield hold
+        finally:
+            await hold.reached()
+
+    async def _wait_for_rate(self, spec: ModelSpec) -> RateSlot | None:
+        """A slot in the model's `rpm` budget, when it has one (taken once the wait is over)."""
         if not spec.rpm:
-            return
+            return None
+        # The slot counts as reaching the provider until it is dated: for as long as the call
+        # may take, and a little longer for the Redis call that dates it.
+        held_for = spec.timeout_s + RPM_HOLD_MARGIN_SECONDS
         while True:
             try:
-                wait = await self.services.queue.rate_slot(
-                    f"rpm:{self._label(spec)}", spec.rpm, 60.0
+                slot = await self.services.queue.rate_slot(
+                    f"rpm:{self._label(spec)}", spec.rpm, self.rpm_window_seconds, held_for=held_for
                 )
             except RedisUnavailable:
-                return  # limiting is best effort; the provider's own 429s are still retried
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)
+                return None  # limiting is best effort; the provider's own 429s are still retried
+            if isinstance(slot, RateSlot):
+                return slot
+            await asyncio.sleep(slot)
 
     async def _chat(self, run: TaskRun, spec: ModelSpec) -> Reply:
         """One chat attempt: the reply streamed into the task's events, under the timeout."""
@@ -206,8 +255,10 @@ class ProviderCalls:
         pieces: list[str] = []
         reported: Usage | None = None
         try:
-            async with asyncio.timeout(spec.timeout_s):
+            async with self._rpm(spec) as rpm, asyncio.timeout(spec.timeout_s):
                 async for piece in self.provider(spec).stream_chat(request):
+                    if rpm.pending:
+                        await rpm.reached()  # the answer began: the provider has the call
                     if isinstance(piece, Usage):
                         reported = piece
                         continue
@@ -236,7 +287,7 @@ class ProviderCalls:
             params=params,
         )
         try:
-            async with asyncio.timeout(spec.timeout_s):
+            async with self._rpm(spec), asyncio.timeout(spec.timeout_s):
                 images = await self.provider(spec).generate_images(request)
         except TimeoutError:
             raise ProviderTimeout(f"no images within {spec.timeout_s:g}s") from None
