@@ -68,12 +68,15 @@ async def test_count_bounds_a_receive_across_queues(queue: TaskQueue) -> None:
     assert len(first) == 1 and {d.task_id for d in first + second} == {"g", "d"}
 
 
+# Two queues and 4 slots free (as in the issue); three queues and fewer slots free than queues.
+@pytest.mark.parametrize(
+    ("queues", "count"), [(["gemini", "deepseek"], 4), (["gemini", "deepseek", "openai"], 2)]
+)
 async def test_count_bounds_a_receive_across_busy_queues_and_nothing_is_lost(
-    queue: TaskQueue,
+    queue: TaskQueue, queues: list[str], count: int
 ) -> None:
-    # XREADGROUP's COUNT is per stream: one read of two busy streams could take twice the count,
+    # XREADGROUP's COUNT is per stream: one read of busy streams could take the count from each,
     # more than the worker has slots for. Whatever is not taken must still come, and only once.
-    queues = ["gemini", "deepseek"]
     published = {f"{q}-{n}" for q in queues for n in range(10)}
     for n in range(10):
         for q in queues:
@@ -81,15 +84,31 @@ async def test_count_bounds_a_receive_across_busy_queues_and_nothing_is_lost(
     delivered: list[str] = []
     async with asyncio.timeout(10):
         while len(delivered) < len(published):
-            got = await queue.receive(queues, "c", count=4, wait_seconds=0.2)
-            assert len(got) <= 4
+            got = await queue.receive(queues, "c", count=count, wait_seconds=0.2)
+            assert len(got) <= count
             delivered += [d.task_id for d in got]
             for d in got:
                 await queue.ack(d)
     assert sorted(delivered) == sorted(published)
     # Nothing was left pending to come back later as a second delivery.
     await asyncio.sleep(REDELIVER_AFTER * 1.5)
-    assert await queue.receive(queues, "other", count=4, wait_seconds=0.2) == []
+    assert await queue.receive(queues, "other", count=count, wait_seconds=0.2) == []
+
+
+async def test_a_wait_with_fewer_slots_than_queues_wakes_for_a_publish(queue: TaskQueue) -> None:
+    queues = ["gemini", "deepseek", "openai"]
+    receiving = asyncio.create_task(queue.receive(queues, "c", count=1, wait_seconds=5))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await queue.publish("deepseek", "d")
+    assert [d.task_id for d in await receiving] == ["d"]
+    assert time.monotonic() - started < 1
+    await queue.publish("gemini", "g")
+    await queue.publish("openai", "o")
+    first = await queue.receive(queues, "c", count=1, wait_seconds=1)
+    second = await queue.receive(queues, "c", count=1, wait_seconds=1)
+    assert len(first) == len(second) == 1
+    assert {first[0].task_id, second[0].task_id} == {"g", "o"}
 
 
 async def test_queues_are_read_together(queue: TaskQueue) -> None:

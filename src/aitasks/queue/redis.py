@@ -5,9 +5,10 @@ acknowledged, so a worker that dies holding a task leaves it there for another t
 
 XREADGROUP's COUNT bounds each stream, not the read: one read of k streams may hand out k times
 the count, more than the worker has slots for, and what it hands out is this consumer's until
-acknowledged or, after `redeliver_after`, reclaimed. So a read of several streams takes them one
-after another inside a script, each for what the count has left (see `receive`), and what a
-receive does not take is never read: it stays in the stream for whichever worker asks next.
+acknowledged or, after `redeliver_after`, reclaimed. So a read of k streams asks each for
+`count // k`, or, with fewer slots free than streams, takes them one after another inside a
+script, each for what the count has left (see `receive`); what a receive does not take is never
+read, and stays in the stream for whichever worker asks next.
 
 On Redis Cluster every command touches keys of one hash slot (each queue's keys share the tag
 `{q:<queue>}`), pipelines are non-transactional so the client splits them by node, and queues on
@@ -161,17 +162,18 @@ class RedisStreamQueue(TaskQueue):
             if deliveries:
                 return deliveries
             block_ms = max(1, int(wait_seconds * 1000))
-            if len(keys) == 1:
-                # One stream: COUNT bounds the read, and a single blocking XREADGROUP will do.
-                return await self._read(keys, consumer, count, block_ms)
-            # Several: take what is there, stream after stream (each slot in one script call),
-            # up to `count` in all; else wait, consuming nothing, until some stream has new
-            # entries, and take again. (A blocking XREADGROUP could take `count` from each stream,
-            # and one per slot could not be called off once another returned.) The order turns
-            # at each call, so no queue waits behind another.
             self._turn = (self._turn + 1) % len(keys)
             ordered = list(keys)[self._turn :] + list(keys)[: self._turn]
             slots = self._by_slot({key: keys[key] for key in ordered})
+            if len(slots) == 1 and count >= len(keys):
+                # One blocking XREADGROUP, as cheap as waiting gets, taking at most `count` in
+                # all: COUNT bounds each stream, so `count // k` from each of k streams.
+                return await self._read(keys, consumer, count // len(keys), block_ms)
+            # Fewer slots free than streams, or streams on several cluster slots: take what is
+            # there, stream after stream (each slot in one script call), up to `count` in all;
+            # else wait, consuming nothing, until some stream has new entries, and take again.
+            # (A blocking read per slot could not be called off once another returned.) The
+            # order turns at each call, so no queue waits behind another.
             deliveries, last = await self._read_each(slots, consumer, count)
             if not deliveries:
                 woken = await self._wait_for_entries(slots, last, block_ms)
@@ -200,7 +202,8 @@ class RedisStreamQueue(TaskQueue):
     async def _read(
         self, keys: dict[str, str], consumer: str, count: int, block_ms: int
     ) -> list[Delivery]:
-        """New entries of one stream, waiting up to `block_ms` for one."""
+        """New entries of streams in one slot, up to `count` from each, waiting up to `block_ms`
+        for one."""
         read: Any = await redis_call(
             lambda: self.redis.xreadgroup(
                 CONSUMER_GROUP, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms
