@@ -75,6 +75,13 @@ def events_key(prefix: str, task_id: str) -> str:
     return f"{prefix}:{{t:{task_id}}}:events"
 
 
+def events_fence_key(prefix: str, task_id: str) -> str:
+    """Which claim of a task may write its event log (a hash: `run`, `attempt`; see
+    `events.base.Fence`), beside the log under the same tag so one script checks and appends.
+    Kept when a retry empties the log, so a worker still holding the old run cannot write."""
+    return f"{prefix}:{{t:{task_id}}}:fence"
+
+
 # The fields of one event entry: its type (status, delta, done) and its data as JSON.
 EVENT_TYPE_FIELD = "type"
 EVENT_DATA_FIELD = "data"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aitasks.events.base import DELTA, DONE, STATUS
+from aitasks.events.base import DELTA, DONE, STATUS, Fence
 from aitasks.events.memory import InProcessEventLog
 from aitasks.worker.event_writer import TaskEventWriter
 
@@ -16,15 +16,20 @@ class CountingLog(InProcessEventLog):
         self.calls: list[tuple[list[str], bool]] = []
 
     async def append_many(
-        self, task_id: str, events: list[tuple[str, dict[str, Any]]], *, first: bool = True
-    ) -> None:
+        self,
+        task_id: str,
+        events: list[tuple[str, dict[str, Any]]],
+        *,
+        first: bool = True,
+        fence: Fence | None = None,
+    ) -> list[str]:
         self.calls.append(([event_type for event_type, _ in events], first))
-        await super().append_many(task_id, events, first=first)
+        return await super().append_many(task_id, events, first=first, fence=fence)
 
 
 async def test_what_one_moment_emits_goes_in_one_write_and_deltas_merge() -> None:
     log = CountingLog()
-    writer = TaskEventWriter(log, "t1")
+    writer = TaskEventWriter(log, "t1", lambda: Fence(1, 1))
     writer.emit(STATUS, {"status": "RUNNING"})
     await asyncio.sleep(0)  # the provider's task runs, as in the worker, before the write starts
     writer.emit(DELTA, {"delta": "hel"})
@@ -38,4 +43,29 @@ async def test_what_one_moment_emits_goes_in_one_write_and_deltas_merge() -> Non
     assert [(e.type, e.data) for e in read][:2] == [
         (STATUS, {"status": "RUNNING"}),
         (DELTA, {"delta": "hello"}),
+    ]
+
+
+async def test_a_writer_whose_claim_was_taken_over_writes_nothing_more() -> None:
+    log = InProcessEventLog()
+    stale = TaskEventWriter(log, "t1", lambda: Fence(1, 1))
+    stale.emit(STATUS, {"status": "RUNNING", "attempt": 1})
+    stale.emit(DELTA, {"delta": "old "})
+    await stale.flush()
+    newer = TaskEventWriter(log, "t1", lambda: Fence(1, 2))
+    newer.emit(STATUS, {"status": "RUNNING", "attempt": 2})
+    await newer.flush()
+    stale.emit(DELTA, {"delta": "zombie "})  # the frozen worker wakes up and goes on
+    await stale.flush()
+    newer.emit(DELTA, {"delta": "new"})
+    await newer.flush()
+    assert stale.fenced_off and not newer.fenced_off
+    stale.emit(DELTA, {"delta": "dropped at once"})
+    await stale.flush()
+    read = await log.read("t1", after=None, wait_seconds=0)
+    assert [e.data for e in read] == [
+        {"status": "RUNNING", "attempt": 1},
+        {"delta": "old "},
+        {"status": "RUNNING", "attempt": 2},
+        {"delta": "new"},
     ]

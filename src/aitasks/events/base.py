@@ -3,12 +3,19 @@
 Event ids grow within a log, so a reader that lost its connection asks for what came after the
 last id it saw (SSE's `Last-Event-ID`) and misses nothing. Logs are bounded in length and expire a
 while after their task finishes; the database stays the record.
+
+Writes from a worker are fenced, as its result writes are: each carries the `Fence` of the claim
+it comes from, and a log refuses a write whose fence is older than one it has seen (another worker
+took the task over, or the task was retried) and every write after its `done` (until a retry
+resets it). So a worker frozen past its lease cannot mix its text into the attempt that replaced
+it. The gateway's own events (PENDING at submit, CANCELLED) carry no fence.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Event types: a status change ({"status", "attempt"?}), a piece of reply text ({"delta"}), and the
@@ -21,6 +28,10 @@ DONE = "done"
 FINISHED_LOG_TTL = 3600
 # Most events one task's log keeps (a long reply streams many deltas).
 MAX_EVENTS = 20_000
+# The attempt a log's fence holds once the run it names has ended (`done`): above any real one.
+ENDED_ATTEMPT = 2**31 - 1
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +41,50 @@ class Event:
     data: dict[str, Any]
 
 
-class EventLog(ABC):
-    @abstractmethod
-    async def append(self, task_id: str, event_type: str, data: dict[str, Any]) -> str:
-        """Add an event to the task's log; returns its id. A `done` event starts the expiry."""
+@dataclass(frozen=True, slots=True, order=True)
+class Fence:
+    """Which claim of a task a write comes from, ordered oldest first: `run` is when the task's
+    current run was first claimed (in microseconds; a retry starts a new run), `attempt` its
+    attempt within that run (every claim and every retried attempt counts one more)."""
 
+    run: int
+    attempt: int
+
+    @classmethod
+    def of(cls, started_at: datetime | None, attempt: int) -> Fence:
+        """The fence of a claim whose run started at `started_at` (UTC; naive means UTC)."""
+        if started_at is None:
+            return cls(0, attempt)
+        if started_at.tzinfo is None:
+            started_at = started_at.replace(tzinfo=UTC)
+        return cls((started_at - _EPOCH) // timedelta(microseconds=1), attempt)
+
+    def ended(self) -> Fence:
+        """The fence once this run has ended: every write of the run is refused after it."""
+        return Fence(self.run, ENDED_ATTEMPT)
+
+
+class EventLog(ABC):
+    async def append(self, task_id: str, event_type: str, data: dict[str, Any]) -> str | None:
+        """Add one unfenced event (the gateway's own) to the task's log; returns its id, or None
+        when the log has ended (a `done` is in it). A `done` event starts the expiry."""
+        ids = await self.append_many(task_id, [(event_type, data)])
+        return ids[0] if ids else None
+
+    @abstractmethod
     async def append_many(
-        self, task_id: str, events: list[tuple[str, dict[str, Any]]], *, first: bool = True
-    ) -> None:
-        """Add events in order (one round trip where the store allows). `first=False` says an
-        earlier call already started this log (its expiry is set; a `done` event still
-        shortens it)."""
-        for event_type, data in events:
-            await self.append(task_id, event_type, data)
+        self,
+        task_id: str,
+        events: list[tuple[str, dict[str, Any]]],
+        *,
+        first: bool = True,
+        fence: Fence | None = None,
+    ) -> list[str]:
+        """Add events in order, in one round trip, all or none; returns their ids (empty when
+        refused). `fence` says which claim writes them: refused when the log has seen a newer
+        one, or a `done` since the last reset; otherwise it becomes the log's fence. `first=False`
+        says an earlier call already started this log (its expiry is set; a `done` event still
+        shortens it). Events after a `done` in the same call are dropped."""
 
     @abstractmethod
     async def read(self, task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:
@@ -50,8 +92,14 @@ class EventLog(ABC):
         the first one when there are none yet."""
 
     @abstractmethod
+    async def last(self, task_id: str) -> Event | None:
+        """The newest event of the task's log; None when it is empty (or expired). A reader whose
+        `after` finds nothing while this is `done` has seen the whole story."""
+
+    @abstractmethod
     async def reset(self, task_id: str) -> None:
-        """Forget a task's log (it is about to run again, from the start)."""
+        """Forget a task's events (it is about to run again, from the start). Its fence stays, so
+        a worker still holding an earlier run cannot write into the new one."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -1,7 +1,9 @@
 """Event logs on Redis Streams: one capped stream per task, readable from any gateway.
 
-Every command touches one task's key (tagged `{t:<task>}`), so it works on Redis Cluster too. Each
+Every command touches one task's keys (tagged `{t:<task>}`), so it works on Redis Cluster too. Each
 call goes through `redis_boundary()`, so an unreachable Redis surfaces as `RedisUnavailable`.
+Appends run as one script, so the fence check (see `events.base`) and the write are one step:
+nothing can be appended between a newer claim's fence and the check of an older one.
 """
 
 from __future__ import annotations
@@ -11,59 +13,104 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from aitasks.events.base import DONE, FINISHED_LOG_TTL, MAX_EVENTS, Event, EventLog
-from aitasks.redis_connect import RedisClient, connect, redis_boundary
+from aitasks.events.base import (
+    DONE,
+    ENDED_ATTEMPT,
+    FINISHED_LOG_TTL,
+    MAX_EVENTS,
+    Event,
+    EventLog,
+    Fence,
+)
+from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call
 from aitasks.redis_keys import (
     EVENT_DATA_FIELD,
     EVENT_TYPE_FIELD,
     LIVE_EVENTS_TTL_SECONDS,
+    events_fence_key,
     events_key,
 )
 
 # Longer than any blocking read, or that read would time out.
 SOCKET_TIMEOUT_SECONDS = 60.0
 
-
-def _fields(event_type: str, data: dict[str, Any]) -> dict[str, str]:
-    """One event as the fields of its stream entry."""
-    return {EVENT_TYPE_FIELD: event_type, EVENT_DATA_FIELD: json.dumps(data, ensure_ascii=False)}
+# KEYS: the log, its fence. ARGV: type field, data field, max length, whether this is the log's
+# first write ('1'), the live and the finished TTL, the fence's run and attempt ('' for an unfenced
+# write), the done type, the ended attempt, then (type, data) pairs. Refuses everything after a
+# `done`, and a fenced write older than the log's fence; returns the new ids. The fence expires
+# with its log.
+APPEND = """
+local log, fence = KEYS[1], KEYS[2]
+local type_field, data_field, maxlen, first = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local live_ttl, finished_ttl, run, attempt = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local done, ended = ARGV[9], ARGV[10]
+local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
+if newest then
+  local fields = newest[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == type_field and fields[i + 1] == done then return {} end
+  end
+end
+if run ~= '' then
+  local held = redis.call('HMGET', fence, 'run', 'attempt')
+  local held_run, held_attempt = tonumber(held[1]), tonumber(held[2])
+  local r, a = tonumber(run), tonumber(attempt)
+  if held_run and (r < held_run or (r == held_run and a < held_attempt)) then return {} end
+  redis.call('HSET', fence, 'run', run, 'attempt', attempt)
+end
+local ids, finished = {}, false
+for i = 11, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
+                             type_field, ARGV[i], data_field, ARGV[i + 1])
+  if ARGV[i] == done then finished = true; break end
+end
+if finished and redis.call('HEXISTS', fence, 'run') == 1 then
+  redis.call('HSET', fence, 'attempt', ended)
+end
+local ttl = nil
+if finished then ttl = finished_ttl elseif first == '1' then ttl = live_ttl end
+if ttl then
+  redis.call('EXPIRE', log, ttl)
+  if redis.call('EXISTS', fence) == 1 then redis.call('EXPIRE', fence, ttl) end
+elseif run ~= '' and redis.call('TTL', fence) == -1 then
+  redis.call('EXPIRE', fence, live_ttl)
+end
+return ids
+"""
 
 
 class RedisEventLog(EventLog):
     def __init__(self, redis: RedisClient, *, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
+        self._append = redis.register_script(APPEND)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisEventLog:
         return cls(connect(url, socket_timeout=SOCKET_TIMEOUT_SECONDS), prefix=prefix)
 
-    async def append(self, task_id: str, event_type: str, data: dict[str, Any]) -> str:
-        key = events_key(self.prefix, task_id)
-        # Every log expires; a finished task's sooner, once nobody is likely to read it.
-        ttl = FINISHED_LOG_TTL if event_type == DONE else LIVE_EVENTS_TTL_SECONDS
-        with redis_boundary():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(key, _fields(event_type, data), maxlen=MAX_EVENTS, approximate=True)  # type: ignore[arg-type]
-                pipe.expire(key, ttl)
-                event_id, _ = await pipe.execute()
-        return str(event_id)
-
     async def append_many(
-        self, task_id: str, events: list[tuple[str, dict[str, Any]]], *, first: bool = True
-    ) -> None:
-        key = events_key(self.prefix, task_id)
-        with redis_boundary():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for event_type, data in events:
-                    pipe.xadd(key, _fields(event_type, data), maxlen=MAX_EVENTS, approximate=True)  # type: ignore[arg-type]
-                # The log's expiry is set by its first write and shortened by its last: the
-                # writes between (a long reply's many deltas) need not send it again.
-                if any(event_type == DONE for event_type, _ in events):
-                    pipe.expire(key, FINISHED_LOG_TTL)
-                elif first:
-                    pipe.expire(key, LIVE_EVENTS_TTL_SECONDS)
-                await pipe.execute()
+        self,
+        task_id: str,
+        events: list[tuple[str, dict[str, Any]]],
+        *,
+        first: bool = True,
+        fence: Fence | None = None,
+    ) -> list[str]:
+        # Every log expires; a finished task's sooner, once nobody is likely to read it. The
+        # expiry is set by a log's first write and shortened by its `done`: the writes between
+        # (a long reply's many deltas) need not send it again.
+        keys = [events_key(self.prefix, task_id), events_fence_key(self.prefix, task_id)]
+        args: list[Any] = [
+            EVENT_TYPE_FIELD, EVENT_DATA_FIELD, MAX_EVENTS, "1" if first else "0",
+            LIVE_EVENTS_TTL_SECONDS, FINISHED_LOG_TTL,
+            "" if fence is None else fence.run, "" if fence is None else fence.attempt,
+            DONE, ENDED_ATTEMPT,
+        ]  # fmt: skip
+        for event_type, data in events:
+            args += [event_type, json.dumps(data, ensure_ascii=False)]
+        ids: Any = await redis_call(lambda: self._append(keys=keys, args=args))
+        return [str(event_id) for event_id in ids]
 
     async def read(self, task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:
         key = events_key(self.prefix, task_id)
@@ -74,14 +121,13 @@ class RedisEventLog(EventLog):
         except redis_errors.ResponseError:
             return []  # a malformed Last-Event-ID: nothing is after it
         return [
-            Event(
-                id=event_id,
-                type=fields[EVENT_TYPE_FIELD],
-                data=json.loads(fields[EVENT_DATA_FIELD]),
-            )
-            for _, entries in (found or [])
-            for event_id, fields in entries
+            _event(event_id, fields) for _, entries in (found or []) for event_id, fields in entries
         ]
+
+    async def last(self, task_id: str) -> Event | None:
+        key = events_key(self.prefix, task_id)
+        newest: Any = await redis_call(lambda: self.redis.xrevrange(key, count=1))
+        return _event(*newest[0]) if newest else None
 
     async def reset(self, task_id: str) -> None:
         with redis_boundary():
@@ -89,3 +135,7 @@ class RedisEventLog(EventLog):
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def _event(event_id: str, fields: dict[str, str]) -> Event:
+    return Event(event_id, fields[EVENT_TYPE_FIELD], json.loads(fields[EVENT_DATA_FIELD]))

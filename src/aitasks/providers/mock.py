@@ -7,7 +7,8 @@ stream sees it arrive piece by piece.
 It fails on demand, so that retries and dead letters can be shown without a real provider: at
 random with `AITASKS_MOCK_FAIL_RATE` (a retryable 503), and when the prompt carries a marker:
 `[fail:retryable]` (a 503 every time), `[fail:fatal]` (a 400), `[fail:429]` (rate limited, with a
-`Retry-After`), `[fail-first:N]` (a 503 on the first N attempts, then success), and
+`Retry-After`), `[fail-first:N]` (a 503 on the first N attempts, then success), `[fail-after:N]`
+(the first attempt streams N pieces of its reply, then a 503; later attempts succeed), and
 `[fail-on:MODEL]` (a 503 whenever the model asked is MODEL, to drive fallbacks and circuit
 breakers), and `[latency:MS]` (this reply takes MS milliseconds).
 """
@@ -42,7 +43,7 @@ from aitasks.providers.base import (
 )
 
 PROMPT_ECHO_CHARS = 200
-MARKER = re.compile(r"\[(fail|fail-first|fail-on|latency):([a-z0-9.-]+)\]")
+MARKER = re.compile(r"\[(fail|fail-first|fail-after|fail-on|latency):([a-z0-9.-]+)\]")
 # What a `[fail:429]` mock answers as its Retry-After, in seconds.
 MOCK_RETRY_AFTER = 0.2
 
@@ -100,6 +101,14 @@ def _failure(marker: str, value: str, attempt: int) -> ProviderError | None:
     return None
 
 
+def _fail_after(prompt: str) -> int | None:
+    """N of a `[fail-after:N]` marker: how many pieces the first attempt streams before failing."""
+    for marker, value in MARKER.findall(prompt):
+        if marker == "fail-after" and value.isdigit():
+            return int(value)
+    return None
+
+
 class MockProvider(Provider):
     name = "mock"
 
@@ -123,12 +132,15 @@ class MockProvider(Provider):
         return latency
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
-        latency = self._prepare(request.messages[-1].content, request.attempt, request.model.name)
+        prompt = request.messages[-1].content
+        latency = self._prepare(prompt, request.attempt, request.model.name)
         words = mock_reply(request.messages).split(" ")
         pause = latency / len(words)
         for index, word in enumerate(words):
             if pause:
                 await asyncio.sleep(pause)
+            if request.attempt == 1 and index == _fail_after(prompt):
+                raise ProviderServerError(f"mock provider: 503 after {index} pieces of the reply")
             yield word if index == len(words) - 1 else word + " "
 
     async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:

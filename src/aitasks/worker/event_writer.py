@@ -4,28 +4,38 @@
 what queued up meanwhile, and so on. So the first piece of a reply goes out at once, later pieces
 ride together while a write is in flight, and consecutive pieces of text travel as one `delta`.
 Best effort, as before: the database has the outcome whatever becomes of an event.
+
+Every write carries the fence of the claim as it stands when the write is sent (`fence()`; a retried
+attempt counts one more), so a log that a newer claim has taken over refuses it: a worker frozen
+past its lease cannot mix its text into the attempt that replaced it. Once refused, the writer
+drops what it is given: nothing it holds can be written any more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from aitasks.events.base import DELTA, EventLog
+from aitasks.events.base import DELTA, EventLog, Fence
 
 log = logging.getLogger(__name__)
 
 
 class TaskEventWriter:
-    def __init__(self, events: EventLog, task_id: str) -> None:
+    def __init__(self, events: EventLog, task_id: str, fence: Callable[[], Fence]) -> None:
         self.events = events
         self.task_id = task_id
+        self.fence = fence
         self._queued: list[tuple[str, dict[str, Any]]] = []
         self._writing: asyncio.Task[None] | None = None
         self._written_before = False
+        self.fenced_off = False
 
     def emit(self, event_type: str, data: dict[str, Any]) -> None:
+        if self.fenced_off:
+            return
         last = self._queued[-1] if self._queued else None
         if event_type == DELTA and last is not None and last[0] == DELTA:
             self._queued[-1] = (DELTA, {"delta": last[1]["delta"] + data["delta"]})
@@ -38,13 +48,26 @@ class TaskEventWriter:
         # One turn of the event loop first, so what the same moment emits rides along: the
         # `RUNNING` status with a reply that comes at once, instead of a round trip of its own.
         await asyncio.sleep(0)
-        while self._queued:
+        while self._queued and not self.fenced_off:
             batch, self._queued = self._queued, []
             try:
-                await self.events.append_many(self.task_id, batch, first=not self._written_before)
-                self._written_before = True
+                written = await self.events.append_many(
+                    self.task_id, batch, first=not self._written_before, fence=self.fence()
+                )
             except Exception as exc:
                 log.warning("task %s: %d event(s) not published: %s", self.task_id, len(batch), exc)
+                continue
+            self._written_before = True
+            if not written:
+                # A newer claim holds the log, or its story has ended: this run's events are
+                # no longer part of it.
+                self.fenced_off = True
+                self._queued = []
+                log.info(
+                    "task %s: %d event(s) refused by its log (taken over, or ended)",
+                    self.task_id,
+                    len(batch),
+                )
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is written (or given up on)."""

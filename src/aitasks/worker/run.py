@@ -1,9 +1,10 @@
 """One claim of one task by this worker: what its run holds from the claim to the acknowledgement.
 
 A `TaskRun` is made when a claim succeeds and dropped when its delivery is acknowledged (or the run
-breaks off). It carries the task, the delivery to acknowledge, the writer of the task's events, the
-context header the claim read, the provider call in flight and the lease keeper beside it; and, once
-the outcome is written, what the finishing transaction found (the conversation's next turn).
+breaks off). It carries the task, the delivery to acknowledge, the writer of the task's events
+(fenced by this claim's run and attempt, as its result write is), the context header the claim
+read, the provider call in flight and the lease keeper beside it; and, once the outcome is written,
+what the finishing transaction found (the conversation's next turn).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aitasks.events.base import Fence
 from aitasks.queue import Delivery
 from aitasks.services import Services
 from aitasks.store import claims
@@ -46,10 +48,14 @@ class TaskRun:
     @classmethod
     def of(cls, claim: claims.Claim, delivery: Delivery, services: Services) -> TaskRun:
         """The run of a successful claim."""
-        assert claim.task is not None
-        return cls(
-            claim.task, delivery, TaskEventWriter(services.events, claim.task.id), claim.header
-        )
+        task = claim.task
+        assert task is not None
+
+        def fence() -> Fence:
+            # Read when each write is sent: a retried attempt (`begin_attempt`) counts one more.
+            return Fence.of(task.started_at, task.attempts)
+
+        return cls(task, delivery, TaskEventWriter(services.events, task.id, fence), claim.header)
 
     def emit(self, event_type: str, data: dict[str, object]) -> None:
         """Queue an event for the task's log (see `TaskEventWriter`)."""

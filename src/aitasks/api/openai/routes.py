@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +25,13 @@ from aitasks.api.openai.error_shape import openai_error
 from aitasks.api.openai.wire import ChatCompletionRequest, ChatMessageIn, ImageRequest
 from aitasks.auth.caller import Caller
 from aitasks.config import Settings
-from aitasks.errors import InvalidRequest, LimitExceeded, PayloadTooLarge, TaskNotFound
+from aitasks.errors import (
+    InvalidRequest,
+    LimitExceeded,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TaskNotFound,
+)
 from aitasks.events import DONE
 from aitasks.events.base import DELTA, STATUS
 from aitasks.lifecycle import read_task, submit_task
@@ -33,6 +40,7 @@ from aitasks.services import Services
 from aitasks.store import tasks as store
 from aitasks.store.models import TERMINAL_STATUSES, Task, TaskStatus
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
 
 # How long a synchronous request waits for its task before answering 504 (the task goes on).
@@ -194,8 +202,10 @@ async def _chunks(
     """The task's deltas as `chat.completion.chunk` events, ending in `data: [DONE]`.
 
     Text once sent cannot be taken back: when the task starts a new attempt after some of an
-    earlier attempt's text went out, the stream ends with an error event instead of mixing the
-    two (the task goes on, and its result is at /v1/tasks/{id}).
+    earlier attempt's text went out, the stream ends with a `stream_interrupted` error instead of
+    mixing the two (the task goes on, and its result is at /v1/tasks/{id}); when none had gone
+    out, the new attempt simply streams. An event log or database that cannot be reached ends it
+    with an error too, never with a cut body.
     """
     created = int(task.created_at.timestamp())
     yield _chunk(task, created, choices=[_choice({"role": "assistant", "content": ""})])
@@ -232,6 +242,24 @@ async def _chunks(
         final = await read_task(services, task.id, tenant=caller.tenant)
     except TaskNotFound:
         yield _stream_error("the task was deleted with its conversation", "not_found")
+        return
+    except ServiceUnavailable as exc:
+        # Redis (the event log) or the database is down: end in an error the SDK raises as an
+        # `APIError`, never a cut body. The task goes on.
+        log.info("task %s: chat stream cut short: %s", task.id, exc)
+        yield _stream_error(
+            f"the stream broke off ({exc.message}); the task goes on, its result will be at "
+            f"/v1/tasks/{task.id}",
+            exc.error_type,
+        )
+        return
+    except Exception:
+        log.exception("task %s: chat stream failed", task.id)
+        yield _stream_error(
+            f"the stream broke off on an unexpected error; the task goes on, its result will be "
+            f"at /v1/tasks/{task.id}",
+            "internal_error",
+        )
         return
     if final.status != TaskStatus.SUCCESS:
         failure = json.loads(bytes(_failure(final).body))
