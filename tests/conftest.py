@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.processes import PROVIDER_VARIABLES
 from tests.support.redis_cluster import Cluster, running_cluster
+from tests.support.s3_server import S3Server, running_s3_server
 from tests.support.services import fresh_postgres_database, fresh_redis_prefix
 
 
@@ -48,3 +49,19 @@ def no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a real provider, whatever keys the developer's shell holds."""
     for name in PROVIDER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3-compatible server on loopback, started once, when a test first asks for it."""
+    with running_s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The standard AWS variables pointing at the suite's S3 server, set for this test, and a
+    fresh bucket on it: `{"bucket": name, **variables}`."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return {"bucket": s3_server.new_bucket(), **s3_server.env()}

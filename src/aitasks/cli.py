@@ -14,15 +14,17 @@ from typing import Annotated, Any, TypeVar
 
 import prometheus_client
 import typer
-import typer.core
 import uvicorn
 from rich.console import Console
 from rich.live import Live
 
 from aitasks import logs
+from aitasks.cli_help import Command, Group
 from aitasks.client import DEFAULT_URL, Client, ClientError, ReplyLine
 from aitasks.config import Settings
 from aitasks.errors import AITasksError, ConfigError, DatabaseUnavailable
+from aitasks.files import check_file_store
+from aitasks.lifecycle.retention import purge_now
 from aitasks.services import Services
 from aitasks.status_view import status_view
 from aitasks.store import api_keys as store_keys
@@ -33,29 +35,6 @@ from aitasks.worker import Worker
 from aitasks.worker.retrying import retry_database
 
 T = TypeVar("T")
-
-
-def _flags_take_no_value(params: list[Any]) -> list[Any]:
-    """Typer's rich help shows `<bool>` beside every flag (`--json`, `--help`), as if it took a
-    value; an empty metavar leaves that column blank for flags alone."""
-    for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    return params
-
-
-class Command(typer.core.TyperCommand):
-    """A command whose help shows no value type beside its flags."""
-
-    def get_params(self, ctx: Any) -> list[Any]:  # typer's own (vendored) click Context
-        return _flags_take_no_value(super().get_params(ctx))
-
-
-class Group(typer.core.TyperGroup):
-    """A command group whose help shows no value type beside its flags."""
-
-    def get_params(self, ctx: Any) -> list[Any]:  # typer's own (vendored) click Context
-        return _flags_take_no_value(super().get_params(ctx))
 
 
 app = typer.Typer(help="aitasks: an asynchronous AI task service.", no_args_is_help=True, cls=Group)
@@ -74,9 +53,12 @@ Host = Annotated[
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
 
 
-def _settings() -> Settings:
-    settings = Settings()
+def _settings(*, serving: bool = False) -> Settings:
+    """The settings; for a service, with its file store known to work (else one line)."""
+    settings = Settings.load()
     logs.configure(settings.log_level, settings.log_format)
+    if serving:
+        _on_database(settings, lambda db: check_file_store(settings, db))
     return settings
 
 
@@ -117,7 +99,7 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Run the whole system in one process: gateway, worker and queue, on the embedded default."""
     from aitasks.api.app import create_app
 
-    settings = _settings().auth_for_host(host)
+    settings = _settings(serving=True).auth_for_host(host)
     _on_database(settings, upgrade)
 
     async def main() -> None:
@@ -138,7 +120,7 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Run the gateway. Needs `aitasks db upgrade` first, and workers to run the tasks."""
     from aitasks.api.app import create_app
 
-    settings = _settings().auth_for_host(host)
+    settings = _settings(serving=True).auth_for_host(host)
     if not _on_database(settings, schema_state).up_to_date:
         raise _fail("the database schema is not current: run `aitasks db upgrade`")
     typer.echo(f"aitasks gateway on http://{host}:{port}; {_auth_line(settings)}")
@@ -170,7 +152,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run a worker: take tasks from the queues, call the models, store the results."""
-    settings = _settings()
+    settings = _settings(serving=True)
     if metrics_port is not None:
         prometheus_client.start_http_server(metrics_port)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
@@ -366,6 +348,16 @@ def db_current() -> None:
     state = _on_database(_settings(), schema_state)
     verdict = "up to date" if state.up_to_date else "behind: run `aitasks db upgrade`"
     typer.echo(f"revision {state.current or 'none'} (newest {state.head}): {verdict}")
+
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would go; remove nothing.")]
+
+
+@app.command(cls=Command)
+def purge(dry_run: DryRun = False) -> None:
+    """Remove what is past its retention now (workers also do it, in the background)."""
+    settings = _settings()
+    typer.echo(_on_database(settings, lambda db: purge_now(settings, db, dry_run=dry_run)))
 
 
 def _limits(key: ApiKeyRow) -> str:

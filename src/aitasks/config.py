@@ -12,8 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aitasks.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -58,6 +60,27 @@ class Settings(BaseSettings):
     postgres_password: str = Field(default="", validation_alias="POSTGRES_PASSWORD")
     data_dir: Path = Field(default=Path(".aitasks"), validation_alias="AITASKS_DATA_DIR")
     db_pool_size: int = Field(default=20, gt=0, validation_alias="AITASKS_DB_POOL_SIZE")
+    # Where files' bytes live: `local` (AITASKS_DATA_DIR/files), `postgres` (in the database) or
+    # `s3://bucket/prefix`; unset, `postgres` on PostgreSQL and `local` on SQLite.
+    file_store: str | None = Field(default=None, validation_alias="AITASKS_FILE_STORE")
+    # What file links point at: the gateway (`/v1/files/{id}`), or the store's pre-signed URLs.
+    file_links: str = Field(
+        default="gateway", pattern="^(gateway|store)$", validation_alias="AITASKS_FILE_LINKS"
+    )
+
+    # --- retention: days, or off (kept until deleted) -----------------------------------------
+    task_retention_days: int | None = Field(
+        default=30, validation_alias="AITASKS_TASK_RETENTION_DAYS"
+    )
+    file_retention_days: int | None = Field(
+        default=None, validation_alias="AITASKS_FILE_RETENTION_DAYS"
+    )
+    webhook_retention_days: int | None = Field(
+        default=7, validation_alias="AITASKS_WEBHOOK_RETENTION_DAYS"
+    )
+    conversation_retention_days: int | None = Field(
+        default=None, validation_alias="AITASKS_CONVERSATION_RETENTION_DAYS"
+    )
 
     # --- queue ---------------------------------------------------------------------------------
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
@@ -136,6 +159,34 @@ class Settings(BaseSettings):
     )
     # Where clients reach the gateway: the base of file links in webhooks (no request to go by).
     public_url: str = Field(default="http://127.0.0.1:8000", validation_alias="AITASKS_PUBLIC_URL")
+
+    @classmethod
+    def load(cls) -> Settings:
+        """The settings from the environment and `.env`; a bad value is a `ConfigError` of one
+        line naming its variable, not pydantic's report."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
+
+    @field_validator(
+        "task_retention_days",
+        "file_retention_days",
+        "webhook_retention_days",
+        "conversation_retention_days",
+        mode="before",
+    )
+    @classmethod
+    def _days_or_off(cls, value: object) -> object:
+        """`off` (or empty) keeps data until it is deleted; a number of days must be at least 1,
+        since 0 would purge what was just made."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "never", "none"):
+            return None
+        if value is not None and int(str(value)) < 1:
+            raise ValueError("must be a whole number of days, at least 1, or off")
+        return value
 
     @property
     def auth_enabled(self) -> bool:

@@ -23,6 +23,7 @@ Our exception hierarchy (HTTP status in brackets):
   | + RedisUnavailable - raised only by `redis_connect.redis_boundary()`
   | + DatabaseUnavailable - raised only by `store.database.database_boundary()` /
   |                         `store.database.translated()`
+  | + FileStoreUnavailable - the file store (a folder, S3) cannot take or give bytes now
   + ConfigError [500] - at start-up, never during a request
   + worker.calls.ModelGone [500] - a task's model left the table before it ran (the task fails)
   + ProviderError [502] - `retryable` says whether another attempt may succeed
@@ -175,6 +176,12 @@ class RedisUnavailable(ServiceUnavailable):
 class DatabaseUnavailable(ServiceUnavailable):
     """The database cannot be reached, or cannot take writes just now (restarting, read-only).
     Raised by the one database boundary in `store/database.py`."""
+
+
+class FileStoreUnavailable(ServiceUnavailable):
+    """The file store cannot be reached, or refused a write (a folder on a full disk, an object
+    store that is down). Raised by the backends in `files/`; a file simply missing is not this
+    (it answers 404)."""
 
 
 class ConfigError(AITasksError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -36,12 +37,16 @@ class FileSigner:
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    """How this answer's links are written: the site's root as the caller reached it, and the
-    signer when file links must be signed."""
+    """How this answer's links are written: the site's root as the caller reached it, the signer
+    when file links must be signed, and the file store's own links when it serves the files
+    (`AITASKS_FILE_LINKS=store`: pre-signed URLs, good for `AITASKS_FILE_URL_TTL_SECONDS`)."""
 
     base: str
     signer: FileSigner | None = None
+    store: Callable[[str], str] | None = None
 
     def file(self, file_id: str) -> str:
+        if self.store is not None:
+            return self.store(file_id)
         url = f"{self.base.rstrip('/')}/v1/files/{file_id}"
         return f"{url}?{self.signer.query(file_id)}" if self.signer else url

@@ -4,12 +4,13 @@ log and the per-key limits."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
 from aitasks.events import EventLog, open_event_log
-from aitasks.files import FileStorage, LocalFileStorage
+from aitasks.files import FileStorage, file_key, open_file_storage
 from aitasks.limits import Limits, open_limits
 from aitasks.links import FileSigner
 from aitasks.providers import IMPLEMENTED
@@ -30,6 +31,26 @@ def load_models(settings: Settings) -> ModelTable:
     return table
 
 
+def _store_links(settings: Settings, storage: FileStorage) -> Callable[[str], str] | None:
+    """With `AITASKS_FILE_LINKS=store`, file links are the store's pre-signed URLs: the store
+    serves the bytes, not a gateway. Only a store that can sign URLs (S3) can do that."""
+    if settings.file_links != "store":
+        return None
+    ttl = settings.file_url_ttl_seconds
+    if storage.link(file_key("0" * 32), ttl) is None:
+        raise ConfigError(
+            f"AITASKS_FILE_LINKS=store needs a store that signs URLs (s3://...), "
+            f"not AITASKS_FILE_STORE={storage.name}"
+        )
+
+    def link(file_id: str) -> str:
+        url = storage.link(file_key(file_id), ttl)
+        assert url is not None  # the store signed one above
+        return url
+
+    return link
+
+
 @dataclass(slots=True)
 class Services:
     settings: Settings
@@ -41,17 +62,22 @@ class Services:
     limits: Limits
     # Signs file links; read from the database by `load_secrets`, shared by every process.
     file_signer: FileSigner | None = None
+    # A file id -> the store's own (pre-signed) URL for it, with `AITASKS_FILE_LINKS=store`.
+    store_links: Callable[[str], str] | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, in_process_queue: bool = False) -> Services:
+        db = Database(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
+        storage = open_file_storage(settings, db)
         return cls(
             settings=settings,
-            db=Database(settings.sqlalchemy_url, pool_size=settings.db_pool_size),
+            db=db,
             queue=open_queue(settings, in_process=in_process_queue),
             models=load_models(settings),
-            storage=LocalFileStorage(settings.files_dir),
+            storage=storage,
             events=open_event_log(settings, in_process=in_process_queue),
             limits=open_limits(settings, in_process=in_process_queue),
+            store_links=_store_links(settings, storage),
         )
 
     async def load_secrets(self) -> None:
@@ -63,6 +89,7 @@ class Services:
         self.file_signer = FileSigner(secret.encode(), self.settings.file_url_ttl_seconds)
 
     async def close(self) -> None:
+        await self.storage.close()
         await self.queue.close()
         await self.events.close()
         await self.limits.close()

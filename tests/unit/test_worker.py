@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from aitasks.events.base import DELTA, DONE, STATUS
+from aitasks.files import file_key
 from aitasks.services import Services
 from aitasks.store.models import TaskStatus
 from aitasks.worker import Worker
@@ -104,7 +105,7 @@ async def test_an_image_task_stores_its_files(services: Services) -> None:
     [file_id] = done.result["files"]
     [reply] = await replies(services, task.conversation_id)
     assert reply.files == [file_id]
-    stored_bytes = await services.storage.get(f"{task.conversation_id}/{file_id}.png")
+    stored_bytes = await services.storage.get(file_key(file_id))
     assert stored_bytes.startswith(b"\x89PNG")
 
 

@@ -27,7 +27,8 @@ async def get_links(request: Request) -> Links:
     # The services from the app, not from ServicesDep: each dependency edge costs every request.
     services: Services = request.app.state.services
     root = str(request.url.replace(path="/", query="", fragment=""))
-    return Links(root, services.file_signer if services.settings.auth_enabled else None)
+    signer = services.file_signer if services.settings.auth_enabled else None
+    return Links(root, signer, services.store_links)
 
 
 LinksDep = Annotated[Links, Depends(get_links)]

@@ -1,4 +1,5 @@
-"""The tables: conversations, their messages, tasks, and generated files.
+"""The tables: conversations, their messages, tasks, and generated files (and their bytes, with
+the `postgres` file store).
 
 Ordering is by `turn`: every submit takes the conversation's next turn number under a row lock, so
 turns number the conversation's requests in the order they were accepted, whatever order workers
@@ -20,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -122,6 +124,8 @@ class Task(Base):
         Index("ix_tasks_status_lease", "status", "lease_until"),
         # Listing, newest first, one tenant's.
         Index("ix_tasks_tenant_created", "tenant", "created_at", "id"),
+        # The purge: finished tasks, oldest first.
+        Index("ix_tasks_finished_at", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -181,6 +185,8 @@ class Message(Base):
 
 class StoredFile(Base):
     __tablename__ = "files"
+    # The purge: files, oldest first.
+    __table_args__ = (Index("ix_files_created_at", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
@@ -189,6 +195,18 @@ class StoredFile(Base):
     # Where the storage backend keeps the bytes (a relative path for the local folder).
     storage_key: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FileChunk(Base):
+    """A file's bytes in the database (the `postgres` file store), a piece a row, so a file is
+    written and read a piece at a time rather than whole. Piece 0 always exists (empty for an
+    empty file); a key without it holds nothing."""
+
+    __tablename__ = "file_chunks"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class IdempotencyKey(Base):

@@ -149,7 +149,8 @@ class WebhookDispatcher:
 
     def _payload(self, delivery: WebhookDelivery, task: Task) -> str:
         """The message's body: its event, when it was made, and the task as the API shows it."""
-        links = Links(self.settings.public_url, self.services.file_signer)
+        services = self.services
+        links = Links(self.settings.public_url, services.file_signer, services.store_links)
         return json.dumps(
             {
                 "type": delivery.event,

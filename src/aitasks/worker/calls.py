@@ -20,12 +20,15 @@ from aitasks import logs, metrics
 from aitasks.backoff import backoff_seconds
 from aitasks.errors import (
     AITasksError,
+    DatabaseUnavailable,
+    FileStoreUnavailable,
     ProviderError,
     ProviderTimeout,
     RedisUnavailable,
     UnknownModel,
 )
 from aitasks.events.base import DELTA, STATUS
+from aitasks.files import file_key
 from aitasks.providers import ChatRequest, ImageRequest, Provider
 from aitasks.providers.base import Usage
 from aitasks.providers.pool import ProviderPool
@@ -41,6 +44,8 @@ from aitasks.worker.run import TaskRun
 
 log = logging.getLogger(__name__)
 
+# Tries at storing a made file before the attempt fails (about 3 s of backoff between them).
+STORE_TRIES = 4
 # How much longer than its call's timeout an `rpm` slot is held undated, at most (the Redis call
 # that dates it); past that the slot's caller has died.
 RPM_HOLD_MARGIN_SECONDS = 10.0
@@ -93,6 +98,22 @@ class RpmHold:
         if slot is not None:
             with contextlib.suppress(RedisUnavailable):
                 await self._queue.rate_slot_reached(slot)
+
+
+async def store_file(services: Services, key: str, data: bytes, content_type: str) -> None:
+    """Put a made file's bytes in the store, trying again a few times over a store's blip (the
+    bytes are in hand: calling the provider again would cost more). Raises the store's
+    `ServiceUnavailable` when it stays down: the attempt has failed, and the task is left to run
+    again, as through a database outage."""
+    for tries in range(1, STORE_TRIES + 1):
+        try:
+            await services.storage.put(key, data, content_type=content_type)
+            return
+        except (FileStoreUnavailable, DatabaseUnavailable) as exc:
+            if tries == STORE_TRIES:
+                raise
+            log.warning("storing a file failed (%s); trying again", exc.message)
+            await asyncio.sleep(backoff_seconds(tries, base=0.5, cap=4.0))
 
 
 def image_size(params: dict[str, object], default: str) -> tuple[int, int]:
@@ -294,8 +315,11 @@ class ProviderCalls:
         reply = Reply()
         for image in images:
             file_id = new_id()
-            key = f"{task.conversation_id}/{file_id}.png"
-            await self.services.storage.put(key, image.data)
+            key = file_key(file_id)
+            # Written before the outcome's transaction names them: a task never points at
+            # nothing. A store still failing after the retries fails the attempt, and the task
+            # runs again (see `store_file`).
+            await store_file(self.services, key, image.data, image.content_type)
             reply.files.append(claims.NewFile(file_id, image.content_type, len(image.data), key))
         return reply
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 
 from aitasks import metrics
-from aitasks.errors import AITasksError, DatabaseUnavailable
+from aitasks.errors import AITasksError, DatabaseUnavailable, FileStoreUnavailable
 from aitasks.events.base import DONE, STATUS
 from aitasks.services import Services
 from aitasks.store import claims
@@ -42,8 +42,8 @@ class Outcomes:
             reply = call.result()
         except ClaimLost:
             return  # cancelled meanwhile, or taken over: nothing to write
-        except DatabaseUnavailable:
-            raise  # the database is down: the task is left to run again, not failed
+        except (DatabaseUnavailable, FileStoreUnavailable):
+            raise  # the database or file store is down: the task runs again, not failed
         except AITasksError as exc:
             await self.fail(run, exc.error_type, exc.message)
         except Exception:
@@ -87,6 +87,15 @@ class Outcomes:
             await self._ended(run, TaskStatus.SUCCESS, written, reply.usage)
         else:
             log.warning("task %s: no longer ours (cancelled or taken over); reply dropped", task.id)
+            await self._forget_files(reply)
+
+    async def _forget_files(self, reply: Reply) -> None:
+        """Remove the bytes of files no row names (the reply was dropped), best effort."""
+        if reply.files:
+            try:
+                await self.services.storage.delete([f.storage_key for f in reply.files])
+            except Exception as exc:
+                log.warning("the files of a dropped reply were not removed: %s", exc)
 
     async def fail(self, run: TaskRun, error_type: str, message: str) -> None:
         """Mark the task `FAILED` with its reason."""

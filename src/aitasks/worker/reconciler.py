@@ -6,6 +6,10 @@ empty, a publish lost between the gateway's commit and its answer, and an in-pro
 with its process. It runs inside every worker rather than as a command of its own: nothing extra to
 deploy, and it keeps running wherever work is done. A lock in the queue lets one worker scan at a
 time.
+
+Under the same lock it runs the retention purge (`lifecycle/retention.py`) every few minutes, in
+batches, for at most half an interval per pass, so the lock (held for most of an interval) never
+runs out under it; a purge with more to do goes on at the next pass.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from datetime import timedelta
 
+from aitasks.lifecycle.retention import purge
 from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store import tasks as store
@@ -27,6 +33,9 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 # Expired idempotency keys are purged once in this many passes.
 PURGE_EVERY = 100
+# How often this worker runs the retention purge when the last one finished (when it did not,
+# the next pass goes on with it).
+RETENTION_SECONDS = 300.0
 
 
 class Reconciler:
@@ -34,13 +43,18 @@ class Reconciler:
         self.services = services
         self.interval = services.settings.reconcile_seconds
         self._passes = 0
+        # When this worker next runs the retention purge: soon after it starts.
+        self.next_purge = time.monotonic() + self.interval
 
     async def run(self, stop: asyncio.Event) -> None:
         """A pass now, then one every interval (with jitter), until `stop` is set."""
         while not stop.is_set():
             try:
                 if await self.services.queue.try_lock("reconciler", self.interval * 0.8):
+                    started = time.monotonic()
                     await self.reconcile_once()
+                    if started >= self.next_purge:
+                        await self.purge_once(self.interval / 2 - (time.monotonic() - started))
             except Exception as exc:
                 log.warning("reconciler pass failed: %s", exc)
             with contextlib.suppress(TimeoutError):
@@ -69,3 +83,8 @@ class Reconciler:
             async with self.services.db.session() as session:
                 await store.purge_idempotency_keys(session)
         return len(lost)
+
+    async def purge_once(self, budget_seconds: float) -> None:
+        """Run the retention purge for at most `budget_seconds` (at least a batch)."""
+        purged = await purge(self.services, budget_seconds=max(budget_seconds, 0.0))
+        self.next_purge = time.monotonic() + (0 if not purged.finished else RETENTION_SECONDS)

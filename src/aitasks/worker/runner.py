@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from aitasks import logs, metrics
-from aitasks.errors import DatabaseUnavailable, RedisUnavailable
+from aitasks.errors import DatabaseUnavailable, FileStoreUnavailable, RedisUnavailable
 from aitasks.events.base import STATUS
 from aitasks.lifecycle import turns
 from aitasks.queue import Delivery
@@ -180,9 +180,9 @@ class Worker:
         except RedisUnavailable as exc:
             # The outcome is safe in the database; the entry is redelivered and dropped later.
             log.warning("task %s: queue unreachable: %s", delivery.task_id, exc.message)
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, FileStoreUnavailable) as exc:
             # A routine outage, not a bug: the task is unfinished and its delivery pending, so it
-            # runs again once the database is back.
+            # runs again once the database (or the file store) is back.
             log.warning("task %s: %s; it runs again later", delivery.task_id, exc.message)
         except Exception:
             # The task stays unfinished in the database and its delivery pending: it is tried

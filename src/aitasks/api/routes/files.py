@@ -1,11 +1,15 @@
 """GET /v1/files/{file_id}: generated images, with their content type. Served to their owner, or
-to anyone holding a signed link that has not expired (what task results carry while auth is on)."""
+to anyone holding a signed link that has not expired (what task results carry while auth is on).
+
+The bytes are streamed from whichever store holds them (a folder, the database, an object store),
+a piece at a time; a file whose bytes are missing is a 404, like one that never existed."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from aitasks.api.auth import authenticate
 from aitasks.api.deps import ServicesDep, SessionDep
@@ -47,11 +51,14 @@ async def read_file(
     if stored is None:
         raise FileNotFound(file_id)
     try:
-        data = await services.storage.get(stored.storage_key)
+        pieces = await services.storage.open(stored.storage_key)
     except FileNotFoundError:
         raise FileNotFound(file_id) from None
-    return Response(
-        data,
+    return StreamingResponse(
+        pieces,
         media_type=stored.content_type,
-        headers={"Cache-Control": "private, max-age=31536000, immutable"},
+        headers={
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "Content-Length": str(stored.size),
+        },
     )
