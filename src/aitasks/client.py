@@ -105,6 +105,9 @@ class Client:
                 on_text(event.data["delta"])
             elif event.event == "status":
                 on_status(event.data["status"])
+            elif event.event == "error":
+                # The stream's source failed (an outage); the task goes on, and says so.
+                raise ClientError(f"stream interrupted: {event.data['error']['message']}")
             elif event.event == "done":
                 task = event.data
                 if task["status"] != "SUCCESS":

@@ -175,6 +175,7 @@ async function send(event) {
     await readEvents(response, (name, data) => {
       if (name === "status") status.textContent = data.status === "SUCCESS" ? "" : data.status.toLowerCase();
       else if (name === "delta") body.textContent += data.delta;
+      else if (name === "error") status.textContent = `stream interrupted: ${data.error?.message || ""}`;
       else if (name === "done") {
         status.textContent = data.status === "SUCCESS" ? "" : `${data.status.toLowerCase()}: ${data.error?.message || ""}`;
         if (data.status === "SUCCESS" && kind === "chat") body.textContent = data.result;
