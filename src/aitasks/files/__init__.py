@@ -66,6 +66,11 @@ async def check_file_store(settings: Settings, db: Database) -> str:
     storage = open_file_storage(settings, db)
     try:
         await storage.check()
+        if settings.file_links == "store" and storage.link(file_key("0" * 32), 60) is None:
+            raise ConfigError(
+                "AITASKS_FILE_LINKS=store needs a store that signs URLs (s3://...), "
+                f"not AITASKS_FILE_STORE={storage.name}"
+            )
     finally:
         await storage.close()
     return store_name(settings, db)
