@@ -112,9 +112,17 @@ def rpm_ttl_seconds(window_seconds: int) -> int:
 
 
 def inflight_key(prefix: str, key_id: str) -> str:
-    """The set of an API key's unfinished task ids (its tasks-in-flight limit). No expiry: it is
-    emptied as tasks end, and checked against the database when it refuses one."""
-    return _key_counter(prefix, key_id, "inflight")
+    """An API key's tasks in flight (its tasks-in-flight limit): a sorted set of reservations
+    (scored by their lease's end) and stored task ids (scored by minus the time they were
+    stored). No expiry: it is emptied as tasks end, and checked against the database when it
+    refuses one. (Named apart from the plain set an earlier version kept under "inflight".)"""
+    return _key_counter(prefix, key_id, "inflight:leases")
+
+
+def held_tokens_key(prefix: str, key_id: str, ticket: str) -> str:
+    """The tokens reserved for one admitted task (or retry ticket) of an API key, as "<day>
+    <tokens>": given back to that day's count when the task settles. Expires with the count."""
+    return _key_counter(prefix, key_id, f"held:{ticket}")
 
 
 def tokens_key(prefix: str, key_id: str, day: str) -> str:

@@ -56,9 +56,10 @@ def test_tasks_in_flight_are_capped_and_freed(deployment: Deployment) -> None:
         third = submit(second, "now there is room", model="mock-chat")
         # A slot whose release was lost (say a worker died just then) is found free again.
         shared = redis.Redis.from_url(REDIS_URL)
-        set_key = f"{deployment.env['AITASKS_REDIS_PREFIX']}:{{k:{key_id}}}:inflight"
+        set_key = f"{deployment.env['AITASKS_REDIS_PREFIX']}:{{k:{key_id}}}:inflight:leases"
         wait_for_tasks(first, [third["task_id"]])
-        shared.sadd(set_key, "a-task-that-finished-long-ago")
+        # (Scored as a stored task is: minus the time it was stored.)
+        shared.zadd(set_key, {"a-task-that-finished-long-ago": -time.time()})
         shared.close()
         fourth = submit(first, "room again", model="mock-chat")
         wait_for_tasks(first, [running[1]["task_id"], fourth["task_id"]])

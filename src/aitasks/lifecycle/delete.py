@@ -22,7 +22,7 @@ async def delete_conversation(services: Services, caller: Caller, conversation_i
 
     The rows go first, in one transaction; then its unfinished tasks' workers are told to stop
     (a worker that misses it finds its task gone when it writes), those tasks stop counting
-    against the caller's key, and the files' bytes leave the storage.
+    against the caller's key's tasks in flight, and the files' bytes leave the storage.
     """
     async with services.db.session() as session:
         deleted = await store.delete_conversation(session, conversation_id, tenant=caller.tenant)
@@ -31,7 +31,8 @@ async def delete_conversation(services: Services, caller: Caller, conversation_i
             await stop_task(services, task_id, DELETED)
         except RedisUnavailable as exc:
             log.warning("task %s: cancel not announced: %s", task_id, exc.message)
-    await unadmit(services, caller, deleted.unfinished)
+    # They may have been running: their reserved tokens stay counted, the best guess.
+    await unadmit(services, caller, deleted.unfinished, refund=False)
     # From whichever store holds them; a store that fails now leaves bytes no row names (logged),
     # never a row naming bytes that are gone.
     try:

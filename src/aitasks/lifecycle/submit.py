@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aitasks import metrics
@@ -20,7 +20,8 @@ from aitasks.auth.caller import Caller
 from aitasks.config import Settings
 from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull, RedisUnavailable
 from aitasks.events.base import STATUS
-from aitasks.lifecycle.admission import admit, unadmit
+from aitasks.lifecycle.admission import admit, confirm, unadmit
+from aitasks.limits.tokens import chat_estimate
 from aitasks.routing import ModelKind
 from aitasks.services import Services
 from aitasks.store import tasks as store
@@ -32,6 +33,35 @@ log = logging.getLogger(__name__)
 
 # How long a client told "queue full" should wait before trying again, in seconds.
 QUEUE_FULL_RETRY_AFTER = 5
+
+
+def _holds_lone_surrogate(value: object) -> bool:
+    """Whether `value` (text, or lists and mappings of it) holds a lone surrogate: JSON's
+    `"\\ud800"` parses to one, and no store can keep it as text (it is half of a UTF-16 pair,
+    not a character)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, Mapping):
+        return any(_holds_lone_surrogate(k) or _holds_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_lone_surrogate(item) for item in value)
+    return False
+
+
+def refuse_lone_surrogates(fields: Iterable[tuple[str, object]]) -> None:
+    """A 400 naming the first field (name, value) that holds a lone surrogate, before anything
+    is written (the message does not echo the value: it could not be encoded either)."""
+    for name, value in fields:
+        if _holds_lone_surrogate(value):
+            raise InvalidRequest(
+                f"{name} holds a lone surrogate (U+D800 to U+DFFF, half of a UTF-16 pair), "
+                "which is not valid Unicode text",
+                param=name,
+            )
 
 
 def request_hash(kind: ModelKind, request: Mapping[str, Any]) -> str:
@@ -82,13 +112,27 @@ async def submit_task(
     context: list[dict[str, str]] | None = None,
     callback_url: str | None = None,
     callback_events: Sequence[str] | None = None,
+    prompt_param: str = "prompt",
 ) -> tuple[Task, bool]:
     """Validate, route, admit, commit the task, then publish it: an answered task is always
     stored, and a refused one leaves nothing behind.
 
     `request` is the request as sent, which a repeat under the same `idempotency_key` must match.
     Returns the task and whether it is new (False: an idempotent repeat of an earlier submit).
+    `prompt_param` is what the surface calls the prompt, for the errors that name it.
     """
+    refuse_lone_surrogates(
+        [
+            (prompt_param, prompt),
+            ("model", model),
+            ("conversation_id", conversation_id),
+            ("messages", context),
+            *(params or {}).items(),
+            ("callback_url", callback_url),
+            ("callback_events", callback_events),
+            *(request or {}).items(),
+        ]
+    )
     callback = callback_of(callback_url, callback_events, services.settings)
     # Only a keyed submit is ever compared with another.
     fingerprint = request_hash(kind, request or {}) if idempotency_key else ""
@@ -96,7 +140,7 @@ async def submit_task(
     if len(prompt) > limit:
         raise PayloadTooLarge(
             f"prompt is {len(prompt)} characters; the limit is {limit} (AITASKS_MAX_PROMPT_CHARS)",
-            param="prompt",
+            param=prompt_param,
             limit=limit,
         )
     spec = services.models.resolve_kind(model, kind)
@@ -112,7 +156,9 @@ async def submit_task(
     key = caller.key
     task_id = new_id()
     if key is not None:
-        await admit(services, key, task_id)
+        # A chat task reserves its estimated tokens; an image task counts none.
+        tokens = chat_estimate(prompt, context, params) if kind == ModelKind.CHAT else 0
+        await admit(services, key, task_id, tokens=tokens)
     try:
         async with services.db.session() as session:
             submission = await store.submit_task(
@@ -138,10 +184,12 @@ async def submit_task(
         return task, False
     metrics.TASKS_SUBMITTED.labels(services.models.label_of(task.model), task.queue).inc()
     try:
-        # Two round trips made at once: the first event of its log, and its queue entry.
+        # Three round trips made at once: the first event of its log, its queue entry, and its
+        # admission confirmed (best effort, never raising).
         await asyncio.gather(
             services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING}),
             services.queue.publish(task.queue, task.id),
+            confirm(services, key, task_id, task.id),
         )
     except RedisUnavailable as exc:
         # The task is committed; the workers' reconciler publishes it once the queue is back.

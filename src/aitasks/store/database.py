@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -37,12 +38,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _make_private_file(path: Path) -> None:
+    """Create the SQLite file's folder (0700) and the file itself (0600, empty: SQLite takes an
+    empty file as a new database) before SQLite opens it, so that neither is ever readable by
+    other users: the file holds webhook and file-link secrets. SQLite gives its `-wal` and `-shm`
+    files the database file's mode. A folder or file that exists already keeps its mode (the
+    operator's choice). The umask is narrowed only while these are made."""
+    previous = os.umask(0o077)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        os.close(descriptor)
+    finally:
+        os.umask(previous)
+
+
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
-    """An async engine for `url`; SQLite gets its folder created and its pragmas set."""
+    """An async engine for `url`; SQLite gets its folder and file created (private) and its
+    pragmas set."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _make_private_file(Path(parsed.database))
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -214,8 +214,10 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
 
-    # "<tenant>/<the client's key>": two tenants may pick the same key.
-    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    # Whose key it is and the client's key, as two columns of the primary key: two tenants may
+    # pick the same key, and no pair of (tenant, key) can be spelled like another's.
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
     # SHA-256 of the request, so a reused key with another body is told apart.
     request_hash: Mapped[str] = mapped_column(String(64))
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))

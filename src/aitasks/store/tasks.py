@@ -133,11 +133,6 @@ class Submission:
     created: bool
 
 
-def scoped_key(tenant: str, idempotency_key: str) -> str:
-    """Idempotency keys are the client's own: two tenants may choose the same one."""
-    return f"{tenant}/{idempotency_key}"
-
-
 async def submit_task(
     session: AsyncSession,
     *,
@@ -176,8 +171,9 @@ async def submit_task(
             "params": params,
             "context": context,
         }
-        key = scoped_key(owner.tenant, idempotency_key) if idempotency_key else None
-        task = await _insert_task(session, values, conversation_id, key, request_hash, max_turns)
+        task = await _insert_task(
+            session, values, conversation_id, idempotency_key, request_hash, max_turns
+        )
     except IntegrityError:
         # Only a submit with the same key can collide: return the task it made.
         await session.rollback()
@@ -192,9 +188,11 @@ async def submit_task(
 
 async def replay(session: AsyncSession, key: str, request_hash: str, *, tenant: str) -> Task | None:
     """The task an earlier request of this tenant with this idempotency key made, if any; a key
-    reused with another request is refused."""
+    reused with another request is refused. Keys are the client's own, scoped by the composite
+    primary key (tenant, key): two tenants may choose the same one, and no tenant's key can be
+    spelled as another's. The task is loaded through the tenant scope all the same."""
     async with session.begin():
-        stored = await session.get(IdempotencyKey, scoped_key(tenant, key))
+        stored = await session.get(IdempotencyKey, (tenant, key))
         if stored is None:
             return None
         if stored.request_hash != request_hash:
@@ -275,6 +273,7 @@ async def _insert_task(
             await session.execute(
                 INSERT_IDEMPOTENCY_KEY,
                 {
+                    "tenant": tenant,
                     "key": idempotency_key,
                     "request_hash": request_hash,
                     "task_id": row["id"],
@@ -391,13 +390,25 @@ async def cancel_task(session: AsyncSession, task_id: str, *, tenant: str) -> Ta
     return task
 
 
+# What a retry may start again.
+RETRYABLE_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+def not_retryable(task: Task) -> Conflict:
+    """The 409 a retry of a task that has not failed or been cancelled answers with."""
+    return Conflict(
+        f"only FAILED or CANCELLED tasks can be retried; this one is {task.status}",
+        param="task_id",
+    )
+
+
 async def retry_task(session: AsyncSession, task_id: str, *, tenant: str) -> Task:
     """Put a `FAILED` or `CANCELLED` task back to `PENDING`, with a fresh set of attempts."""
     now = utcnow()
     async with session.begin():
         requeued = await session.execute(
             one_of(update(Task), Task, task_id, tenant=tenant)
-            .where(Task.status.in_((TaskStatus.FAILED, TaskStatus.CANCELLED)))
+            .where(Task.status.in_(RETRYABLE_STATUSES))
             .values(
                 status=TaskStatus.PENDING,
                 error=None,
@@ -414,10 +425,7 @@ async def retry_task(session: AsyncSession, task_id: str, *, tenant: str) -> Tas
         found = requeued.first() is not None
     task = await get_task(session, task_id, tenant=tenant)
     if not found:
-        raise Conflict(
-            f"only FAILED or CANCELLED tasks can be retried; this one is {task.status}",
-            param="task_id",
-        )
+        raise not_retryable(task)
     return task
 
 

@@ -18,7 +18,7 @@ from aitasks.api.error_handlers import (
     retry_after_of,
     validation_problem,
 )
-from aitasks.errors import AITasksError, UnknownModel, ValueRefused
+from aitasks.errors import AITasksError, IdempotencyKeyReused, UnknownModel, ValueRefused
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ def install_openai_error_handlers(app: FastAPI) -> None:
             status, code = 404, "model_not_found"  # what OpenAI answers, and the SDK expects
         elif isinstance(exc, ValueRefused):
             code = "bad_value"
-        elif status == 422:
+        elif status == 422 and not isinstance(exc, IdempotencyKeyReused):
+            # (A reused Idempotency-Key stays a 422, as on the seed API: the SDK does not retry
+            # it, and it says the request, not its syntax, is the trouble.)
             status = 400
         retry_after = retry_after_of(exc)
         headers = {"Retry-After": str(int(retry_after))} if retry_after else {}

@@ -23,6 +23,7 @@ from aitasks.api.deps import LinksDep, ServicesDep
 from aitasks.api.live import wait_for_task
 from aitasks.api.openai.error_shape import openai_error
 from aitasks.api.openai.wire import ChatCompletionRequest, ChatMessageIn, ImageRequest
+from aitasks.api.routes.submit import IdempotencyKey
 from aitasks.auth.caller import Caller
 from aitasks.config import Settings
 from aitasks.errors import (
@@ -149,7 +150,10 @@ def _completion(task: Task) -> dict[str, Any]:
 
 @router.post("/chat/completions")
 async def chat_completions(
-    body: ChatCompletionRequest, services: ServicesDep, caller: CallerDep
+    body: ChatCompletionRequest,
+    services: ServicesDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     _refuse_unsupported(body)
     _refuse_oversized(body, services.settings)
@@ -167,6 +171,10 @@ async def chat_completions(
         params=params,
         # In a conversation, its history is the context; otherwise the messages sent are.
         context=None if body.conversation_id else context,
+        prompt_param="messages",
+        # A repeat (the SDK's retry of a call that timed out) gets the first request's task.
+        idempotency_key=idempotency_key,
+        request=body.model_dump() if idempotency_key else None,
     )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -277,7 +285,11 @@ def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str
 
 @router.post("/images/generations")
 async def images_generations(
-    body: ImageRequest, services: ServicesDep, caller: CallerDep, links: LinksDep
+    body: ImageRequest,
+    services: ServicesDep,
+    caller: CallerDep,
+    links: LinksDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     _refuse_oversized_images(body, services.settings)
     params: dict[str, object] = {"n": body.n}
@@ -291,6 +303,8 @@ async def images_generations(
         prompt=body.prompt,
         conversation_id=body.conversation_id,
         params=params,
+        idempotency_key=idempotency_key,
+        request=body.model_dump() if idempotency_key else None,
     )
     task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS, tenant=caller.tenant)
     if task.status != TaskStatus.SUCCESS:
