@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, validation_alias="AITASKS_SHUTDOWN_GRACE_SECONDS"
     )
+    # How often the figures the operations page charts are sampled (by one gateway at a time).
+    ops_sample_seconds: float = Field(
+        default=10.0, gt=0, validation_alias="AITASKS_OPS_SAMPLE_SECONDS"
+    )
     log_format: str = Field(
         default="auto", pattern="^(auto|json|text)$", validation_alias="AITASKS_LOG_FORMAT"
     )

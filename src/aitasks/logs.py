@@ -1,6 +1,7 @@
 """Logging: JSON lines when the output is not a terminal (for log collectors), plain text when it
 is; every line logged while a worker handles a task carries that task's id, model, queue and
-attempt."""
+attempt, and, with tracing on, the `trace_id` and `span_id` of the span it was logged in (so a
+line leads to its trace, and a trace to its lines)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+
+from aitasks import telemetry
 
 # The task the current asyncio task is working on; each worker job sets its own.
 _task: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -43,6 +46,7 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             **(_task.get() or {}),
+            **telemetry.log_fields(),
         }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
@@ -55,7 +59,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        fields = _task.get()
+        fields = {**(_task.get() or {}), **telemetry.log_fields()}
         if fields:
             text += " [" + " ".join(f"{k}={v}" for k, v in fields.items()) + "]"
         return text

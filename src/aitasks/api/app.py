@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from aitasks import __version__
+from aitasks import __version__, telemetry
 from aitasks.api.auth import KeyCache
 from aitasks.api.body_limit import BodySizeLimit
 from aitasks.api.error_handlers import install_error_handlers
@@ -26,6 +27,7 @@ from aitasks.api.routes import (
     files,
     health,
     metrics,
+    ops,
     status,
     submit,
     tasks,
@@ -34,11 +36,22 @@ from aitasks.api.routes import (
 )
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
+from aitasks.ops import Sampler, open_series
 from aitasks.services import Services
 from aitasks.store.migrate import schema_state
 from aitasks.worker import Worker
 
 log = logging.getLogger(__name__)
+
+# Requests that make no span: probes, scrapes, static files, the operations page and its reads
+# (a page left open would fill the traces with its refreshes).
+UNTRACED_PREFIXES = ("/healthz", "/readyz", "/metrics", "/static/", "/ops", "/v1/ops", "/v1/status")
+
+
+def untraced(scope: MutableMapping[str, Any]) -> bool:
+    """Whether FastAPI's own request span is skipped for this request (`UNTRACED_PREFIXES`)."""
+    path = str(scope.get("path", ""))
+    return path.startswith(UNTRACED_PREFIXES)
 
 
 def warn_mock_fallbacks(services: Services) -> None:
@@ -54,6 +67,7 @@ def create_app(
     in_process_queue: bool | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
+    telemetry.configure("aitasks" if embedded else "aitasks-gateway", version=__version__)
     use_memory_queue = embedded and not settings.redis_configured
     if in_process_queue is not None:
         use_memory_queue = in_process_queue
@@ -62,8 +76,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.open(settings, in_process_queue=use_memory_queue)
         app.state.services = openai_app.state.services = services
+        series = app.state.ops_series = open_series(
+            settings, services.db, in_process=use_memory_queue
+        )
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
+        sampler_task: asyncio.Task[None] | None = None
         try:
             state = await schema_state(services.db)
             if not state.up_to_date:
@@ -79,18 +97,26 @@ def create_app(
                     # What the in-process queue held died with the last process: all of it again.
                     await worker.reconciler.reconcile_once(pending_grace=0)
                 worker_task = asyncio.create_task(worker.run(stop))
+            sampler_task = asyncio.create_task(Sampler(services, series).run(stop))
             yield
         finally:
             stop.set()
             if worker_task is not None:
                 await worker_task
+            if sampler_task is not None:
+                await sampler_task
+            await series.close()
             await services.close()
+            telemetry.flush()
 
     app = FastAPIOffline(
         title="aitasks",
         version=__version__,
         summary="Asynchronous AI tasks: submit chat and image requests, poll for results.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry request spans (FastAPI 0.142+; when tracing is on), which
+        # honour an incoming `traceparent`: one span a request, not one per dependency.
+        telemetry={"operation_spans": False, "exclude": untraced},
     )
     install_error_handlers(app)
     routes = (
@@ -104,7 +130,9 @@ def create_app(
         metrics,
         status,
         web,
+        ops,
     )
+    app.include_router(ops.page_router)
     for module in routes:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.WEB), name="static")

@@ -14,7 +14,7 @@ it. The gateway's own events (PENDING at submit, CANCELLED) carry no fence.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,17 @@ class Event:
     id: str
     type: str
     data: dict[str, Any]
+    # When it was written (epoch seconds), where the id does not say: a Redis stream id starts
+    # with its milliseconds (`written_at` reads either).
+    at: float | None = field(default=None, compare=False)
+
+    @property
+    def written_at(self) -> float | None:
+        """When the event was written, in epoch seconds (for a task's timeline)."""
+        if self.at is not None:
+            return self.at
+        head, dash, _ = self.id.partition("-")
+        return int(head) / 1000 if dash and head.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True, order=True)

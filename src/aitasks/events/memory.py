@@ -7,6 +7,7 @@ after a reset, so a reader's `Last-Event-ID` from before a retry still means "af
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,7 @@ class InProcessEventLog(EventLog):
         ids: list[str] = []
         for event_type, data in events:
             log.last_id += 1
-            event = Event(id=str(log.last_id), type=event_type, data=data)
+            event = Event(id=str(log.last_id), type=event_type, data=data, at=time.time())
             log.events.append(event)
             ids.append(event.id)
             if event_type == DONE:

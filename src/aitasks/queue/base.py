@@ -15,11 +15,13 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One task id handed to one consumer; `message_id` is what acknowledges it."""
+    """One task id handed to one consumer; `message_id` is what acknowledges it, `trace` the
+    task's trace context (a W3C `traceparent`) when it was published with one."""
 
     queue: str
     task_id: str
     message_id: str
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +40,9 @@ class TaskQueue(ABC):
         self.redeliver_after = redeliver_after
 
     @abstractmethod
-    async def publish(self, queue: str, task_id: str) -> None:
-        """Append a task id to a queue."""
+    async def publish(self, queue: str, task_id: str, *, trace: str | None = None) -> None:
+        """Append a task id to a queue; `trace` (the task's `traceparent`) rides along with it,
+        so whoever it is delivered to, first or again, joins the task's trace."""
 
     @abstractmethod
     async def receive(

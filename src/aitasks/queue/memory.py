@@ -37,8 +37,8 @@ class InProcessQueue(TaskQueue):
         self._beats: dict[str, tuple[float, dict[str, Any]]] = {}
         self._cancel_listeners: set[asyncio.Queue[str]] = set()
 
-    async def publish(self, queue: str, task_id: str) -> None:
-        delivery = Delivery(queue=queue, task_id=task_id, message_id=str(next(self._ids)))
+    async def publish(self, queue: str, task_id: str, *, trace: str | None = None) -> None:
+        delivery = Delivery(queue, task_id, str(next(self._ids)), trace)
         self._ready.setdefault(queue, deque()).append(delivery)
         async with self._arrived:
             self._arrived.notify_all()

@@ -34,6 +34,7 @@ from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_ca
 from aitasks.redis_keys import (
     CONSUMER_GROUP,
     TASK_FIELD,
+    TRACE_FIELD,
     cancel_channel,
     lock_key,
     rate_key,
@@ -145,9 +146,12 @@ class RedisStreamQueue(TaskQueue):
                 raise
         self._groups.add(key)
 
-    async def publish(self, queue: str, task_id: str) -> None:
+    async def publish(self, queue: str, task_id: str, *, trace: str | None = None) -> None:
         key = self._key(queue)
-        await redis_call(lambda: self.redis.xadd(key, {TASK_FIELD: task_id}))
+        fields: dict[Any, Any] = {TASK_FIELD: task_id}
+        if trace:
+            fields[TRACE_FIELD] = trace
+        await redis_call(lambda: self.redis.xadd(key, fields))
 
     async def receive(
         self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
@@ -302,7 +306,7 @@ class RedisStreamQueue(TaskQueue):
 
     @staticmethod
     def _delivery(queue: str, message_id: str, fields: dict[str, str]) -> Delivery:
-        return Delivery(queue=queue, task_id=fields[TASK_FIELD], message_id=message_id)
+        return Delivery(queue, fields[TASK_FIELD], message_id, fields.get(TRACE_FIELD))
 
     async def touch(self, delivery: Delivery, consumer: str) -> None:
         key = self._key(delivery.queue)

@@ -17,6 +17,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aitasks import telemetry
 from aitasks.auth.tokens import new_webhook_secret
 from aitasks.backoff import backoff_seconds
 from aitasks.links import Links
@@ -80,7 +81,7 @@ class WebhookDispatcher:
 
     async def _deliver(self, delivery: WebhookDelivery) -> None:
         try:
-            payload, secret = await self._prepare(delivery)
+            payload, secret, trace = await self._prepare(delivery)
         except Exception:
             log.exception("webhook %s: cannot prepare it", delivery.id)
             return  # due again once its claim lapses
@@ -88,23 +89,30 @@ class WebhookDispatcher:
             return  # the task is gone (its conversation deleted): the delivery went with it
         status_code: int | None = None
         error: str | None = None
-        try:
-            await check_resolved(delivery.url, allow_private=self.settings.webhook_allow_private)
-            body = payload.encode()
-            headers = signed_headers(secret, delivery.id, int(time.time()), body)
-            response = await self.http.post(
-                delivery.url,
-                content=body,
-                headers=headers,
-                timeout=self.settings.webhook_timeout_seconds,
-            )
-            status_code = response.status_code
-            if not response.is_success:
-                error = f"HTTP {status_code}: {response.text[:ERROR_CHARS]}"
-        except RefusedTarget as exc:
-            error = exc.message
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS] or type(exc).__name__
+        # In the task's trace; the receiver gets it as `traceparent`, to join it.
+        with webhook_span(delivery, trace) as sending:
+            try:
+                await check_resolved(
+                    delivery.url, allow_private=self.settings.webhook_allow_private
+                )
+                body = payload.encode()
+                headers = signed_headers(secret, delivery.id, int(time.time()), body)
+                response = await self.http.post(
+                    delivery.url,
+                    content=body,
+                    headers={**headers, **telemetry.headers()},
+                    timeout=self.settings.webhook_timeout_seconds,
+                )
+                status_code = response.status_code
+                if not response.is_success:
+                    error = f"HTTP {status_code}: {response.text[:ERROR_CHARS]}"
+            except RefusedTarget as exc:
+                error = exc.message
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS] or type(exc).__name__
+            sending.set("http.response.status_code", status_code)
+            if error is not None:
+                sending.fail("webhook_failed", error)
         retry_at = None
         if error is not None and delivery.attempts < self.settings.webhook_max_attempts:
             delay = backoff_seconds(
@@ -127,14 +135,16 @@ class WebhookDispatcher:
                 retry_at=retry_at,
             )
 
-    async def _prepare(self, delivery: WebhookDelivery) -> tuple[str | None, str]:
-        """The body (fixed at the first attempt, so every retry sends the same bytes) and the
-        secret that signs it: the submitting key's, or the local tenant's."""
+    async def _prepare(self, delivery: WebhookDelivery) -> tuple[str | None, str, str | None]:
+        """The body (fixed at the first attempt, so every retry sends the same bytes), the
+        secret that signs it (the submitting key's, or the local tenant's), and the task's trace
+        context."""
         async with self.services.db.session() as session:
             async with session.begin():
                 task = await session.get(Task, delivery.task_id)
                 if task is None:
-                    return None, ""
+                    return None, "", None
+                trace = task.trace_context
                 key_id = task.api_key_id
                 key = await store_keys.key_by_id(session, key_id) if key_id else None
                 secret = key.webhook_secret if key else None
@@ -145,12 +155,13 @@ class WebhookDispatcher:
                     payload = self._payload(delivery, task)
             if secret is None:
                 secret = await local_webhook_secret(session)
-        return payload, secret
+        return payload, secret, trace
 
     def _payload(self, delivery: WebhookDelivery, task: Task) -> str:
         """The message's body: its event, when it was made, and the task as the API shows it."""
-        services = self.services
-        links = Links(self.settings.public_url, services.file_signer, services.store_links)
+        links = Links(
+            self.settings.public_url, self.services.file_signer, self.services.store_links
+        )
         return json.dumps(
             {
                 "type": delivery.event,
@@ -159,6 +170,20 @@ class WebhookDispatcher:
             },
             ensure_ascii=False,
         )
+
+
+def webhook_span(delivery: WebhookDelivery, trace: str | None) -> telemetry.SpanScope:
+    """The span of one delivery attempt, a child of the task's submit."""
+    if not telemetry.enabled():
+        return telemetry.NOTHING
+    attributes: telemetry.Attributes = {
+        "http.request.method": "POST",
+        "url.full": delivery.url,
+        "aitasks.task_id": delivery.task_id,
+        "aitasks.webhook.id": delivery.id,
+        "aitasks.webhook.attempt": delivery.attempts,
+    }
+    return telemetry.span(f"webhook {delivery.event}", attributes, kind="client", parent=trace)
 
 
 async def local_webhook_secret(session: AsyncSession) -> str:

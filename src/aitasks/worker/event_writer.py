@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from aitasks import telemetry
 from aitasks.events.base import DELTA, EventLog, Fence
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,10 @@ class TaskEventWriter:
         while self._queued and not self.fenced_off:
             batch, self._queued = self._queued, []
             try:
-                written = await self.events.append_many(
-                    self.task_id, batch, first=not self._written_before, fence=self.fence()
-                )
+                with telemetry.span("aitasks.events.publish", {"aitasks.events": len(batch)}):
+                    written = await self.events.append_many(
+                        self.task_id, batch, first=not self._written_before, fence=self.fence()
+                    )
             except Exception as exc:
                 log.warning("task %s: %d event(s) not published: %s", self.task_id, len(batch), exc)
                 continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aitasks import metrics
+from aitasks import metrics, telemetry
 from aitasks.errors import AITasksError, DatabaseUnavailable, FileStoreUnavailable
 from aitasks.events.base import DONE, STATUS
 from aitasks.services import Services
@@ -73,7 +73,8 @@ class Outcomes:
                 )
 
         try:
-            written = await retry_database(write, f"task {task.id}: writing the result")
+            with telemetry.span("aitasks.result.write", {"aitasks.status": TaskStatus.SUCCESS}):
+                written = await retry_database(write, f"task {task.id}: writing the result")
         except DatabaseUnavailable:
             raise  # still down after the retries: the task runs again later
         except Exception:
@@ -107,9 +108,11 @@ class Outcomes:
                     session, task, worker_id=self.worker_id, error_type=error_type, message=message
                 )
 
-        written = await retry_database(write, f"task {task.id}: writing the failure")
+        with telemetry.span("aitasks.result.write", {"aitasks.status": TaskStatus.FAILED}):
+            written = await retry_database(write, f"task {task.id}: writing the failure")
         if written is not None:
             log.info("task %s failed: %s: %s", task.id, error_type, message)
+            telemetry.current().fail(error_type, message)  # the run's span
             metrics.TASKS_FINISHED.labels(
                 self.services.models.label_of(task.model), task.queue, TaskStatus.FAILED
             ).inc()
@@ -121,7 +124,7 @@ class Outcomes:
         async with self.services.db.session() as session:
             released = await claims.release_task(session, task, worker_id=self.worker_id)
         if released:
-            await self.services.queue.publish(task.queue, task.id)
+            await self.services.queue.publish(task.queue, task.id, trace=task.trace_context)
             run.emit(STATUS, {"status": TaskStatus.PENDING})
         run.handed_back = True
         log.info("task %s handed back at shutdown", task.id)
@@ -137,6 +140,7 @@ class Outcomes:
         in-flight slot and count its tokens."""
         task = run.task
         run.finished = finished
+        telemetry.current().set("aitasks.status", status)
         run.emit(STATUS, {"status": status})
         run.emit(DONE, {})
         if task.callback_url:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
 import time
 from collections.abc import Sequence
 
-from aitasks import logs, metrics
+from aitasks import __version__, logs, metrics, telemetry
 from aitasks.errors import DatabaseUnavailable, FileStoreUnavailable, RedisUnavailable
 from aitasks.events.base import STATUS
 from aitasks.lifecycle import turns
@@ -26,6 +27,7 @@ from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store.models import TaskStatus, as_utc, new_id, utcnow
 from aitasks.webhooks.dispatcher import WebhookDispatcher
+from aitasks.worker import spans
 from aitasks.worker.calls import ProviderCalls
 from aitasks.worker.outcomes import Outcomes
 from aitasks.worker.reconciler import Reconciler
@@ -41,6 +43,8 @@ MAX_ATTEMPTS_IN_ALL = 20
 # How often a worker says it is alive, and how long after its last word it counts as gone.
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_TTL_SECONDS = 15.0
+# How many of the tasks it runs a heartbeat names.
+RUNNING_SHOWN = 20
 # How long one receive call blocks before the loop looks around again.
 RECEIVE_WAIT_SECONDS = 5.0
 
@@ -76,6 +80,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take and run tasks until `stop` is set, then finish or hand back the ones in flight."""
+        telemetry.configure("aitasks-worker", version=__version__)  # when OTEL_* asks for it
         log.info(
             "worker %s on queues %s, concurrency %d",
             self.worker_id, ",".join(self.queues), self.concurrency,
@@ -110,6 +115,7 @@ class Worker:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self.calls.close()
+            telemetry.flush()
 
     async def _beat(self, stop: asyncio.Event) -> None:
         """Publish this worker's heartbeat, for `aitasks status` and `/v1/status`."""
@@ -122,6 +128,11 @@ class Worker:
                 "queues": self.queues,
                 "concurrency": self.concurrency,
                 "in_flight": len(self._in_flight),
+                # What it runs (the first few): the operations page shows it.
+                "running": [
+                    {"task_id": r.task.id, "model": r.task.model, "attempt": r.task.attempts}
+                    for r in itertools.islice(self._runs.values(), RUNNING_SHOWN)
+                ],
                 "started_at": started,
                 "last_seen": utcnow().isoformat(),
             }
@@ -175,7 +186,10 @@ class Worker:
 
     async def _handle(self, delivery: Delivery) -> None:
         try:
-            with logs.task_context(task_id=delivery.task_id, queue=delivery.queue):
+            with (
+                logs.task_context(task_id=delivery.task_id, queue=delivery.queue),
+                spans.delivery(delivery),
+            ):
                 await self.process(delivery)
         except RedisUnavailable as exc:
             # The outcome is safe in the database; the entry is redelivered and dropped later.
@@ -198,13 +212,17 @@ class Worker:
         """
         if delivery.task_id in self._runs:
             return  # this worker runs it already (the entry came back to it); that run acks it
-        async with self.services.db.session() as session:
+        async with (
+            telemetry.span("aitasks.claim") as claiming,
+            self.services.db.session() as session,
+        ):
             claim = await claims.claim_task(
                 session,
                 delivery.task_id,
                 worker_id=self.worker_id,
                 lease_seconds=self.settings.lease_seconds,
             )
+            claiming.set("aitasks.claim.outcome", claim.outcome.value)
         if claim.outcome is claims.ClaimOutcome.BUSY:
             return  # its holder acknowledges it; if the holder dies, it is handed out again
         if claim.task is None:
@@ -214,7 +232,10 @@ class Worker:
         task = run.task
         self._runs[task.id] = run
         try:
-            with logs.task_context(model=task.model, attempt=task.attempts):
+            with (
+                logs.task_context(model=task.model, attempt=task.attempts),
+                spans.run(run, self.worker_id),
+            ):
                 if self._stopping:
                     await self.outcomes.hand_back(run)  # claimed just as the worker began to stop
                 elif task.attempts > MAX_ATTEMPTS_IN_ALL:

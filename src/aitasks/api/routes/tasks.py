@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from aitasks import lifecycle
+from aitasks import lifecycle, telemetry
 from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep, SessionDep
 from aitasks.api.listing import Page
@@ -45,6 +45,8 @@ async def read_task(
     else:
         # Loads it first: 404 at once.
         task = await wait_for_task(services, task_id, wait, tenant=caller.tenant)
+        # This request waited on the task's work: a link to its trace, not a parent.
+        telemetry.current().link(task.trace_context, {"aitasks.link": "wait"})
     return json_response(task_view(task, links))
 
 
@@ -67,7 +69,8 @@ async def stream_task(
             f"Last-Event-ID {last_event_id!r} is not an event id", param="Last-Event-ID"
         )
     # 404 before the stream starts; no connection held after.
-    await lifecycle.read_task(services, task_id, tenant=caller.tenant)
+    task = await lifecycle.read_task(services, task_id, tenant=caller.tenant)
+    telemetry.current().link(task.trace_context, {"aitasks.link": "stream"})
     return StreamingResponse(
         task_events(services, task_id, links, last_event_id, tenant=caller.tenant),
         media_type="text/event-stream",
@@ -129,6 +132,8 @@ async def retry_task(
     """Queue a `FAILED` or `CANCELLED` task again, with a fresh set of attempts. It counts
     against the key's tasks in flight again."""
     task = await lifecycle.retry_task(services, caller, task_id)
+    # Its runs join the task's own trace (stored with it); this request links to it.
+    telemetry.current().link(task.trace_context, {"aitasks.link": "retry"})
     return task_view(task, links)
 
 

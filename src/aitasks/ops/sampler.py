@@ -1,0 +1,105 @@
+"""The gateway's sampler: every `AITASKS_OPS_SAMPLE_SECONDS`, the service's figures per queue go
+into the operations page's series.
+
+Each sample covers the time since the one before it (whoever took it), so the charts count every
+finished task once: tasks finished (and failed, and cancelled) in that window, the depth and the
+oldest waiting task of each queue, and the median and 95th percentile of how long the window's
+tasks waited for a worker and then ran. Any number of gateways run a sampler; a lock in the queue
+lets one of them sample each interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aitasks.errors import RedisUnavailable
+from aitasks.ops.series import Sample, Series
+from aitasks.services import Services
+from aitasks.store import backlog
+from aitasks.store import ops as store
+from aitasks.store.models import TaskStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+# Finished tasks read per sample for the percentiles (a busy interval is read in part).
+TIMINGS_LIMIT = 2000
+# A gap longer than this many intervals since the last sample (no gateway ran) is not one window.
+MAX_GAP_INTERVALS = 3
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """The nearest-rank percentile (`share` of 1) of `values`; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+class Sampler:
+    """Samples the service's figures into `series`, one gateway at a time."""
+
+    def __init__(self, services: Services, series: Series) -> None:
+        self.services = services
+        self.series = series
+        self.interval = services.settings.ops_sample_seconds
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sample every interval until `stop` is set (when this gateway holds the turn)."""
+        while not stop.is_set():
+            try:
+                if await self.services.queue.try_lock("ops-sampler", self.interval * 0.9):
+                    await self.sample_once()
+            except Exception as exc:
+                log.warning("operations sample not taken: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
+
+    async def sample_once(self, now: datetime | None = None) -> Sample:
+        """Measure the window since the last sample, and add the sample to the series."""
+        now = now or utcnow()
+        last = await self.series.last_at()
+        start = now - timedelta(seconds=self.interval)
+        if last is not None and 0 < now.timestamp() - last <= MAX_GAP_INTERVALS * self.interval:
+            start = datetime.fromtimestamp(last, UTC)
+        sample = Sample(now.timestamp(), await self._measure(start, now))
+        await self.series.add(sample)
+        return sample
+
+    async def _measure(self, start: datetime, now: datetime) -> dict[str, Any]:
+        async with self.services.db.session() as session:
+            counts = await store.finished_between(session, start, now)
+            timings = await store.timings_between(session, start, now, limit=TIMINGS_LIMIT)
+            oldest = await backlog.oldest_pending(session)
+        waits: dict[str, list[float]] = defaultdict(list)
+        runs: dict[str, list[float]] = defaultdict(list)
+        for timing in timings:
+            if timing.wait is not None:
+                waits[timing.queue].append(timing.wait)
+            if timing.run is not None:
+                runs[timing.queue].append(timing.run)
+        queues: dict[str, dict[str, Any]] = {}
+        for name in sorted({*self.services.models.queues, *(q for q, _ in counts)}):
+            depth: int | None = None
+            with contextlib.suppress(RedisUnavailable):
+                depth = await self.services.queue.depth(name)
+
+            def count(*statuses: TaskStatus, queue: str = name) -> int:
+                return sum(counts.get((queue, status), 0) for status in statuses)
+
+            queues[name] = {
+                "finished": count(TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED),
+                "failed": count(TaskStatus.FAILED),
+                "depth": depth,
+                "oldest_waiting": (now - oldest[name]).total_seconds() if name in oldest else 0.0,
+                "wait_p50": percentile(waits[name], 0.5),
+                "wait_p95": percentile(waits[name], 0.95),
+                "run_p50": percentile(runs[name], 0.5),
+                "run_p95": percentile(runs[name], 0.95),
+            }
+        return {"seconds": (now - start).total_seconds(), "queues": queues}

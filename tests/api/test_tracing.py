@@ -1,0 +1,169 @@
+"""Spans in one process (the embedded app, in-process backends), kept in memory: a task's submit,
+its run, its attempts and the model call share one trace; the model call carries the GenAI
+attributes; prompt and reply text go into spans only when the operator says so; log lines carry
+the span they were written in. (Real processes exporting OTLP: tests/integration/test_tracing.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from aitasks import logs, telemetry
+from aitasks.telemetry._otel import Tracing
+from tests.support.embedded import EmbeddedFactory, finished
+
+PROMPT = "A secret prompt [fail-first:1]"
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """Tracing on for this test, its spans kept in memory (one by one, not batched)."""
+    exporter = InMemorySpanExporter()
+    telemetry.install(Tracing.with_exporters([exporter], "aitasks-test", batch=False))
+    yield exporter
+    telemetry.uninstall()
+
+
+def named(finished_spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [s for s in finished_spans if s.name == name]
+
+
+def attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+async def run_one_task(embedded: EmbeddedFactory, prompt: str = PROMPT) -> dict[str, Any]:
+    async with embedded() as client:
+        answer = await client.post(
+            "/v1/chat/completions",
+            json={"prompt": prompt, "model": "mock-chat", "conversation_id": None},
+        )
+        task = await finished(client, answer.json()["task_id"])
+        assert task["status"] == "SUCCESS"
+        return task
+
+
+async def test_a_task_is_one_trace_from_submit_to_result(
+    embedded: EmbeddedFactory, spans: InMemorySpanExporter
+) -> None:
+    task = await run_one_task(embedded)
+    done = spans.get_finished_spans()
+    submit = named(done, "aitasks.submit")[0]
+    trace_id = submit.context.trace_id
+    # Every span of the task's life is in the submit's trace.
+    assert {s.context.trace_id for s in done if s.name != "GET"} == {trace_id}
+    by_id = {s.context.span_id: s for s in done}
+
+    def parent(span: ReadableSpan) -> ReadableSpan:
+        assert span.parent is not None
+        return by_id[span.parent.span_id]
+
+    assert attributes(submit)["aitasks.task_id"] == task["task_id"]
+    assert parent(named(done, "aitasks.store.submit")[0]) is submit
+    assert parent(named(done, "publish mock")[0]) is submit
+    process = named(done, "process mock")[0]
+    assert parent(process) is submit  # the queue entry carried the submit's context
+    assert attributes(process)["messaging.destination.name"] == "mock"
+    assert parent(named(done, "aitasks.claim")[0]) is process
+    run = named(done, "aitasks.run")[0]
+    assert parent(run) is process
+    assert attributes(run)["aitasks.status"] == "SUCCESS"
+    # [fail-first:1]: two attempts, each a span, the first failed and retried.
+    attempts = sorted(
+        named(done, "aitasks.attempt"), key=lambda s: attributes(s)["aitasks.attempt"]
+    )
+    assert [attributes(a)["aitasks.attempt"] for a in attempts] == [1, 2]
+    assert all(parent(a) is run for a in attempts)
+    assert attributes(attempts[0])["error.type"] == "provider_server_error"
+    assert attributes(attempts[1]).get("error.type") is None
+    assert [e.name for e in run.events] == ["aitasks.retry"]
+    assert named(done, "aitasks.result.write")
+    assert named(done, "aitasks.events.publish")
+
+
+async def test_the_model_call_follows_the_genai_conventions(
+    embedded: EmbeddedFactory, spans: InMemorySpanExporter
+) -> None:
+    await run_one_task(embedded, "Hello there")
+    call = named(spans.get_finished_spans(), "chat mock-chat")[0]
+    got = attributes(call)
+    assert call.kind.name == "CLIENT"
+    assert got["gen_ai.operation.name"] == "chat"
+    assert got["gen_ai.provider.name"] == "mock"
+    assert got["gen_ai.request.model"] == got["gen_ai.response.model"] == "mock-chat"
+    assert got["gen_ai.usage.input_tokens"] > 0 and got["gen_ai.usage.output_tokens"] > 0
+    assert got["gen_ai.response.finish_reasons"] == ("stop",)
+    first = [e for e in call.events if e.name == "gen_ai.first_token"]
+    assert len(first) == 1
+    assert (first[0].attributes or {})["gen_ai.response.time_to_first_chunk"] >= 0
+
+
+def everything_recorded(done: tuple[ReadableSpan, ...]) -> str:
+    """Every attribute and event of every span, as one text."""
+    return json.dumps(
+        [[attributes(s), [[e.name, dict(e.attributes or {})] for e in s.events]] for s in done],
+        default=str,
+    )
+
+
+async def test_prompt_and_reply_stay_out_of_spans_by_default(
+    embedded: EmbeddedFactory, spans: InMemorySpanExporter
+) -> None:
+    task = await run_one_task(embedded)
+    recorded = everything_recorded(spans.get_finished_spans())
+    assert "secret prompt" not in recorded
+    assert task["result"][:20] not in recorded
+
+
+async def test_trace_content_puts_them_in_the_model_call(
+    embedded: EmbeddedFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AITASKS_TRACE_CONTENT", "1")
+    exporter = InMemorySpanExporter()
+    telemetry.install(Tracing.with_exporters([exporter], "aitasks-test", batch=False))
+    try:
+        task = await run_one_task(embedded, "A prompt to keep")
+    finally:
+        telemetry.uninstall()
+    got = attributes(named(exporter.get_finished_spans(), "chat mock-chat")[0])
+    sent = json.loads(got["gen_ai.input.messages"])
+    assert sent[-1] == {"role": "user", "parts": [{"type": "text", "content": "A prompt to keep"}]}
+    replied = json.loads(got["gen_ai.output.messages"])
+    assert replied[0]["parts"][0]["content"] == task["result"]
+
+
+def test_log_lines_carry_the_span_they_were_written_in(
+    spans: InMemorySpanExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logs.configure("INFO", "json")
+        with logs.task_context(task_id="t1"), telemetry.span("work"):
+            logging.getLogger("aitasks.test").info("inside")
+        logging.getLogger("aitasks.test").info("outside")
+    finally:
+        root.handlers[:], root.level = handlers, level
+    inside, outside = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    span = named(spans.get_finished_spans(), "work")[0]
+    assert inside["task_id"] == "t1"
+    assert inside["trace_id"] == f"{span.context.trace_id:032x}"
+    assert inside["span_id"] == f"{span.context.span_id:016x}"
+    assert "trace_id" not in outside
+
+
+def test_tracing_is_asked_for_the_opentelemetry_way() -> None:
+    assert not telemetry.requested({})
+    assert not telemetry.requested({"OTEL_TRACES_EXPORTER": "none"})
+    assert telemetry.requested({"OTEL_TRACES_EXPORTER": "otlp"})
+    assert telemetry.requested({"OTEL_TRACES_EXPORTER": "console"})
+    assert telemetry.requested({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert telemetry.requested({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"})
+    assert not telemetry.requested({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"})
