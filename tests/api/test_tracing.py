@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -167,3 +171,59 @@ def test_tracing_is_asked_for_the_opentelemetry_way() -> None:
     assert telemetry.requested({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
     assert telemetry.requested({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"})
     assert not telemetry.requested({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"})
+
+
+# A submit and a run in a fresh interpreter with tracing unset: what it imported.
+UNTRACED_RUN = """
+import asyncio, json, sys, tempfile
+from pathlib import Path
+
+# What libraries import by themselves: FastAPI 0.142+ the OpenTelemetry API (for its own spans),
+# redis-py 7+ the SDK's metrics when the SDK is installed (for its own, optional, metrics).
+import fastapi
+import redis.asyncio
+
+before = {m for m in sys.modules if m.startswith("opentelemetry")}
+from tests.support.embedded import finished, make_settings, running
+
+
+async def main():
+    async with running(make_settings(Path(tempfile.mkdtemp()))) as client:
+        answer = await client.post(
+            "/v1/chat/completions",
+            json={"prompt": "hello", "model": "mock-chat", "conversation_id": None},
+        )
+        task = await finished(client, answer.json()["task_id"])
+        assert task["status"] == "SUCCESS", task
+
+
+asyncio.run(main())
+print(json.dumps({
+    "before": sorted(before),
+    "added": sorted(m for m in sys.modules if m.startswith("opentelemetry") and m not in before),
+    "ours": sorted(m for m in sys.modules if m.startswith("aitasks.telemetry.")),
+    "tracing": sorted(
+        m for m in sys.modules
+        if m.startswith(("opentelemetry.sdk.trace", "opentelemetry.exporter"))
+    ),
+}))
+"""
+
+
+def test_with_tracing_unset_the_hot_path_loads_no_opentelemetry() -> None:
+    """A gateway and its worker (the embedded app) submit and run a task with no OTEL_* variable
+    set: no OpenTelemetry module is loaded beyond what FastAPI and redis-py import by themselves;
+    no tracing SDK, no exporter, none of aitasks' own OpenTelemetry code."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    ran = subprocess.run(
+        [sys.executable, "-c", UNTRACED_RUN],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    loaded = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert loaded["added"] == [] and loaded["ours"] == [] and loaded["tracing"] == []
