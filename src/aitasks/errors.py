@@ -6,6 +6,7 @@ Our exception hierarchy (HTTP status in brackets):
   + InvalidRequest [400]
   | + UnknownModel [400]
   | + WrongModelKind [400]
+  | + UnsupportedFeature [400] - the model cannot serve what the request asks (tools, images)
   | + ValueRefused [400] - the database refused a value of the request (SQLSTATE class 22)
   | + webhooks.targets.RefusedTarget [400]
   + Unauthorized [401]
@@ -33,6 +34,7 @@ Our exception hierarchy (HTTP status in brackets):
     + ProviderRateLimited (retryable)
     + ProviderUnavailable (not retryable: the model's circuit breaker is open)
     + ProviderServerError (retryable)
+    + InvalidModelOutput (retryable: the reply did not match the structured output asked for)
 
 Domain code raises these anywhere; each HTTP surface maps them to its status and JSON error shape
 in one place (`api/error_handlers.py` for the seed's API, `api/openai/error_shape.py` for OpenAI's).
@@ -86,6 +88,12 @@ class UnknownModel(InvalidRequest):
 
 class WrongModelKind(InvalidRequest):
     error_type = "wrong_model_kind"
+
+
+class UnsupportedFeature(InvalidRequest):
+    """The model asked for cannot serve a feature the request uses; the message names both."""
+
+    error_type = "unsupported_feature"
 
 
 class ValueRefused(InvalidRequest):
@@ -231,4 +239,12 @@ class ProviderServerError(ProviderError):
     """A 5xx from the provider."""
 
     error_type = "provider_server_error"
+    retryable = True
+
+
+class InvalidModelOutput(ProviderError):
+    """The reply is not the JSON the request's `response_format` asked for: this attempt
+    failed, and another may do better."""
+
+    error_type = "invalid_output"
     retryable = True

@@ -40,6 +40,21 @@ class ModelKind(StrEnum):
     IMAGE = "image"
 
 
+# What a chat model can be asked for beyond text: calling tools, reading images, and structured
+# output served natively (`json_object`, `json_schema`; without them the worker instructs the model
+# and validates its reply). The table's `supports = [...]` lists a model's; else its provider's.
+FEATURES = ("tools", "vision", "json_object", "json_schema")
+PROVIDER_FEATURES: dict[str, tuple[str, ...]] = {
+    MOCK_PROVIDER: FEATURES,
+    "openai": FEATURES,
+    "gemini": FEATURES,
+    "anthropic": ("tools", "vision"),
+}
+# Providers that fetch a remote image URL themselves; the others are sent only this service's
+# files (the worker never fetches a URL a tenant gave).
+FETCHES_IMAGE_URLS = frozenset({"openai", "anthropic"})
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     """One model as the operator configured it, plus which provider will actually serve it."""
@@ -67,11 +82,28 @@ class ModelSpec:
     size: str = "512x512"
     # A chat model that summarises turns dropped from this model's window, instead of losing them.
     summary_model: str | None = None
+    # What it supports of `FEATURES`; None: what its provider's models do.
+    supports: tuple[str, ...] | None = None
+    # Its earlier replies' reasoning is sent back as context (for a model that asks for it).
+    reasoning_in_context: bool = False
     served_by: str = MOCK_PROVIDER
 
     @property
     def uses_mock(self) -> bool:
         return self.served_by == MOCK_PROVIDER
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """What the model supports (`FEATURES`): the table's word, else its provider's models'."""
+        if self.kind is not ModelKind.CHAT:
+            return ()
+        if self.supports is not None:
+            return self.supports
+        return PROVIDER_FEATURES.get(self.provider, ())
+
+    def native(self, feature: str) -> bool:
+        """Whether the provider that serves it now takes `feature` itself (the mock takes all)."""
+        return self.uses_mock or feature in self.features
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +124,7 @@ class Pattern:
 _SPEC_KEYS = {
     "kind", "provider", "queue", "upstream_model", "base_url", "base_url_env", "api_key_env",
     "context_window", "timeout_s", "max_attempts", "fallbacks", "rpm", "concurrency", "model_path",
-    "size", "summary_model",
+    "size", "summary_model", "supports", "reasoning_in_context",
 }  # fmt: skip
 
 
@@ -112,6 +144,14 @@ def _spec_from_toml(name: str, raw: Mapping[str, Any], where: str) -> ModelSpec:
     values = {key: raw[key] for key in _SPEC_KEYS if key in raw and key != "kind"}
     if "fallbacks" in values:
         values["fallbacks"] = tuple(values["fallbacks"])
+    if "supports" in values:
+        unknown_features = set(values["supports"]) - set(FEATURES)
+        if unknown_features:
+            raise ConfigError(
+                f"{where}: supports names {sorted(unknown_features)}; the features are "
+                f"{list(FEATURES)}"
+            )
+        values["supports"] = tuple(values["supports"])
     return ModelSpec(name=name, kind=kind, **values)
 
 

@@ -15,6 +15,31 @@ from aitasks.store.conversations import ConversationInfo
 from aitasks.store.models import Message, Task, TaskStatus, WebhookDelivery, as_utc
 
 
+class FunctionCallView(BaseModel):
+    name: str
+    arguments: str = Field(description="The arguments, as JSON text.")
+
+
+class ToolCallView(BaseModel):
+    """A tool call, in OpenAI's shape."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallView
+
+
+def tool_call_views(calls: list[dict[str, Any]] | None) -> list[ToolCallView] | None:
+    """Stored tool calls (`providers.messages`) as the API shows them."""
+    if not calls:
+        return None
+    return [
+        ToolCallView(
+            id=c["id"], function=FunctionCallView(name=c["name"], arguments=c["arguments"])
+        )
+        for c in calls
+    ]
+
+
 class TaskView(BaseModel):
     task_id: str
     conversation_id: str
@@ -32,6 +57,14 @@ class TaskView(BaseModel):
     usage: dict[str, int] | None = Field(
         default=None, description="prompt_tokens, completion_tokens, total_tokens (chat)."
     )
+    tool_calls: list[ToolCallView] | None = Field(
+        default=None,
+        description="The functions the reply calls (chat with tools); answer them with a chat "
+        "submit's `tool_results` in the same conversation.",
+    )
+    reasoning: str | None = Field(
+        default=None, description="The model's reasoning, apart from the answer (when it gives it)."
+    )
     attempts: int
     created_at: datetime
     updated_at: datetime
@@ -40,11 +73,21 @@ class TaskView(BaseModel):
 
 
 class HistoryMessage(BaseModel):
-    role: str
+    """A message; the fields after `created_at` appear only on messages that have them."""
+
+    role: str = Field(description="user, assistant, or tool (a tool call's result).")
     content: str
-    images: list[str]
+    images: list[str] = Field(
+        description="Image URLs: those the user sent, or those an image turn made."
+    )
     task_id: str | None
     created_at: datetime
+    tool_calls: list[ToolCallView] | None = Field(
+        default=None, description="An assistant message's calls of the request's tools."
+    )
+    tool_call_id: str | None = Field(default=None, description="The call a tool message answers.")
+    name: str | None = Field(default=None, description="The function a tool message answers.")
+    reasoning: str | None = Field(default=None, description="An assistant's reasoning text.")
 
 
 class ConversationView(BaseModel):
@@ -88,6 +131,8 @@ def task_view(task: Task, links: Links) -> TaskView:
         result=result,
         error=task.error,
         usage=task.usage,
+        tool_calls=tool_call_views((task.result or {}).get("tool_calls")),
+        reasoning=(task.result or {}).get("reasoning"),
         attempts=task.attempts,
         created_at=as_utc(task.created_at),
         updated_at=as_utc(task.updated_at),
@@ -96,14 +141,39 @@ def task_view(task: Task, links: Links) -> TaskView:
     )
 
 
-def history_message(message: Message, links: Links) -> HistoryMessage:
-    return HistoryMessage(
-        role=message.role,
-        content=message.content,
-        images=[links.file(f) for f in message.files],
-        task_id=message.task_id,
-        created_at=as_utc(message.created_at),
-    )
+def history_messages(message: Message, links: Links) -> list[HistoryMessage]:
+    """A stored message as history shows it: a turn that answered tool calls is one `tool`
+    message per result; a user's images and an assistant's tool calls and reasoning come with
+    their messages."""
+    data = message.data or {}
+    common = {"task_id": message.task_id, "created_at": as_utc(message.created_at)}
+    if data.get("tool_results"):
+        return [
+            HistoryMessage(
+                role="tool",
+                content=r.get("content") or "",
+                images=[],
+                tool_call_id=r["tool_call_id"],
+                **({"name": r["name"]} if r.get("name") else {}),
+                **common,
+            )
+            for r in data["tool_results"]
+        ]
+    images = [i.get("url") or links.file(i["file_id"]) for i in data.get("images") or ()]
+    extra: dict[str, Any] = {}
+    if data.get("tool_calls"):
+        extra["tool_calls"] = tool_call_views(data["tool_calls"])
+    if data.get("reasoning"):
+        extra["reasoning"] = data["reasoning"]
+    return [
+        HistoryMessage(
+            role=message.role,
+            content=message.content,
+            images=images + [links.file(f) for f in message.files],
+            **common,
+            **extra,
+        )
+    ]
 
 
 def conversation_view(info: ConversationInfo) -> ConversationView:

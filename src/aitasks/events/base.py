@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-# Event types: a status change ({"status", "attempt"?}), a piece of reply text ({"delta"}), and the
-# last event of a task's life ({}), after which readers stop.
+# Event types: a status change ({"status", "attempt"?}), a piece of reply text ({"delta"}), a
+# piece of the model's reasoning ({"delta"}), a tool call the reply makes ({"id", "name",
+# "arguments"}), and the last event of a task's life ({}), after which readers stop.
 STATUS = "status"
 DELTA = "delta"
+REASONING = "reasoning"
+TOOL_CALL = "tool_call"
 DONE = "done"
 
 # How long a finished task's log is kept for late readers, in seconds.

@@ -245,14 +245,17 @@ async def complete_task(
     usage: dict[str, int] | None = None,
     served_model: str | None = None,
     provider: str | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Finished | None:
-    """Write the result and the assistant's message in one transaction.
+    """Write the result and the assistant's message in one transaction (`data`: the reply's tool
+    calls and reasoning, kept in both).
 
     Only the worker that holds the task can complete it; None means the lease was lost and
     another worker owns the task now, so nothing was written.
     """
     now = utcnow()
     result: dict[str, Any] = {"files": [f.id for f in files]} if files else {"text": text}
+    result.update(data or {})
     async with session.begin():
         values = {
             "result": result,
@@ -286,6 +289,7 @@ async def complete_task(
                 "role": Role.ASSISTANT,
                 "content": text,
                 "files": [f.id for f in files],
+                "data": data or None,
                 "task_id": task.id,
                 "created_at": now,
             },

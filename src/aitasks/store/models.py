@@ -85,6 +85,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {  # noqa: RUF012
         dict[str, Any]: JSON,
         list[dict[str, str]]: JSON,
+        list[dict[str, Any]]: JSON,
         list[str]: JSON,
         datetime: Timestamp,
     }
@@ -151,9 +152,13 @@ class Task(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Parameters for the provider: temperature, max_tokens, ... for chat; n and size for images.
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # Earlier messages the client sent with the request ([{"role", "content"}], the OpenAI way);
-    # when null the context is the conversation's history.
-    context: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    # Earlier messages the client sent with the request ([{"role", "content", ...}], the OpenAI
+    # way, structured as `providers.messages` keeps them); when null the context is the
+    # conversation's history.
+    context: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # The turn's input beyond its prompt text: {"images": [...]} or {"tool_results": [...]}
+    # (`providers.messages`); null for a plain prompt.
+    input: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # {"prompt_tokens", "completion_tokens", "total_tokens"} once it succeeded.
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -163,6 +168,9 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The trace the task belongs to (the W3C traceparent of its submit) when tracing is on: its
+    # runs join it however they come about (redelivery, reconciler, retry).
+    trace_context: Mapped[str | None] = mapped_column(String(128))
 
 
 class Message(Base):
@@ -179,7 +187,13 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text)
     # Ids of files (generated images) that belong to this message.
     files: Mapped[list[str]] = mapped_column(JSON, default=list)
-    task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    # Its structure beyond the text (`providers.messages`): a user's images or tool results, an
+    # assistant's tool calls and reasoning; null for a plain message.
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Indexed: deleting a task (the purge) finds its messages by it.
+    task_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -189,7 +203,12 @@ class StoredFile(Base):
     __table_args__ = (Index("ix_files_created_at", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    # The task that made it or was sent it (it goes with the task); none for an upload.
+    task_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    # Whose it is, when it is not reached through a task (an upload, an image a user sent).
+    tenant: Mapped[str | None] = mapped_column(String(64))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
     # Where the storage backend keeps the bytes (a relative path for the local folder).
@@ -220,7 +239,7 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     # SHA-256 of the request, so a reused key with another body is told apart.
     request_hash: Mapped[str] = mapped_column(String(64))
-    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
@@ -276,3 +295,15 @@ class ServiceSecret(Base):
 
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class OpsSample(Base):
+    """One sample of the service's figures for the operations page's charts, when they are kept
+    in the database (the embedded default; on Redis they live in a bounded list). Rows older
+    than the charts' hour are deleted as new ones come."""
+
+    __tablename__ = "ops_samples"
+
+    at: Mapped[datetime] = mapped_column(primary_key=True)
+    # Per queue: finished, failed, depth, oldest wait, wait and run percentiles (`aitasks.ops`).
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

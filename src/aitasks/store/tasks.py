@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, delete, insert, select, update
+from sqlalchemy import Insert, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -23,13 +23,13 @@ from aitasks.errors import (
     TaskNotFound,
 )
 from aitasks.routing import ModelSpec
+from aitasks.store.file_records import INSERT_FILE
 from aitasks.store.models import (
     UNFINISHED_STATUSES,
     Conversation,
     IdempotencyKey,
     Message,
     Role,
-    StoredFile,
     Task,
     TaskStatus,
     new_id,
@@ -37,7 +37,7 @@ from aitasks.store.models import (
     utcnow,
 )
 from aitasks.store.paging import newest_first
-from aitasks.store.scope import get_owned, one_of, owned_by, scoped
+from aitasks.store.scope import get_owned, one_of, owned_by
 from aitasks.store.webhooks import add_delivery
 
 TITLE_CHARS = 80
@@ -50,7 +50,7 @@ INSERT_IDEMPOTENCY_KEY = insert(table_of(IdempotencyKey))
 # The task's own columns a submit sets: the keys of `submit_task`'s values.
 TASK_FIELDS = (
     "id", "tenant", "api_key_id", "callback_url", "callback_events", "kind", "model", "queue",
-    "provider", "prompt", "status", "attempts", "params", "context",
+    "provider", "prompt", "status", "attempts", "params", "context", "trace_context", "input",
 )  # fmt: skip
 
 
@@ -98,6 +98,7 @@ def _first_turn_statement() -> Insert:
             role=Role.USER.value,
             content=bind(messages.c.content, "prompt"),
             files=[],
+            data=bind(messages.c.data, "input"),
             task_id=bind(messages.c.task_id, "id"),
             created_at=now,
         )
@@ -106,8 +107,6 @@ def _first_turn_statement() -> Insert:
 
 
 FIRST_TURN = _first_turn_statement()
-# Idempotency keys are honoured for at least this long.
-IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +143,21 @@ async def submit_task(
     idempotency_key: str | None = None,
     request_hash: str = "",
     params: dict[str, Any] | None = None,
-    context: list[dict[str, str]] | None = None,
+    context: list[dict[str, Any]] | None = None,
     callback: Callback | None = None,
     max_turns: int | None = None,
+    trace_context: str | None = None,
+    turn_input: dict[str, Any] | None = None,
+    files: Sequence[dict[str, Any]] = (),
 ) -> Submission:
     """Write the conversation (when new), the user's message and the `PENDING` task, atomically.
 
     With an idempotency key, a repeat of the same request returns the first one's task instead:
     the key's row collides and the transaction rolls back. (Callers that must know before
     writing, such as the gateway's queue-depth check, look with `replay` first.)
+    `trace_context` is the submit's traceparent, kept with the task (None when not traced).
+    `turn_input` is the turn's structure beyond its text (`providers.messages`); `files` are the
+    records of images sent with it (their bytes already stored), which go with the task.
     """
     try:
         values: dict[str, Any] = {
@@ -170,9 +175,11 @@ async def submit_task(
             "attempts": 0,
             "params": params,
             "context": context,
+            "trace_context": trace_context,
+            "input": turn_input,
         }
         task = await _insert_task(
-            session, values, conversation_id, idempotency_key, request_hash, max_turns
+            session, values, conversation_id, idempotency_key, request_hash, max_turns, files
         )
     except IntegrityError:
         # Only a submit with the same key can collide: return the task it made.
@@ -210,6 +217,7 @@ async def _insert_task(
     idempotency_key: str | None,
     request_hash: str,
     max_turns: int | None,
+    files: Sequence[dict[str, Any]] = (),
 ) -> Task:
     """Insert the task (`values`, its columns) as its conversation's next turn, with the user's
     message. A conversation of another tenant is as good as missing.
@@ -219,7 +227,12 @@ async def _insert_task(
     """
     now = utcnow()
     prompt, tenant = values["prompt"], values["tenant"]
-    if conversation_id is None and idempotency_key is None and _is_postgresql(session):
+    if (
+        conversation_id is None
+        and idempotency_key is None
+        and not files
+        and _is_postgresql(session)
+    ):
         return await _insert_first_turn(session, values, now)
     async with session.begin():
         if conversation_id is None:
@@ -257,6 +270,8 @@ async def _insert_task(
         row = {**values, "conversation_id": conversation_id, "turn": turn}
         row["created_at"] = row["updated_at"] = now
         await session.execute(INSERT_TASK, row)
+        if files:
+            await session.execute(INSERT_FILE, [{**f, "task_id": row["id"]} for f in files])
         await session.execute(
             INSERT_MESSAGE,
             {
@@ -265,6 +280,7 @@ async def _insert_task(
                 "role": Role.USER,
                 "content": prompt,
                 "files": [],
+                "data": values["input"],
                 "task_id": row["id"],
                 "created_at": now,
             },
@@ -427,21 +443,3 @@ async def retry_task(session: AsyncSession, task_id: str, *, tenant: str) -> Tas
     if not found:
         raise not_retryable(task)
     return task
-
-
-async def get_file(session: AsyncSession, file_id: str, *, tenant: str | None) -> StoredFile | None:
-    """The file, if it is the tenant's (any tenant's for None: a signed URL already proved it)."""
-    query = select(StoredFile).where(StoredFile.id == file_id)
-    if tenant is not None:
-        query = scoped(query.join(Task, Task.id == StoredFile.task_id), Task, tenant=tenant)
-    return (await session.scalars(query)).first()
-
-
-async def purge_idempotency_keys(session: AsyncSession, *, now: datetime | None = None) -> int:
-    """Forget idempotency keys older than twice their promised life."""
-    cutoff = (now or utcnow()) - 2 * IDEMPOTENCY_KEY_TTL
-    async with session.begin():
-        purged = await session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
-        )
-    return int(getattr(purged, "rowcount", 0) or 0)

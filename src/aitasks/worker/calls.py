@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from aitasks import logs, metrics
+from aitasks import logs, metrics, telemetry
 from aitasks.backoff import backoff_seconds
 from aitasks.errors import (
     AITasksError,
@@ -27,18 +27,21 @@ from aitasks.errors import (
     RedisUnavailable,
     UnknownModel,
 )
-from aitasks.events.base import DELTA, STATUS
+from aitasks.events.base import DELTA, REASONING, STATUS, TOOL_CALL
 from aitasks.files import file_key
-from aitasks.providers import ChatRequest, ImageRequest, Provider
-from aitasks.providers.base import Usage
+from aitasks.providers import ImageRequest, Provider
+from aitasks.providers.base import Reasoning, ToolCall, Usage
+from aitasks.providers.messages import stored_call
 from aitasks.providers.pool import ProviderPool
 from aitasks.queue import RateSlot, TaskQueue
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store.models import TaskStatus, new_id
+from aitasks.worker import spans
 from aitasks.worker.breaker import CircuitBreaker
-from aitasks.worker.context import estimate_tokens
+from aitasks.worker.chat_request import chat_request, check_reply, reply_data
+from aitasks.worker.context import message_tokens
 from aitasks.worker.history import chat_context
 from aitasks.worker.run import TaskRun
 
@@ -68,6 +71,8 @@ class Reply:
     text: str = ""
     files: list[claims.NewFile] = field(default_factory=list)
     usage: dict[str, int] | None = None
+    # The tool calls and reasoning of a chat reply, stored with it (`providers.messages`).
+    data: dict[str, object] | None = None
     # The model that gave it (the task's own, or a fallback) and its provider.
     model: str = ""
     provider: str = ""
@@ -153,7 +158,8 @@ class ProviderCalls:
             if index > 0:
                 log.info("task %s: falling back to %s", task.id, spec.name)
                 metrics.FALLBACKS.labels(self._label(chain[index - 1])).inc()
-                await self._next_attempt(run, model=spec.name)
+                with telemetry.span("aitasks.fallback", {"aitasks.model": spec.name}):
+                    await self._next_attempt(run, model=spec.name)
             try:
                 return await self._call_model(run, spec)
             except ProviderError:
@@ -200,6 +206,7 @@ class ProviderCalls:
                     "task %s: %s attempt %d failed (%s); retrying in %.1fs",
                     run.task.id, spec.name, tries, exc.message, delay,
                 )  # fmt: skip
+                telemetry.current().event("aitasks.retry", {"aitasks.retry_in_s": delay})
                 await asyncio.sleep(delay)
                 await self._next_attempt(run, model=spec.name, after=exc)
                 tries += 1
@@ -233,7 +240,7 @@ class ProviderCalls:
         slots = self._model_slots.get(label)
         if slots is None and spec.concurrency:
             slots = self._model_slots[label] = asyncio.Semaphore(spec.concurrency)
-        async with slots or contextlib.nullcontext():
+        async with spans.attempt(run, spec), slots or contextlib.nullcontext():
             if spec.kind is ModelKind.CHAT:
                 return await self._chat(run, spec)
             return await self._images(run, spec)
@@ -255,16 +262,20 @@ class ProviderCalls:
         # The slot counts as reaching the provider until it is dated: for as long as the call
         # may take, and a little longer for the Redis call that dates it.
         held_for = spec.timeout_s + RPM_HOLD_MARGIN_SECONDS
-        while True:
-            try:
-                slot = await self.services.queue.rate_slot(
-                    f"rpm:{self._label(spec)}", spec.rpm, self.rpm_window_seconds, held_for=held_for
-                )
-            except RedisUnavailable:
-                return None  # limiting is best effort; the provider's own 429s are still retried
-            if isinstance(slot, RateSlot):
-                return slot
-            await asyncio.sleep(slot)
+        with spans.rate_slot(spec):
+            while True:
+                try:
+                    slot = await self.services.queue.rate_slot(
+                        f"rpm:{self._label(spec)}",
+                        spec.rpm,
+                        self.rpm_window_seconds,
+                        held_for=held_for,
+                    )
+                except RedisUnavailable:
+                    return None  # limiting is best effort; the provider's own 429s still retry
+                if isinstance(slot, RateSlot):
+                    return slot
+                await asyncio.sleep(slot)
 
     async def _chat(self, run: TaskRun, spec: ModelSpec) -> Reply:
         """One chat attempt: the reply streamed into the task's events, under the timeout."""
@@ -272,28 +283,41 @@ class ProviderCalls:
         messages = await chat_context(
             self.services, task, spec, header=run.take_header(), provider_for=self.provider
         )
-        request = ChatRequest(spec, messages, attempt=task.attempts, params=task.params or {})
+        request = chat_request(spec, messages, task.attempts, task.params or {})
         pieces: list[str] = []
+        reasoning: list[str] = []
+        calls: list[ToolCall] = []
         reported: Usage | None = None
         try:
-            async with self._rpm(spec) as rpm, asyncio.timeout(spec.timeout_s):
-                async for piece in self.provider(spec).stream_chat(request):
+            async with (
+                self._rpm(spec) as rpm,
+                spans.model_call(request) as call,
+                asyncio.timeout(spec.timeout_s),
+            ):
+                async for piece in call.stream(self.provider(spec).stream_chat(request)):
                     if rpm.pending:
                         await rpm.reached()  # the answer began: the provider has the call
                     if isinstance(piece, Usage):
                         reported = piece
-                        continue
-                    pieces.append(piece)
-                    run.emit(DELTA, {"delta": piece})
+                    elif isinstance(piece, Reasoning):
+                        reasoning.append(piece.text)
+                        run.emit(REASONING, {"delta": piece.text})
+                    elif isinstance(piece, ToolCall):
+                        calls.append(piece)
+                        run.emit(TOOL_CALL, stored_call(piece))
+                    else:
+                        pieces.append(piece)
+                        run.emit(DELTA, {"delta": piece})
         except TimeoutError:
             raise ProviderTimeout(f"no reply within {spec.timeout_s:g}s") from None
-        text = "".join(pieces)
+        text = check_reply(request, "".join(pieces), calls)
         # The provider's own count where it gives one; else the documented estimate.
         usage = reported or Usage(
-            prompt_tokens=sum(estimate_tokens(m.content) for m in messages),
-            completion_tokens=(len(text) + 3) // 4,
+            prompt_tokens=sum(message_tokens(m) for m in request.messages),
+            completion_tokens=(len(text) + sum(len(c.arguments) for c in calls) + 3) // 4,
         )
-        return Reply(text=text, usage=usage.as_dict())
+        data = reply_data(calls, "".join(reasoning))
+        return Reply(text=text, usage=usage.as_dict(), data=data)
 
     async def _images(self, run: TaskRun, spec: ModelSpec) -> Reply:
         """One image attempt under the timeout; the images go to file storage."""
@@ -308,8 +332,13 @@ class ProviderCalls:
             params=params,
         )
         try:
-            async with self._rpm(spec), asyncio.timeout(spec.timeout_s):
+            async with (
+                self._rpm(spec),
+                spans.model_call(request) as call,
+                asyncio.timeout(spec.timeout_s),
+            ):
                 images = await self.provider(spec).generate_images(request)
+                call.images(len(images))
         except TimeoutError:
             raise ProviderTimeout(f"no images within {spec.timeout_s:g}s") from None
         reply = Reply()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aitasks import telemetry
-from aitasks.events.base import DELTA, EventLog, Fence
+from aitasks.events.base import DELTA, REASONING, EventLog, Fence
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ class TaskEventWriter:
         if self.fenced_off:
             return
         last = self._queued[-1] if self._queued else None
-        if event_type == DELTA and last is not None and last[0] == DELTA:
-            self._queued[-1] = (DELTA, {"delta": last[1]["delta"] + data["delta"]})
+        if event_type in (DELTA, REASONING) and last is not None and last[0] == event_type:
+            self._queued[-1] = (event_type, {"delta": last[1]["delta"] + data["delta"]})
         else:
             self._queued.append((event_type, data))
         if self._writing is None or self._writing.done():

@@ -4,12 +4,15 @@ no longer fit when the model names a `summary_model` (`summaries.py`)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aitasks.errors import ProviderError
+from aitasks.files import file_key
 from aitasks.providers import ChatMessage, Provider
+from aitasks.providers.messages import context_message, input_messages
 from aitasks.routing import ModelSpec
 from aitasks.services import Services
 from aitasks.store import conversations as history
@@ -34,9 +37,14 @@ async def chat_context(
 ) -> list[ChatMessage]:
     """The messages to send for `task`: the client's own context, or the conversation's history
     (`header` is what the claim already read of it, or None to read it now), then the prompt."""
+    current = input_messages(task.prompt, task.input)
+    keep_reasoning = spec.reasoning_in_context
     if task.context is not None:
-        given = [ChatMessage(m["role"], m["content"]) for m in task.context]
-        return fit_messages(given, task.prompt, context_window=spec.context_window)
+        given = [context_message(m) for m in task.context]
+        if not keep_reasoning:
+            given = [replace(m, reasoning=None) for m in given]
+        sent = fit_messages(given, task.prompt, context_window=spec.context_window, current=current)
+        return await with_image_bytes(services, sent)
     earlier: Sequence[Message] = []  # a first turn has no history
     if header is None or task.turn > 1:
         # (A first turn with its claim's header opens no session: even an unused one costs a
@@ -48,7 +56,15 @@ async def chat_context(
     system, stored, covered = header
     window = spec.context_window
     if not spec.summary_model:
-        return build_context(earlier, task.prompt, context_window=window, system=system).messages
+        fitted = build_context(
+            earlier,
+            task.prompt,
+            context_window=window,
+            system=system,
+            current=current,
+            keep_reasoning=keep_reasoning,
+        )
+        return await with_image_bytes(services, fitted.messages)
     summary_model = spec.summary_model
 
     async def summarise_with_model(previous: str | None, turns: list[Message]) -> str:
@@ -62,11 +78,31 @@ async def chat_context(
         system=system,
         stored=Summary(stored, covered) if stored is not None else None,
         summarise=summarise_with_model,
+        current=current,
+        keep_reasoning=keep_reasoning,
     )
     if made is not None:
         async with services.db.session() as session:
             await history.save_summary(session, task.conversation_id, made.text, made.through)
-    return messages
+    return await with_image_bytes(services, messages)
+
+
+async def with_image_bytes(services: Services, messages: list[ChatMessage]) -> list[ChatMessage]:
+    """The messages with the bytes of each image that is one of this service's files, read from
+    file storage (only for what is sent, once the context is fitted). A remote image stays a URL:
+    the worker never fetches what a tenant pointed at."""
+    loaded = []
+    for message in messages:
+        if any(i.file_id and i.data is None for i in message.images):
+            images = []
+            for image in message.images:
+                if image.file_id and image.data is None:
+                    data = await services.storage.get(file_key(image.file_id))
+                    image = replace(image, data=data)
+                images.append(image)
+            message = replace(message, images=tuple(images))
+        loaded.append(message)
+    return loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +125,8 @@ async def summarised_context(
     system: str | None,
     stored: Summary | None,
     summarise: Summariser,
+    current: Sequence[ChatMessage] | None = None,
+    keep_reasoning: bool = False,
 ) -> tuple[list[ChatMessage], Summary | None]:
     """The messages to send (as `build_context`, with a summary of the turns that do not fit),
     and the newest summary made for them, to keep, if one was made.
@@ -100,7 +138,14 @@ async def summarised_context(
     round covers more turns, so it ends (at the latest when the summary covers them all). When
     no summary can be had, the turns that do not fit are left out (and the failure logged).
     """
-    fitted = build_context(earlier, prompt, context_window=context_window, system=system)
+    fit = functools.partial(
+        build_context,
+        context_window=context_window,
+        system=system,
+        current=current,
+        keep_reasoning=keep_reasoning,
+    )
+    fitted = fit(earlier, prompt)
     if not fitted.dropped_through:
         return fitted.messages, None
     summary, made = stored, None
@@ -116,17 +161,11 @@ async def summarised_context(
                 break
             summary = made = Summary(text, needed)
         rest = [m for m in earlier if m.turn > summary.through]
-        fitted = build_context(
-            rest, prompt, context_window=context_window, system=system, summary=summary.text
-        )
+        fitted = fit(rest, prompt, summary=summary.text)
         if not fitted.dropped_through:
             return fitted.messages, made
         needed = fitted.dropped_through
     if summary is None:
-        return build_context(
-            earlier, prompt, context_window=context_window, system=system
-        ).messages, None
+        return fit(earlier, prompt).messages, None
     rest = [m for m in earlier if m.turn > summary.through]
-    return build_context(
-        rest, prompt, context_window=context_window, system=system, summary=summary.text
-    ).messages, made
+    return fit(rest, prompt, summary=summary.text).messages, made

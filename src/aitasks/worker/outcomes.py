@@ -70,6 +70,7 @@ class Outcomes:
                     usage=reply.usage,
                     served_model=reply.model,
                     provider=reply.provider,
+                    data=reply.data,
                 )
 
         try:

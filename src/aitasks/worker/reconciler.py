@@ -24,7 +24,7 @@ from datetime import timedelta
 from aitasks.lifecycle.retention import purge
 from aitasks.services import Services
 from aitasks.store import claims
-from aitasks.store import tasks as store
+from aitasks.store.idempotency import purge_idempotency_keys
 from aitasks.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class Reconciler:
         self._passes += 1
         if self._passes % PURGE_EVERY == 0:
             async with self.services.db.session() as session:
-                await store.purge_idempotency_keys(session)
+                await purge_idempotency_keys(session)
         return len(lost)
 
     async def purge_once(self, budget_seconds: float) -> None:

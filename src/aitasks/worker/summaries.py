@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aitasks.providers.base import ChatMessage, ChatRequest, Provider, Usage
+from aitasks.providers.base import ChatMessage, ChatRequest, Provider
 from aitasks.routing import ModelSpec
 from aitasks.store.models import Message
 
@@ -41,6 +41,6 @@ async def summarise(
     pieces = []
     async with asyncio.timeout(spec.timeout_s):
         async for piece in provider.stream_chat(summary_request(spec, previous, dropped)):
-            if not isinstance(piece, Usage):
+            if isinstance(piece, str):
                 pieces.append(piece)
     return "".join(pieces).strip()

@@ -38,7 +38,7 @@ from aitasks.events.base import DELTA, STATUS
 from aitasks.lifecycle import read_task, submit_task
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
-from aitasks.store import tasks as store
+from aitasks.store import file_records
 from aitasks.store.models import TERMINAL_STATUSES, Task, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -315,7 +315,9 @@ async def images_generations(
         data = [{"url": links.file(f), "revised_prompt": None} for f in file_ids]
     else:
         async with services.db.session() as session:
-            stored = [await store.get_file(session, f, tenant=caller.tenant) for f in file_ids]
+            stored = [
+                await file_records.get_file(session, f, tenant=caller.tenant) for f in file_ids
+            ]
         for record in stored:
             assert record is not None, "a finished task's files are recorded with it"
             png = await services.storage.get(record.storage_key)

@@ -20,7 +20,7 @@ from aitasks.api.schemas import (
 )
 from aitasks.errors import InvalidRequest
 from aitasks.store import conversations as store
-from aitasks.views import ConversationView, conversation_view, history_message
+from aitasks.views import ConversationView, conversation_view, history_messages
 
 router = APIRouter(prefix="/v1", tags=["conversations"])
 
@@ -84,13 +84,19 @@ async def delete_conversation(
 
 
 @router.get(
-    "/conversations/{conversation_id}/history", response_model=HistoryView, responses=errors(404)
+    "/conversations/{conversation_id}/history",
+    response_model=HistoryView,
+    # A message's structure (tool calls, reasoning...) shows only where it has some.
+    response_model_exclude_unset=True,
+    responses=errors(404),
 )
 async def read_history(
     conversation_id: str, session: SessionDep, caller: CallerDep, links: LinksDep
 ) -> HistoryView:
-    """The conversation's messages in the order of its turns."""
+    """The conversation's messages in the order of its turns, with their structure: a user's
+    images, an assistant's tool calls and reasoning, and each tool result as a `tool` message."""
     messages = await store.conversation_messages(session, conversation_id, tenant=caller.tenant)
     return HistoryView(
-        conversation_id=conversation_id, messages=[history_message(m, links) for m in messages]
+        conversation_id=conversation_id,
+        messages=[shown for m in messages for shown in history_messages(m, links)],
     )

@@ -15,7 +15,7 @@ from aitasks.api.auth import authenticate
 from aitasks.api.deps import ServicesDep, SessionDep
 from aitasks.api.responses import errors
 from aitasks.errors import FileNotFound
-from aitasks.store import tasks as store
+from aitasks.store import file_records
 
 router = APIRouter(prefix="/v1", tags=["files"])
 
@@ -47,7 +47,7 @@ async def read_file(
     )
     # A bad or expired signature is no worse than none: the caller's key decides then.
     tenant = None if signed else (await authenticate(request)).tenant
-    stored = await store.get_file(session, file_id, tenant=tenant)
+    stored = await file_records.get_file(session, file_id, tenant=tenant)
     if stored is None:
         raise FileNotFound(file_id)
     try:
