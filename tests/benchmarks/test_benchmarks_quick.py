@@ -21,6 +21,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
         ("scale_out", ["completed/s", "2 worker(s)"]),
         ("polling", ["GET/s", "per GET"]),
         ("streaming", ["first token added", "sync chat.completions"]),
+        ("purge", ["the longest", "load during the purge", "errors: 0", "left: 400 recent"]),
     ],
 )
 def test_quick_run(module: str, figures: list[str]) -> None:

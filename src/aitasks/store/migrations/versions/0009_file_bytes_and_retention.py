@@ -1,7 +1,9 @@
 """File bytes in the database (the `postgres` file store), and indexes for the retention purge.
 
 `file_chunks` holds a file's bytes a piece a row. The purge finds finished tasks and files oldest
-first, by `tasks.finished_at` and `files.created_at`.
+first, by `tasks.finished_at` and `files.created_at`; deleting a task looks up its messages and
+idempotency keys by `task_id` (to unlink, and to cascade), which without an index is a scan of the
+whole table per task deleted.
 
 Revision ID: 0009
 Revises: 0008
@@ -28,9 +30,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_tasks_finished_at", "tasks", ["finished_at"])
     op.create_index("ix_files_created_at", "files", ["created_at"])
+    op.create_index("ix_messages_task_id", "messages", ["task_id"])
+    op.create_index("ix_idempotency_keys_task_id", "idempotency_keys", ["task_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_idempotency_keys_task_id", table_name="idempotency_keys")
+    op.drop_index("ix_messages_task_id", table_name="messages")
     op.drop_index("ix_files_created_at", table_name="files")
     op.drop_index("ix_tasks_finished_at", table_name="tasks")
     op.drop_table("file_chunks")
