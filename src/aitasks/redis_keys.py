@@ -24,6 +24,9 @@ CONSUMER_GROUP = "workers"
 
 # The stream field that carries the task id: an entry is only a pointer, the database the truth.
 TASK_FIELD = "task"
+# The field that carries the task's trace context (a W3C traceparent) when tracing is on, so a
+# redelivered entry still joins the task's trace; absent otherwise.
+TRACE_FIELD = "tp"
 
 
 def stream_key(prefix: str, queue: str) -> str:
@@ -58,6 +61,12 @@ def workers_key(prefix: str) -> str:
     """Every worker seen, scored by when its heartbeat expires, so the live ones are listed
     without a SCAN; entries past their score are pruned as they are read."""
     return f"{prefix}:workers"
+
+
+def ops_samples_key(prefix: str) -> str:
+    """The operations page's samples (JSON, oldest first): a list trimmed to the charts' hour, so
+    it never grows past it; it expires an hour after the last sample (no gateway samples)."""
+    return f"{prefix}:ops:samples"
 
 
 def cancel_channel(prefix: str) -> str:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from aitasks import metrics
+from aitasks import metrics, telemetry
 from aitasks.auth.caller import Caller
 from aitasks.config import Settings
 from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull, RedisUnavailable
@@ -98,6 +98,7 @@ async def _refuse_when_full(services: Services, queue: str) -> None:
         )
 
 
+@telemetry.traced("aitasks.submit")
 async def submit_task(
     services: Services,
     caller: Caller,
@@ -159,8 +160,9 @@ async def submit_task(
         # A chat task reserves its estimated tokens; an image task counts none.
         tokens = chat_estimate(prompt, context, params) if kind == ModelKind.CHAT else 0
         await admit(services, key, task_id, tokens=tokens)
+    trace = telemetry.traceparent()  # the submit's: every run of the task joins its trace
     try:
-        async with services.db.session() as session:
+        async with telemetry.span("aitasks.store.submit"), services.db.session() as session:
             submission = await store.submit_task(
                 session,
                 owner=Owner(caller.tenant, key.id if key else None),
@@ -174,6 +176,7 @@ async def submit_task(
                 context=context,
                 callback=callback,
                 max_turns=services.settings.max_turns,
+                trace_context=trace,
             )
     except BaseException:
         await unadmit(services, caller, [task_id])
@@ -183,14 +186,16 @@ async def submit_task(
         await unadmit(services, caller, [task_id])
         return task, False
     metrics.TASKS_SUBMITTED.labels(services.models.label_of(task.model), task.queue).inc()
+    telemetry.current().update({"aitasks.task_id": task.id, "aitasks.queue": task.queue})
     try:
         # Three round trips made at once: the first event of its log, its queue entry, and its
         # admission confirmed (best effort, never raising).
-        await asyncio.gather(
-            services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING}),
-            services.queue.publish(task.queue, task.id),
-            confirm(services, key, task_id, task.id),
-        )
+        with telemetry.span(f"publish {task.queue}", kind="producer"):
+            await asyncio.gather(
+                services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING}),
+                services.queue.publish(task.queue, task.id, trace=task.trace_context),
+                confirm(services, key, task_id, task.id),
+            )
     except RedisUnavailable as exc:
         # The task is committed; the workers' reconciler publishes it once the queue is back.
         log.warning("task %s stored but not published: %s", task.id, exc.message)
