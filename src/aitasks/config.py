@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     max_turns: int = Field(default=10_000, gt=0, validation_alias="AITASKS_MAX_TURNS")
     max_images: int = Field(default=4, gt=0, validation_alias="AITASKS_MAX_IMAGES")
     max_image_side: int = Field(default=2048, gt=0, validation_alias="AITASKS_MAX_IMAGE_SIDE")
+    # Images sent in (a chat turn's, an upload's): the bytes of one, and how many one request holds.
+    max_image_bytes: int = Field(
+        default=5 * 1024 * 1024, gt=0, validation_alias="AITASKS_MAX_IMAGE_BYTES"
+    )
+    max_input_images: int = Field(default=16, gt=0, validation_alias="AITASKS_MAX_INPUT_IMAGES")
     file_url_ttl_seconds: int = Field(
         default=3600, gt=0, validation_alias="AITASKS_FILE_URL_TTL_SECONDS"
     )

@@ -16,6 +16,7 @@ Our exception hierarchy (HTTP status in brackets):
   | + FileNotFound
   + Conflict [409]
   + PayloadTooLarge [413]
+  + UnsupportedMediaType [415]
   + LimitExceeded [422]
   + IdempotencyKeyReused [422]
   + QueueFull [429]
@@ -108,6 +109,13 @@ class ValueRefused(InvalidRequest):
 class PayloadTooLarge(AITasksError):
     status_code = 413
     error_type = "payload_too_large"
+
+
+class UnsupportedMediaType(AITasksError):
+    """Bytes sent as an image that are not one (of the kinds models read)."""
+
+    status_code = 415
+    error_type = "unsupported_media_type"
 
 
 class LimitExceeded(AITasksError):

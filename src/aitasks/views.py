@@ -34,7 +34,9 @@ def tool_call_views(calls: list[dict[str, Any]] | None) -> list[ToolCallView] | 
         return None
     return [
         ToolCallView(
-            id=c["id"], function=FunctionCallView(name=c["name"], arguments=c["arguments"])
+            id=c["id"],
+            type="function",
+            function=FunctionCallView(name=c["name"], arguments=c["arguments"]),
         )
         for c in calls
     ]

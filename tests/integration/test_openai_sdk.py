@@ -123,12 +123,13 @@ def test_errors_take_openais_shape_and_status(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as many:
         client.chat.completions.create(model="mock-chat", messages=hello, n=2)  # type: ignore[arg-type]
     assert many.value.param == "n"
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.BadRequestError) as hosted:
         client.chat.completions.create(
             model="mock-chat",
             messages=hello,  # type: ignore[arg-type]
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            tools=[{"type": "web_search"}],  # type: ignore[list-item]
         )
+    assert hosted.value.param == "tools" and "only function tools" in hosted.value.message
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="mock-chat", messages=[])
     with pytest.raises(openai.BadRequestError) as refused:

@@ -21,6 +21,7 @@ from aitasks.config import Settings
 from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull, RedisUnavailable
 from aitasks.events.base import STATUS
 from aitasks.lifecycle.admission import admit, confirm, unadmit
+from aitasks.lifecycle.chat_input import ChatTurn
 from aitasks.limits.tokens import chat_estimate
 from aitasks.routing import ModelKind
 from aitasks.services import Services
@@ -110,17 +111,20 @@ async def submit_task(
     idempotency_key: str | None = None,
     request: Mapping[str, Any] | None = None,
     params: dict[str, object] | None = None,
-    context: list[dict[str, str]] | None = None,
+    context: list[dict[str, Any]] | None = None,
     callback_url: str | None = None,
     callback_events: Sequence[str] | None = None,
     prompt_param: str = "prompt",
+    turn: ChatTurn | None = None,
 ) -> tuple[Task, bool]:
     """Validate, route, admit, commit the task, then publish it: an answered task is always
     stored, and a refused one leaves nothing behind.
 
     `request` is the request as sent, which a repeat under the same `idempotency_key` must match.
     Returns the task and whether it is new (False: an idempotent repeat of an earlier submit).
-    `prompt_param` is what the surface calls the prompt, for the errors that name it.
+    `prompt_param` is what the surface calls the prompt, for the errors that name it. `turn` is
+    a chat's structure (tools, structured output, images, tool results), checked against the
+    model before anything is written; its images' bytes are stored just before the commit.
     """
     refuse_lone_surrogates(
         [
@@ -145,6 +149,9 @@ async def submit_task(
             limit=limit,
         )
     spec = services.models.resolve_kind(model, kind)
+    if turn is not None:
+        await turn.check(services, caller, spec, conversation_id)
+        params = {**(params or {}), **turn.params()}
     if idempotency_key is not None:
         # A repeat gets its task back even when the queue has filled up since.
         async with services.db.session() as session:
@@ -162,6 +169,9 @@ async def submit_task(
         await admit(services, key, task_id, tokens=tokens)
     trace = telemetry.traceparent()  # the submit's: every run of the task joins its trace
     try:
+        if turn is not None:
+            await turn.store(services, caller.tenant)
+            context = turn.stored_context() if turn.context is not None else context
         async with telemetry.span("aitasks.store.submit"), services.db.session() as session:
             submission = await store.submit_task(
                 session,
@@ -177,13 +187,19 @@ async def submit_task(
                 callback=callback,
                 max_turns=services.settings.max_turns,
                 trace_context=trace,
+                turn_input=turn.turn_input() if turn is not None else None,
+                files=turn.new_files if turn is not None else (),
             )
     except BaseException:
         await unadmit(services, caller, [task_id])
+        if turn is not None:
+            await turn.forget(services)
         raise
     task = submission.task
     if not submission.created:
         await unadmit(services, caller, [task_id])
+        if turn is not None:
+            await turn.forget(services)
         return task, False
     metrics.TASKS_SUBMITTED.labels(services.models.label_of(task.model), task.queue).inc()
     telemetry.current().update({"aitasks.task_id": task.id, "aitasks.queue": task.queue})

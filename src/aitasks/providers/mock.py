@@ -1,7 +1,8 @@
 """The mock provider: deterministic replies and real PNGs, for running without keys and for tests.
 
 A chat reply names how many earlier turns of context it was given, and a digest of them, so a test
-can prove the history reached the model. Its latency is spread over its words, so a reader of the
+can prove the history reached the model. Tools, structured output and images are answered as
+`mock_answers.py` says. Its latency is spread over its words, so a reader of the
 stream sees it arrive piece by piece.
 
 It fails on demand, so that retries and dead letters can be shown without a real provider: at
@@ -35,14 +36,14 @@ from aitasks.errors import (
 )
 from aitasks.providers.base import (
     ChatMessage,
+    ChatPiece,
     ChatRequest,
     GeneratedImage,
     ImageRequest,
     Provider,
-    Usage,
 )
+from aitasks.providers.mock_answers import answer, text_reply
 
-PROMPT_ECHO_CHARS = 200
 MARKER = re.compile(r"\[(fail|fail-first|fail-after|fail-on|latency):([a-z0-9.-]+)\]")
 # What a `[fail:429]` mock answers as its Retry-After, in seconds.
 MOCK_RETRY_AFTER = 0.2
@@ -64,27 +65,9 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _digest(messages: Sequence[ChatMessage]) -> str:
-    hasher = hashlib.sha256()
-    for message in messages:
-        hasher.update(f"{message.role}\x00{message.content}\x00".encode())
-    return hasher.hexdigest()[:12]
-
-
 def mock_reply(messages: Sequence[ChatMessage]) -> str:
-    """The reply the mock gives: a pure function of the messages it is sent."""
-    *earlier, last = messages
-    earlier_turns = sum(1 for m in earlier if m.role == "user")
-    prompt = (
-        last.content
-        if len(last.content) <= PROMPT_ECHO_CHARS
-        else (last.content[:PROMPT_ECHO_CHARS] + "…")
-    )
-    return (
-        f'Mock reply to "{prompt}". '
-        f"I was given {earlier_turns} earlier turn{'s' if earlier_turns != 1 else ''} of context "
-        f"(context digest {_digest(messages)})."
-    )
+    """The text reply the mock gives: a pure function of the messages it is sent."""
+    return text_reply(messages)
 
 
 def _failure(marker: str, value: str, attempt: int) -> ProviderError | None:
@@ -131,10 +114,16 @@ class MockProvider(Provider):
             raise ProviderServerError("mock provider: 503 (AITASKS_MOCK_FAIL_RATE)")
         return latency
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatPiece]:
         prompt = request.messages[-1].content
         latency = self._prepare(prompt, request.attempt, request.model.name)
-        words = mock_reply(request.messages).split(" ")
+        reply = answer(request)
+        if reply.call is not None:
+            if latency:
+                await asyncio.sleep(latency)
+            yield reply.call
+            return
+        words = reply.text.split(" ")
         pause = latency / len(words)
         for index, word in enumerate(words):
             if pause:

@@ -22,7 +22,8 @@ from aitasks.api.auth import CallerDep, authenticate
 from aitasks.api.deps import LinksDep, ServicesDep
 from aitasks.api.live import wait_for_task
 from aitasks.api.openai.error_shape import openai_error
-from aitasks.api.openai.wire import ChatCompletionRequest, ChatMessageIn, ImageRequest
+from aitasks.api.openai.tools import chat_turn, completion_message, tool_call_deltas
+from aitasks.api.openai.wire import ChatCompletionRequest, ImageRequest
 from aitasks.api.routes.submit import IdempotencyKey
 from aitasks.auth.caller import Caller
 from aitasks.config import Settings
@@ -34,7 +35,7 @@ from aitasks.errors import (
     TaskNotFound,
 )
 from aitasks.events import DONE
-from aitasks.events.base import DELTA, STATUS
+from aitasks.events.base import DELTA, REASONING, STATUS, TOOL_CALL
 from aitasks.lifecycle import read_task, submit_task
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
@@ -53,19 +54,6 @@ FAILURE_STATUS = {
     "provider_timeout": 504,
 }
 PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "user")
-
-
-def _split(messages: list[ChatMessageIn]) -> tuple[str, list[dict[str, str]]]:
-    """The prompt (the last message, from the user) and the messages before it."""
-    *earlier, last = messages
-    if last.role != "user":
-        raise InvalidRequest("the last message must come from the user", param="messages")
-    prompt = last.text()
-    if not prompt.strip():
-        raise InvalidRequest("the last message has no text", param="messages")
-    roles = {"developer": "system", "tool": "user"}
-    context = [{"role": roles.get(m.role, m.role), "content": m.text()} for m in earlier]
-    return prompt, context
 
 
 def _refuse_oversized(body: ChatCompletionRequest, settings: Settings) -> None:
@@ -107,8 +95,6 @@ def _refuse_oversized_images(body: ImageRequest, settings: Settings) -> None:
 def _refuse_unsupported(body: ChatCompletionRequest) -> None:
     if body.n is not None and body.n > 1:
         raise InvalidRequest("n > 1 is not supported: ask once per choice", param="n")
-    if body.tools:
-        raise InvalidRequest("tools (function calling) are not supported", param="tools")
 
 
 def _failure(task: Task) -> Response:
@@ -128,7 +114,7 @@ def _failure(task: Task) -> Response:
 
 
 def _completion(task: Task) -> dict[str, Any]:
-    text = (task.result or {}).get("text", "")
+    message, finish_reason = completion_message(task)
     return {
         "id": f"chatcmpl-{task.id}",
         "object": "chat.completion",
@@ -137,8 +123,8 @@ def _completion(task: Task) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": finish_reason,
                 "logprobs": None,
             }
         ],
@@ -157,7 +143,9 @@ async def chat_completions(
 ) -> Response:
     _refuse_unsupported(body)
     _refuse_oversized(body, services.settings)
-    prompt, context = _split(body.messages)
+    prompt, turn = chat_turn(body, services.settings)
+    if body.conversation_id:
+        turn.context = None  # the conversation's history is the context
     params = {name: getattr(body, name) for name in PARAMS if getattr(body, name) is not None}
     if body.max_completion_tokens is not None:
         params["max_tokens"] = body.max_completion_tokens
@@ -170,7 +158,7 @@ async def chat_completions(
         conversation_id=body.conversation_id,
         params=params,
         # In a conversation, its history is the context; otherwise the messages sent are.
-        context=None if body.conversation_id else context,
+        turn=turn,
         prompt_param="messages",
         # A repeat (the SDK's retry of a call that timed out) gets the first request's task.
         idempotency_key=idempotency_key,
@@ -220,6 +208,7 @@ async def _chunks(
     after: str | None = None
     attempt: int | None = None
     sent = False
+    calls = 0
     heartbeat = services.settings.sse_heartbeat_seconds
     try:
         while True:
@@ -245,6 +234,15 @@ async def _chunks(
                     sent = True
                     delta = _choice({"content": event.data["delta"]})
                     yield _chunk(task, created, choices=[delta])
+                elif event.type == REASONING:
+                    sent = True
+                    delta = _choice({"reasoning_content": event.data["delta"]})
+                    yield _chunk(task, created, choices=[delta])
+                elif event.type == TOOL_CALL:
+                    sent = True
+                    for piece in tool_call_deltas(calls, event.data):
+                        yield _chunk(task, created, choices=[_choice(piece)])
+                    calls += 1
             if any(event.type == DONE for event in events):
                 break
         final = await read_task(services, task.id, tenant=caller.tenant)
@@ -273,7 +271,8 @@ async def _chunks(
         failure = json.loads(bytes(_failure(final).body))
         yield f"data: {json.dumps(failure)}\n\n"
         return
-    yield _chunk(task, created, choices=[_choice({}, finish_reason="stop")])
+    finish_reason = completion_message(final)[1]
+    yield _chunk(task, created, choices=[_choice({}, finish_reason=finish_reason)])
     if include_usage:
         yield _chunk(task, created, choices=[], usage=final.usage)
     yield "data: [DONE]\n\n"
