@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from aitasks.ops.sampler import percentile
 from tests.support.embedded import EmbeddedFactory, finished, make_settings, running
@@ -111,3 +112,19 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile([3.0], 0.95) == 3.0
     values = [float(n) for n in range(1, 101)]
     assert (percentile(values, 0.5), percentile(values, 0.95)) == (50.0, 95.0)
+
+
+async def test_each_worker_says_what_it_runs(
+    embedded: EmbeddedFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aitasks.worker.runner.HEARTBEAT_SECONDS", 0.1)
+    async with embedded() as client:
+        task_id = await submit(client, "slowly [latency:3000]")
+        async with asyncio.timeout(10):
+            while True:
+                (worker,) = (await client.get("/v1/status")).json()["workers"]
+                if worker["running"]:
+                    break
+                await asyncio.sleep(0.05)
+        assert worker["running"] == [{"task_id": task_id, "model": "mock-chat", "attempt": 1}]
+        await client.post(f"/v1/tasks/{task_id}/cancel")

@@ -6,6 +6,7 @@ the span they were written in. (Real processes exporting OTLP: tests/integration
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from aitasks import logs, telemetry
 from aitasks.telemetry._otel import Tracing
 from tests.support.embedded import EmbeddedFactory, finished
+from tests.support.webhook_receiver import Receiver
 
 PROMPT = "A secret prompt [fail-first:1]"
 
@@ -37,6 +39,15 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
 
 def named(finished_spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
     return [s for s in finished_spans if s.name == name]
+
+
+async def ended(exporter: InMemorySpanExporter, name: str, count: int) -> None:
+    """Wait until `count` spans named `name` have ended."""
+    async with asyncio.timeout(10):
+        while True:
+            if len(named(exporter.get_finished_spans(), name)) >= count:
+                return
+            await asyncio.sleep(0.02)
 
 
 def attributes(span: ReadableSpan) -> dict[str, Any]:
@@ -227,3 +238,91 @@ def test_with_tracing_unset_the_hot_path_loads_no_opentelemetry() -> None:
     assert ran.returncode == 0, ran.stderr
     loaded = json.loads(ran.stdout.strip().splitlines()[-1])
     assert loaded["added"] == [] and loaded["ours"] == [] and loaded["tracing"] == []
+
+
+TABLE = """
+[models."flaky-chat"]
+kind = "chat"
+provider = "mock"
+queue = "mock"
+max_attempts = 1
+fallbacks = ["limited-chat"]
+
+[models."limited-chat"]
+kind = "chat"
+provider = "mock"
+queue = "mock"
+rpm = 600
+"""
+
+
+async def test_a_fallback_and_the_wait_for_a_rate_slot_are_spans(
+    embedded: EmbeddedFactory, spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    table = tmp_path / "models.toml"
+    table.write_text(TABLE)
+    async with embedded(models_file=table) as client:
+        answer = await client.post(
+            "/v1/chat/completions",
+            json={"prompt": "hello [fail-on:flaky-chat]", "model": "flaky-chat"},
+        )
+        task = await finished(client, answer.json()["task_id"])
+    assert task["served_model"] == "limited-chat"
+    done = spans.get_finished_spans()
+    run = named(done, "aitasks.run")[0]
+    fallback = named(done, "aitasks.fallback")[0]
+    assert fallback.parent is not None and fallback.parent.span_id == run.context.span_id
+    assert attributes(fallback)["aitasks.model"] == "limited-chat"
+    tried = sorted(named(done, "aitasks.attempt"), key=lambda s: attributes(s)["aitasks.attempt"])
+    assert [attributes(a)["aitasks.model"] for a in tried] == ["flaky-chat", "limited-chat"]
+    slot = named(done, "aitasks.rate_slot")[0]
+    assert attributes(slot) == {"aitasks.model": "limited-chat", "aitasks.rpm": 600}
+    assert named(done, "chat limited-chat")  # the model call of the fallback
+
+
+async def test_a_run_from_an_entry_without_a_trace_joins_the_stored_one(
+    embedded: EmbeddedFactory, spans: InMemorySpanExporter
+) -> None:
+    """A retry (as a reconciler's re-publish) puts the task in its queue without a trace context;
+    the run joins the trace stored with the task, as a child of its submit."""
+    async with embedded() as client:
+        answer = await client.post(
+            "/v1/chat/completions",
+            json={"prompt": "no [fail:fatal]", "model": "mock-chat", "conversation_id": None},
+        )
+        task_id = answer.json()["task_id"]
+        await finished(client, task_id)
+        assert (await client.post(f"/v1/tasks/{task_id}/retry")).status_code == 202
+        await ended(spans, "aitasks.run", 2)
+    done = spans.get_finished_spans()
+    submit = named(done, "aitasks.submit")[0]
+    first, second = sorted(named(done, "aitasks.run"), key=lambda s: s.start_time or 0)
+    assert first.context.trace_id == second.context.trace_id == submit.context.trace_id
+    assert second.parent is not None and second.parent.span_id == submit.context.span_id
+    assert len(named(done, "process mock")) == 1  # the retried entry carried no context
+
+
+async def test_each_webhook_delivery_is_a_span_and_carries_the_trace_on(
+    embedded: EmbeddedFactory, spans: InMemorySpanExporter
+) -> None:
+    receiver = Receiver()
+    try:
+        async with embedded(webhook_allow_private=True) as client:
+            answer = await client.post(
+                "/v1/chat/completions",
+                json={"prompt": "hello", "model": "mock-chat", "callback_url": receiver.url},
+            )
+            await finished(client, answer.json()["task_id"])
+            await ended(spans, "webhook task.succeeded", 1)
+    finally:
+        receiver.close()
+    done = spans.get_finished_spans()
+    delivery = named(done, "webhook task.succeeded")[0]
+    submit = named(done, "aitasks.submit")[0]
+    assert delivery.kind.name == "CLIENT"
+    assert delivery.context.trace_id == submit.context.trace_id
+    assert attributes(delivery)["http.response.status_code"] == 204
+    assert attributes(delivery)["url.full"] == receiver.url
+    # The receiver can join the trace: the POST carried the delivery span's context.
+    sent = receiver.received[0].headers["traceparent"]
+    assert sent.startswith(f"00-{delivery.context.trace_id:032x}-{delivery.context.span_id:016x}-")

@@ -192,3 +192,36 @@ def test_a_redelivered_task_after_a_worker_is_killed_joins_the_same_trace(
     call = one(mine, name="chat mock-chat")
     assert call.attributes["aitasks.attempt"] == 2
     assert call.attributes["gen_ai.usage.output_tokens"] > 0
+
+
+def test_a_resumed_stream_and_a_retry_link_to_the_tasks_trace(traced: Traced) -> None:
+    traceparent, trace_id, _ = new_traceparent()
+    task_id = submit(traced, "No luck [fail:fatal]", traceparent)
+    wait_for_status(traced, task_id, {"FAILED"})
+    # A reader resuming the task's event stream: its own trace, linked to the task's.
+    with traced.client.stream(
+        "GET", f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": "0-1"}
+    ) as stream:
+        assert stream.status_code == 200
+        stream.read()
+    assert traced.client.post(f"/v1/tasks/{task_id}/retry").status_code == 202
+    wait_for_status(traced, task_id, {"FAILED"})
+
+    def linked(name: str, spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        return [s for s in spans if s.name == name and any(t == trace_id for t, _, _ in s.links)]
+
+    spans = traced.receiver.wait_for(
+        lambda spans: bool(
+            linked("GET /v1/tasks/{task_id}/events", spans)
+            and linked("POST /v1/tasks/{task_id}/retry", spans)
+            and len([s for s in spans if s.name == "aitasks.run" and s.trace_id == trace_id]) == 2
+        )
+    )
+    (stream_span,) = linked("GET /v1/tasks/{task_id}/events", spans)
+    (retry_span,) = linked("POST /v1/tasks/{task_id}/retry", spans)
+    assert stream_span.trace_id != trace_id and retry_span.trace_id != trace_id
+    assert [a["aitasks.link"] for _, _, a in stream_span.links] == ["stream"]
+    assert [a["aitasks.link"] for _, _, a in retry_span.links] == ["retry"]
+    # The retried run is in the task's own trace, failed as the first was.
+    runs = [s for s in spans if s.name == "aitasks.run" and s.trace_id == trace_id]
+    assert all(r.error and r.attributes["error.type"] == "provider_bad_request" for r in runs)
