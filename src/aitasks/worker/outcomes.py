@@ -16,6 +16,7 @@ import logging
 from aitasks import metrics, telemetry
 from aitasks.errors import AITasksError, DatabaseUnavailable, FileStoreUnavailable
 from aitasks.events.base import DONE, STATUS
+from aitasks.lifecycle.placement import publish, queued
 from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store.models import TaskStatus
@@ -125,7 +126,7 @@ class Outcomes:
         async with self.services.db.session() as session:
             released = await claims.release_task(session, task, worker_id=self.worker_id)
         if released:
-            await self.services.queue.publish(task.queue, task.id, trace=task.trace_context)
+            await publish(self.services, queued(task), trace=task.trace_context)
             run.emit(STATUS, {"status": TaskStatus.PENDING})
         run.handed_back = True
         log.info("task %s handed back at shutdown", task.id)
@@ -148,9 +149,10 @@ class Outcomes:
             self.webhooks.wake()
         if task.api_key_id:
             try:
-                await self.services.limits.release(task.api_key_id, [task.id])
-                await self.services.limits.add_tokens(
-                    task.api_key_id, (usage or {}).get("total_tokens", 0)
+                # Its slot freed, its token reservation given back and its real usage counted,
+                # in one step: no moment where a key's day counts both or neither.
+                await self.services.limits.settle(
+                    task.api_key_id, task.id, (usage or {}).get("total_tokens", 0)
                 )
             except Exception as exc:  # the gateway's check against the database heals a miss
                 log.warning("task %s: limits not updated: %s", task.id, exc)
