@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.support.cross_host import Backends, Deployment, backends_on, deployed
+from tests.support.cross_host import Backends, Deployment, backends_on, deployed, stop_all
 from tests.support.flows import conversation_with_history_and_an_image, submit, wait_for_tasks
 from tests.support.netns import Network, three_hosts
 from tests.support.services import query
@@ -43,6 +43,7 @@ def backends(network: Network) -> Iterator[Backends]:
     try:
         yield started
     finally:
+        stop_all()  # whatever a scenario that hung left running on hosts b and c
         network.on_a(stack.close)
 
 

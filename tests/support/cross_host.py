@@ -122,6 +122,16 @@ def backends_on(network: Network) -> Iterator[Backends]:
         yield Backends(postgres, redis_url, s3)
 
 
+# Every service process started and not yet stopped: the test's clean-up stops them even when
+# the scenario that started them hangs (a timeout fails the test from another thread).
+RUNNING: set[HostProcess] = set()
+
+
+def stop_all() -> None:
+    for process in list(RUNNING):
+        process.stop(signal.SIGKILL)
+
+
 class HostProcess:
     """`aitasks ARGS` on a host, its output in a log file in the host's folder."""
 
@@ -134,11 +144,13 @@ class HostProcess:
             host.exec(sys.executable, "-m", "aitasks", *args),
             env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        RUNNING.add(self)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        RUNNING.discard(self)
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
             try:
@@ -146,7 +158,8 @@ class HostProcess:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
 
 def run_on(host: Host, args: list[str], env: dict[str, str], cwd: Path) -> str:

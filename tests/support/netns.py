@@ -74,18 +74,19 @@ def _enter(name: str) -> None:
 
 
 class Network:
-    """Three hosts, and a thread on host `a` for the test's client code."""
+    """Three hosts; the test's client code runs on host `a`."""
 
     def __init__(self, hosts: dict[str, Host]) -> None:
         self.hosts = hosts
-        self._on_a = ThreadPoolExecutor(1, initializer=_enter, initargs=(hosts["a"].name,))
 
     def on_a(self, action: Callable[[], T]) -> T:
-        """Run `action` in a thread on host `a` (threads it starts are there too)."""
-        return self._on_a.submit(action).result()
-
-    def close(self) -> None:
-        self._on_a.shutdown(wait=True)
+        """Run `action` in a new thread on host `a` (threads it starts are there too). A new
+        thread each time, so a clean-up never waits behind a test that hangs."""
+        pool = ThreadPoolExecutor(1, initializer=_enter, initargs=(self.hosts["a"].name,))
+        try:
+            return pool.submit(action).result()
+        finally:
+            pool.shutdown(wait=False)  # a timed-out test's thread is not waited for
 
 
 def _require() -> None:
@@ -104,7 +105,6 @@ def three_hosts() -> Iterator[Network]:
         letter: Host(f"{PREFIX}-{os.getpid()}-{letter}", f"{SUBNET}.{n}")
         for n, letter in enumerate("abc", start=1)
     }
-    network: Network | None = None
     try:
         for host in hosts.values():
             _ip("netns", "add", host.name)
@@ -121,10 +121,7 @@ def three_hosts() -> Iterator[Network]:
             _ip("-n", a, "link", "set", veth, "up")
             _ip("-n", host.name, "addr", "add", f"{host.address}/24", "dev", "eth0")
             _ip("-n", host.name, "link", "set", "eth0", "up")
-        network = Network(hosts)
-        yield network
+        yield Network(hosts)
     finally:
-        if network is not None:
-            network.close()
         for host in hosts.values():
             subprocess.run(["ip", "netns", "del", host.name], capture_output=True, check=False)
