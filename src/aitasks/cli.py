@@ -25,6 +25,7 @@ from aitasks.config import Settings
 from aitasks.errors import AITasksError, ConfigError, DatabaseUnavailable
 from aitasks.files import check_file_store
 from aitasks.lifecycle.retention import purge_now
+from aitasks.priority import Lane
 from aitasks.services import Services
 from aitasks.status_view import status_view
 from aitasks.store import api_keys as store_keys
@@ -367,6 +368,9 @@ def _limits(key: ApiKeyRow) -> str:
             ("rpm", key.rpm),
             ("max-inflight", key.max_inflight),
             ("daily-tokens", key.daily_tokens),
+            ("weight", key.weight),
+            ("max-priority", key.max_priority),
+            ("expires-after", key.expires_after),
         )
         if value is not None
     ]
@@ -382,6 +386,17 @@ def keys_create(
     rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
     max_inflight: Annotated[int | None, typer.Option(min=1, help="Unfinished tasks.")] = None,
     daily_tokens: Annotated[int | None, typer.Option(min=1, help="Tokens per UTC day.")] = None,
+    weight: Annotated[
+        int | None,
+        typer.Option(min=1, help="Its share in a lane beside other tenants. \\[default: 1]"),
+    ] = None,
+    max_priority: Annotated[
+        Lane | None, typer.Option(help="The highest lane its tasks may use. \\[default: any]")
+    ] = None,
+    expires_after: Annotated[
+        float | None,
+        typer.Option(min=1, help="Seconds its tasks may wait to start when they name none."),
+    ] = None,
 ) -> None:
     """Make a key. Its secret is the last line printed, shown this once; only a hash is kept."""
 
@@ -394,6 +409,9 @@ def keys_create(
                 rpm=rpm,
                 max_inflight=max_inflight,
                 daily_tokens=daily_tokens,
+                weight=weight,
+                max_priority=max_priority.value if max_priority else None,
+                expires_after=expires_after,
             )
 
     try:

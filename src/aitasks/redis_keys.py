@@ -30,9 +30,48 @@ TRACE_FIELD = "tp"
 
 
 def stream_key(prefix: str, queue: str) -> str:
-    """The stream that holds the ids of a queue's tasks; tagged by queue so that the group
-    commands (XREADGROUP, XAUTOCLAIM, XACK) on one queue stay on one cluster node."""
-    return f"{prefix}:{{q:{queue}}}:tasks"
+    """The stream that holds the ids of a queue's tasks handed out (moved there from their lane
+    by the receive that hands them out, pending until acknowledged); tagged by queue so that the
+    group commands (XREADGROUP, XAUTOCLAIM, XACK) and the lane scripts on one queue stay on one
+    cluster node."""
+    return queue_key_base(prefix, queue) + "tasks"
+
+
+def queue_key_base(prefix: str, queue: str) -> str:
+    """What every key of one queue starts with (its hash tag included): the lane scripts make the
+    names of tenants' lists from it, as the functions below do."""
+    return f"{prefix}:{{q:{queue}}}:"
+
+
+def lanes_key(prefix: str, queue: str) -> str:
+    """A queue's lane state (a hash): `picks` (tasks handed out, the place in the share
+    schedule), `clock:<lane>` (the pass of the tenant a lane served last) and `n:<lane>` (the
+    entries waiting in a lane). Lives as long as the queue."""
+    return queue_key_base(prefix, queue) + "lanes"
+
+
+def ring_key(prefix: str, queue: str, lane: str) -> str:
+    """The tenants with work waiting in one lane of a queue (a sorted set scored by each one's
+    pass): the lowest goes next. A tenant whose list runs dry leaves it; the key goes with the
+    last one."""
+    return queue_key_base(prefix, queue) + f"ring:{lane}"
+
+
+def waiting_key(prefix: str, queue: str, lane: str, tenant: str) -> str:
+    """One tenant's entries waiting in one lane of a queue (a list, oldest first), each
+    `task id|traceparent|weight`; moved to the queue's stream when handed out. Gone when
+    empty."""
+    return queue_key_base(prefix, queue) + f"wait:{lane}:{tenant}"
+
+
+def bell_key(prefix: str, queue: str) -> str:
+    """A queue's doorbell: a stream with an entry per publish (capped near 64), which idle
+    workers wait on with a plain XREAD, taking nothing, from the last id they saw."""
+    return queue_key_base(prefix, queue) + "bell"
+
+
+# The doorbell's length, roughly (XADD MAXLEN ~): only its last id matters.
+BELL_LENGTH = 64
 
 
 # --- Coordination between workers (queue/redis.py) -----------------------------------------------

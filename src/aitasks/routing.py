@@ -86,6 +86,9 @@ class ModelSpec:
     supports: tuple[str, ...] | None = None
     # Its earlier replies' reasoning is sent back as context (for a model that asks for it).
     reasoning_in_context: bool = False
+    # Seconds its tasks may wait to start when the request and its key name no deadline; after
+    # that they end EXPIRED without a call. None: they wait as long as it takes.
+    expires_after: float | None = None
     served_by: str = MOCK_PROVIDER
 
     @property
@@ -124,7 +127,7 @@ class Pattern:
 _SPEC_KEYS = {
     "kind", "provider", "queue", "upstream_model", "base_url", "base_url_env", "api_key_env",
     "context_window", "timeout_s", "max_attempts", "fallbacks", "rpm", "concurrency", "model_path",
-    "size", "summary_model", "supports", "reasoning_in_context",
+    "size", "summary_model", "supports", "reasoning_in_context", "expires_after",
 }  # fmt: skip
 
 

@@ -20,6 +20,11 @@ class KeyInfo:
     rpm: int | None = None
     max_inflight: int | None = None
     daily_tokens: int | None = None
+    # Its tenant's weight in a lane's fair share, the highest lane it may use (None: any) and
+    # the deadline in seconds its tasks get when they name none (see `aitasks.priority`).
+    weight: int = 1
+    max_priority: str | None = None
+    expires_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

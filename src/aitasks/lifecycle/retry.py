@@ -8,6 +8,7 @@ from aitasks.auth.caller import Caller
 from aitasks.errors import RedisUnavailable
 from aitasks.events.base import STATUS
 from aitasks.lifecycle.admission import admit, confirm, unadmit
+from aitasks.lifecycle.placement import publish, queued
 from aitasks.limits.tokens import chat_estimate
 from aitasks.routing import ModelKind
 from aitasks.services import Services
@@ -50,7 +51,7 @@ async def retry_task(services: Services, caller: Caller, task_id: str) -> Task:
         # It runs again from the start: so does its stream.
         await services.events.reset(task.id)
         await services.events.append(task.id, STATUS, {"status": task.status})
-        await services.queue.publish(task.queue, task.id)
+        await publish(services, queued(task))
     except RedisUnavailable as exc:
         log.warning("task %s: queue unreachable; the reconciler catches up: %s", task.id, exc)
     return task

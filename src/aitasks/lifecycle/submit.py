@@ -20,13 +20,15 @@ from aitasks.auth.caller import Caller
 from aitasks.config import Settings
 from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull, RedisUnavailable
 from aitasks.events.base import STATUS
+from aitasks.lifecycle import placement
 from aitasks.lifecycle.admission import admit, confirm, unadmit
 from aitasks.lifecycle.chat_input import ChatTurn
 from aitasks.limits.tokens import chat_estimate
+from aitasks.priority import Lane, priority_lanes
 from aitasks.routing import ModelKind
 from aitasks.services import Services
 from aitasks.store import tasks as store
-from aitasks.store.models import Task, TaskStatus, new_id
+from aitasks.store.models import Task, TaskStatus, new_id, utcnow
 from aitasks.store.tasks import Callback, Owner
 from aitasks.webhooks.targets import check_url
 
@@ -84,11 +86,13 @@ def callback_of(
     return Callback(url=checked, events=sorted(set(events or ())))
 
 
-async def _refuse_when_full(services: Services, queue: str) -> None:
-    """Backpressure: a queue past its depth limit takes no more until workers catch up."""
+async def _refuse_when_full(services: Services, queue: str, lane: Lane) -> None:
+    """Backpressure: a queue past its depth limit takes no more until workers catch up. The
+    batch lane is counted apart from the others, so a large batch waiting never refuses
+    interactive work (see `priority_lanes`)."""
     limit = services.settings.max_queue_depth
     try:
-        depth = await services.queue.depth(queue)
+        depth = await services.queue.depth(queue, priority_lanes(lane))
     except RedisUnavailable:
         return  # the task is still stored, and runs once the queue is back
     if depth >= limit:
@@ -116,6 +120,10 @@ async def submit_task(
     callback_events: Sequence[str] | None = None,
     prompt_param: str = "prompt",
     turn: ChatTurn | None = None,
+    priority: Lane | None = None,
+    interactive: bool = False,
+    expires_after: float | None = None,
+    run_timeout: float | None = None,
 ) -> tuple[Task, bool]:
     """Validate, route, admit, commit the task, then publish it: an answered task is always
     stored, and a refused one leaves nothing behind.
@@ -125,6 +133,9 @@ async def submit_task(
     `prompt_param` is what the surface calls the prompt, for the errors that name it. `turn` is
     a chat's structure (tools, structured output, images, tool results), checked against the
     model before anything is written; its images' bytes are stored just before the commit.
+    `priority` is the lane asked for, `interactive` says someone waits on the answer (the lane
+    when none is asked for), `expires_after` and `run_timeout` the task's deadline to start and
+    bound on its run, in seconds (`lifecycle/placement.py`).
     """
     refuse_lone_surrogates(
         [
@@ -149,6 +160,15 @@ async def submit_task(
             limit=limit,
         )
     spec = services.models.resolve_kind(model, kind)
+    scheduled = placement.schedule(
+        caller,
+        spec,
+        utcnow(),
+        priority=priority,
+        interactive=interactive,
+        expires_after=expires_after,
+        timeout=run_timeout,
+    )
     if turn is not None:
         await turn.check(services, caller, spec, conversation_id)
         params = {**(params or {}), **turn.params()}
@@ -160,7 +180,7 @@ async def submit_task(
             )
         if earlier is not None:
             return earlier, False
-    await _refuse_when_full(services, spec.queue)
+    await _refuse_when_full(services, spec.queue, scheduled.placement.lane)
     key = caller.key
     task_id = new_id()
     if key is not None:
@@ -189,6 +209,9 @@ async def submit_task(
                 trace_context=trace,
                 turn_input=turn.turn_input() if turn is not None else None,
                 files=turn.new_files if turn is not None else (),
+                placement=scheduled.placement,
+                expires_at=scheduled.expires_at,
+                timeout_seconds=scheduled.timeout_seconds,
             )
     except BaseException:
         await unadmit(services, caller, [task_id])
@@ -209,7 +232,9 @@ async def submit_task(
         with telemetry.span(f"publish {task.queue}", kind="producer"):
             await asyncio.gather(
                 services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING}),
-                services.queue.publish(task.queue, task.id, trace=task.trace_context),
+                services.queue.publish(
+                    task.queue, task.id, trace=task.trace_context, placement=scheduled.placement
+                ),
                 confirm(services, key, task_id, task.id),
             )
     except RedisUnavailable as exc:

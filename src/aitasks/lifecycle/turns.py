@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+from aitasks.lifecycle.placement import publish
+from aitasks.priority import QueuedTask
 from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store.models import Task
 
-# A waiting turn, as the finishing transaction or the lookup finds it: (task id, its queue).
-NextTurn = tuple[str, str]
 
-
-async def publish_next_turn(services: Services, next_turn: NextTurn | None) -> None:
-    """Hand the waiting turn to its queue (already found, by the transaction that ended the
-    turn before it)."""
+async def publish_next_turn(services: Services, next_turn: QueuedTask | None) -> None:
+    """Hand the waiting turn to its queue, in its own lane (already found, by the transaction
+    that ended the turn before it): a turn's lane is its own, whatever the earlier one's."""
     if next_turn is not None:
-        task_id, queue = next_turn
-        await services.queue.publish(queue, task_id)
+        await publish(services, next_turn)
 
 
 async def release_next_turn(services: Services, task: Task) -> None:

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aitasks.priority import Lane, Placement
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -40,9 +42,24 @@ class TaskQueue(ABC):
         self.redeliver_after = redeliver_after
 
     @abstractmethod
-    async def publish(self, queue: str, task_id: str, *, trace: str | None = None) -> None:
-        """Append a task id to a queue; `trace` (the task's `traceparent`) rides along with it,
-        so whoever it is delivered to, first or again, joins the task's trace."""
+    async def publish(
+        self,
+        queue: str,
+        task_id: str,
+        *,
+        trace: str | None = None,
+        placement: Placement | None = None,
+    ) -> None:
+        """Append a task id to a queue, in its lane and its tenant's share (`placement`; the
+        default lane, unshared, when None); `trace` (the task's `traceparent`) rides along with
+        it, so whoever it is delivered to, first or again, joins the task's trace."""
+
+    async def publish_many(
+        self, queue: str, tasks: Sequence[tuple[str, str | None]], placement: Placement
+    ) -> None:
+        """Append many (task id, trace) of one placement at once, in their order (a batch)."""
+        for task_id, trace in tasks:
+            await self.publish(queue, task_id, trace=trace, placement=placement)
 
     @abstractmethod
     async def receive(
@@ -50,7 +67,9 @@ class TaskQueue(ABC):
     ) -> list[Delivery]:
         """Up to `count` deliveries from any of `queues`, waiting at most `wait_seconds`.
 
-        Deliveries abandoned by a dead consumer come first.
+        Deliveries abandoned by a dead consumer come first; then, one pick at a time, the
+        queue whose next lane is highest, its lane as `aitasks.priority` schedules, and in it
+        the tenant whose turn it is (see `aitasks.priority`).
         """
 
     @abstractmethod
@@ -62,8 +81,9 @@ class TaskQueue(ABC):
         """Finish with a delivery for good."""
 
     @abstractmethod
-    async def depth(self, queue: str) -> int:
-        """How many entries the queue holds, delivered or not."""
+    async def depth(self, queue: str, lanes: Sequence[Lane] | None = None) -> int:
+        """How many entries the queue holds, delivered or not; with `lanes`, those delivered
+        and those waiting in these lanes only."""
 
     @abstractmethod
     async def queued_task_ids(self, queue: str) -> set[str]:

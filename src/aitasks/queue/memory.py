@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aitasks.priority import Lane, Placement
 from aitasks.queue.base import Delivery, RateSlot, TaskQueue
+from aitasks.queue.lanes import FairLanes, Waiting, take
 
 
 @dataclass(slots=True)
@@ -27,7 +28,8 @@ class InProcessQueue(TaskQueue):
 
     def __init__(self, *, redeliver_after: float) -> None:
         super().__init__(redeliver_after=redeliver_after)
-        self._ready: dict[str, deque[Delivery]] = {}
+        # What waits to be handed out, by queue, lane and tenant.
+        self._ready: dict[str, FairLanes] = {}
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._arrived = asyncio.Condition()
@@ -37,9 +39,26 @@ class InProcessQueue(TaskQueue):
         self._beats: dict[str, tuple[float, dict[str, Any]]] = {}
         self._cancel_listeners: set[asyncio.Queue[str]] = set()
 
-    async def publish(self, queue: str, task_id: str, *, trace: str | None = None) -> None:
-        delivery = Delivery(queue, task_id, str(next(self._ids)), trace)
-        self._ready.setdefault(queue, deque()).append(delivery)
+    async def publish(
+        self,
+        queue: str,
+        task_id: str,
+        *,
+        trace: str | None = None,
+        placement: Placement | None = None,
+    ) -> None:
+        await self.publish_many(queue, [(task_id, trace)], placement or Placement())
+
+    async def publish_many(
+        self, queue: str, tasks: Sequence[tuple[str, str | None]], placement: Placement
+    ) -> None:
+        now = time.monotonic()
+        entries = [
+            Waiting(Delivery(queue, task_id, str(next(self._ids)), trace), placement.weight, now)
+            for task_id, trace in tasks
+        ]
+        lanes = self._ready.setdefault(queue, FairLanes())
+        lanes.push(placement.lane, placement.tenant, entries)
         async with self._arrived:
             self._arrived.notify_all()
 
@@ -52,12 +71,12 @@ class InProcessQueue(TaskQueue):
             if pending.delivery.queue in queues and now - pending.touched > self.redeliver_after:
                 pending.consumer, pending.touched = consumer, now
                 taken.append(pending.delivery)
-        for queue in queues:
-            ready = self._ready.get(queue)
-            while ready and len(taken) < count:
-                delivery = ready.popleft()
-                self._pending[delivery.message_id] = _Pending(delivery, consumer, now)
-                taken.append(delivery)
+        lanes = [self._ready.setdefault(queue, FairLanes()) for queue in queues]
+        for _, waiting in take(lanes, count - len(taken)):
+            delivery = waiting.item
+            assert isinstance(delivery, Delivery)
+            self._pending[delivery.message_id] = _Pending(delivery, consumer, now)
+            taken.append(delivery)
         return taken
 
     async def receive(
@@ -82,13 +101,16 @@ class InProcessQueue(TaskQueue):
     async def ack(self, delivery: Delivery) -> None:
         self._pending.pop(delivery.message_id, None)
 
-    async def depth(self, queue: str) -> int:
-        waiting = len(self._ready.get(queue, ()))
+    async def depth(self, queue: str, lanes: Sequence[Lane] | None = None) -> int:
+        ready = self._ready.get(queue)
+        waiting = 0 if ready is None else ready.depth(lanes) if lanes is not None else ready.depth()
         return waiting + sum(1 for p in self._pending.values() if p.delivery.queue == queue)
 
     async def queued_task_ids(self, queue: str) -> set[str]:
         held = {p.delivery.task_id for p in self._pending.values() if p.delivery.queue == queue}
-        return held | {d.task_id for d in self._ready.get(queue, ())}
+        ready = self._ready.get(queue)
+        waiting = ready.items() if ready is not None else []
+        return held | {d.task_id for d in waiting if isinstance(d, Delivery)}
 
     async def try_lock(self, name: str, seconds: float) -> bool:
         now = time.monotonic()

@@ -1,18 +1,21 @@
-"""Redis Streams queues: one stream per queue, one consumer group, XREADGROUP / XACK / XAUTOCLAIM.
+"""Redis Streams queues: one stream per queue, one consumer group, XREADGROUP / XACK / XAUTOCLAIM,
+with the work waiting to be handed out kept in lanes before it (`queue/redis_scripts.py`).
 
 Unlike `BRPOP` on a list, an entry read from a stream stays in the group's pending list until it is
 acknowledged, so a worker that dies holding a task leaves it there for another to claim.
 
-XREADGROUP's COUNT bounds each stream, not the read: one read of k streams may hand out k times
-the count, more than the worker has slots for, and what it hands out is this consumer's until
-acknowledged or, after `redeliver_after`, reclaimed. So a read of k streams asks each for
-`count // k`, or, with fewer slots free than streams, takes them one after another inside a
-script, each for what the count has left (see `receive`); what a receive does not take is never
-read, and stays in the stream for whichever worker asks next.
+A publish puts the task id in its tenant's list in its lane (one script) and rings the queue's
+bell. A receive is one script per hash slot that moves the entries it hands out, at most `count`
+in all, from the lanes into the stream in the order `aitasks.priority` says, and reads exactly
+those through the group: so the order is decided in one atomic step that every worker and gateway
+shares, and what a receive does not take is never read (it stays for whichever worker asks
+next). With nothing to take, a worker waits on the bells with a plain XREAD from the last id it
+saw (which takes nothing), then takes again.
 
 On Redis Cluster every command touches keys of one hash slot (each queue's keys share the tag
 `{q:<queue>}`), pipelines are non-transactional so the client splits them by node, and queues on
-different slots are read one slot at a time (see `receive`).
+different slots are read one slot at a time (see `receive`): lanes are then ordered within each
+slot's queues, not across slots.
 """
 
 from __future__ import annotations
@@ -29,16 +32,29 @@ from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
 
 from aitasks.errors import RedisUnavailable
+from aitasks.priority import LANES, Lane, Placement
 from aitasks.queue.base import Delivery, RateSlot, TaskQueue
+from aitasks.queue.redis_scripts import (
+    PUBLISH_CHUNK,
+    PUBLISH_SCRIPT,
+    RATE_REACHED_SCRIPT,
+    RATE_SLOT_SCRIPT,
+    TAKE_SCRIPT,
+)
 from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call
 from aitasks.redis_keys import (
     CONSUMER_GROUP,
     TASK_FIELD,
     TRACE_FIELD,
+    bell_key,
     cancel_channel,
+    lanes_key,
     lock_key,
+    queue_key_base,
     rate_key,
+    ring_key,
     stream_key,
+    waiting_key,
     worker_key,
     workers_key,
 )
@@ -48,64 +64,7 @@ log = logging.getLogger(__name__)
 # Pause before a dropped pub/sub subscription is made again.
 RESUBSCRIBE_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 30.0
-
-# A sliding-window rate limit in one atomic step, timed by the Redis server's clock (so workers on
-# several machines agree); see `TaskQueue.rate_slot`. A slot in flight is scored by when its hold
-# ends (so no window drops it), a dated one by when its call reached the provider. Returns 0 when
-# the slot is taken, else the seconds until one may free (an undated slot frees one window after
-# it is dated, no sooner than now). The key lasts one window past its latest score.
-RATE_SLOT_SCRIPT = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local window, limit, held = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now + held, ARGV[3])
-  local latest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
-  redis.call('PEXPIRE', KEYS[1], math.ceil((latest - now + window) * 1000))
-  return '0'
-end
-local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
-return tostring(math.min(oldest, now) + window - now)
-"""
-# Dates a slot to the server's now: its call has reached the provider. (A slot dropped meanwhile,
-# its hold long over, is counted again: the call did reach the provider now.)
-RATE_REACHED_SCRIPT = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local window = tonumber(ARGV[1])
-redis.call('ZADD', KEYS[1], now, ARGV[2])
-local latest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
-redis.call('PEXPIRE', KEYS[1], math.ceil((latest - now + window) * 1000))
-return 1
-"""
-# New entries of several streams of one slot, in the order given, `ARGV[3]` in all at most (a
-# script, so XREADGROUP's per-stream COUNT never takes more). Returns {read, last}: `read` holds
-# {stream, entries} for each stream that gave some; when none did, `last` holds each stream's
-# last-delivered id, from which a plain XREAD can wait for the next entry without taking it.
-READ_SCRIPT = """
-local group, consumer, left = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local read, last = {}, {}
-for _, key in ipairs(KEYS) do
-  if left <= 0 then break end
-  local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', key, '>')
-  if got then
-    left = left - #got[1][2]
-    table.insert(read, {key, got[1][2]})
-  end
-end
-if #read == 0 then
-  for _, key in ipairs(KEYS) do
-    for _, info in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-      local fields = {}
-      for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
-      if fields['name'] == group then table.insert(last, {key, fields['last-delivered-id']}) end
-    end
-  end
-end
-return {read, last}
-"""
-# Entries read per XRANGE page when listing what a stream holds.
+# Entries read per XRANGE / LRANGE page when listing what a queue holds.
 SCAN_PAGE = 1000
 
 
@@ -146,12 +105,34 @@ class RedisStreamQueue(TaskQueue):
                 raise
         self._groups.add(key)
 
-    async def publish(self, queue: str, task_id: str, *, trace: str | None = None) -> None:
-        key = self._key(queue)
-        fields: dict[Any, Any] = {TASK_FIELD: task_id}
-        if trace:
-            fields[TRACE_FIELD] = trace
-        await redis_call(lambda: self.redis.xadd(key, fields))
+    async def publish(
+        self,
+        queue: str,
+        task_id: str,
+        *,
+        trace: str | None = None,
+        placement: Placement | None = None,
+    ) -> None:
+        await self.publish_many(queue, [(task_id, trace)], placement or Placement())
+
+    async def publish_many(
+        self, queue: str, tasks: Sequence[tuple[str, str | None]], placement: Placement
+    ) -> None:
+        lane, tenant = placement.lane.value, placement.tenant
+        keys = (
+            lanes_key(self.prefix, queue),
+            ring_key(self.prefix, queue, lane),
+            waiting_key(self.prefix, queue, lane, tenant),
+            bell_key(self.prefix, queue),
+        )
+        entries = [f"{task_id}|{trace or ''}|{placement.weight}" for task_id, trace in tasks]
+        for start in range(0, len(entries), PUBLISH_CHUNK):
+            chunk = entries[start : start + PUBLISH_CHUNK]
+            await redis_call(
+                lambda chunk=chunk: self.redis.eval(  # type: ignore[misc]
+                    PUBLISH_SCRIPT, len(keys), *keys, lane, tenant, *chunk
+                )
+            )
 
     async def receive(
         self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
@@ -165,26 +146,18 @@ class RedisStreamQueue(TaskQueue):
             deliveries = await self._reclaim(keys, consumer, count)
             if deliveries:
                 return deliveries
-            block_ms = max(1, int(wait_seconds * 1000))
-            self._turn = (self._turn + 1) % len(keys)
-            ordered = list(keys)[self._turn :] + list(keys)[: self._turn]
-            slots = self._by_slot({key: keys[key] for key in ordered})
-            if len(slots) == 1 and count >= len(keys):
-                # One blocking XREADGROUP, as cheap as waiting gets, taking at most `count` in
-                # all: COUNT bounds each stream, so `count // k` from each of k streams.
-                return await self._read(keys, consumer, count // len(keys), block_ms)
-            # Fewer slots free than streams, or streams on several cluster slots: take what is
-            # there, stream after stream (each slot in one script call), up to `count` in all;
-            # else wait, consuming nothing, until some stream has new entries, and take again.
-            # (A blocking read per slot could not be called off once another returned.) The
-            # order turns at each call, so no queue waits behind another.
-            deliveries, last = await self._read_each(slots, consumer, count)
+            # The order turns at each call, so a queue whose lane ties another's is not always
+            # second to it.
+            self._turn = (self._turn + 1) % len(queues)
+            ordered = list(queues)[self._turn :] + list(queues)[: self._turn]
+            slots = self._by_slot(ordered)
+            deliveries, last = await self._take(slots, consumer, count)
             if not deliveries:
-                woken = await self._wait_for_entries(slots, last, block_ms)
+                woken = await self._wait_for_bells(slots, last, max(1, int(wait_seconds * 1000)))
                 if woken:
                     # The slots that woke first: they hold what the wait was for.
-                    rest = [keys for keys in slots if keys not in woken]
-                    deliveries, _ = await self._read_each(woken + rest, consumer, count)
+                    rest = [queues for queues in slots if queues not in woken]
+                    deliveries, _ = await self._take(woken + rest, consumer, count)
             return deliveries
         except redis_errors.ResponseError as exc:
             if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
@@ -193,82 +166,74 @@ class RedisStreamQueue(TaskQueue):
             self._groups.clear()
             return []
 
-    def _by_slot(self, keys: dict[str, str]) -> list[dict[str, str]]:
-        """`keys` split into the sets one command may touch together, in their order: all of them
-        on one server, one set per hash slot on a cluster."""
+    def _by_slot(self, queues: list[str]) -> list[list[str]]:
+        """`queues` split into the sets one script may touch together, in their order: all of
+        them on one server, one set per hash slot on a cluster."""
         if not isinstance(self.redis, RedisCluster):
-            return [keys]
-        slots: dict[int, dict[str, str]] = {}
-        for key, queue in keys.items():
-            slots.setdefault(self.redis.keyslot(key), {})[key] = queue
+            return [queues]
+        slots: dict[int, list[str]] = {}
+        for queue in queues:
+            slots.setdefault(self.redis.keyslot(self._key(queue)), []).append(queue)
         return list(slots.values())
 
-    async def _read(
-        self, keys: dict[str, str], consumer: str, count: int, block_ms: int
-    ) -> list[Delivery]:
-        """New entries of streams in one slot, up to `count` from each, waiting up to `block_ms`
-        for one."""
-        read: Any = await redis_call(
-            lambda: self.redis.xreadgroup(
-                CONSUMER_GROUP, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms
-            )
-        )
-        return [
-            self._delivery(keys[key], message_id, fields)
-            for key, entries in (read or [])
-            for message_id, fields in entries
-        ]
-
-    async def _read_each(
-        self, slots: list[dict[str, str]], consumer: str, count: int
+    async def _take(
+        self, slots: list[list[str]], consumer: str, count: int
     ) -> tuple[list[Delivery], dict[str, str]]:
-        """What the streams hold for the group now, in order, up to `count` in all, not waiting;
-        when they hold nothing, also each stream's last-delivered id (see `READ_SCRIPT`)."""
+        """Up to `count` deliveries in all, slot after slot, not waiting (see `TAKE_SCRIPT`);
+        when none came, each queue's bell's last id, to wait from."""
         deliveries: list[Delivery] = []
         last: dict[str, str] = {}
-        for keys in slots:
+        for queues in slots:
             wanted = count - len(deliveries)
+            keys = [
+                key
+                for queue in queues
+                for key in (
+                    self._key(queue), lanes_key(self.prefix, queue), bell_key(self.prefix, queue)
+                )
+            ]  # fmt: skip
+            bases = [queue_key_base(self.prefix, queue) for queue in queues]
             answer: Any = await redis_call(
-                lambda keys=keys, wanted=wanted: self.redis.eval(  # type: ignore[misc]
-                    READ_SCRIPT, len(keys), *keys, CONSUMER_GROUP, consumer, wanted
+                lambda keys=keys, bases=bases, wanted=wanted: self.redis.eval(  # type: ignore[misc]
+                    TAKE_SCRIPT, len(keys), *keys, CONSUMER_GROUP, consumer, wanted, *bases
                 )
             )
-            read, delivered = answer
+            read, bells = answer
             deliveries += [
-                self._delivery(keys[key], message_id, _fields(flat))
-                for key, entries in read
+                self._delivery(queues[int(number) - 1], message_id, _fields(flat))
+                for number, entries in read
                 for message_id, flat in entries
             ]
-            last.update((key, message_id) for key, message_id in delivered)
+            last.update(zip(queues, bells, strict=False))
             if len(deliveries) >= count:
                 break
         return deliveries, last
 
-    async def _wait_for_entries(
-        self, slots: list[dict[str, str]], last: dict[str, str], block_ms: int
-    ) -> list[dict[str, str]]:
-        """Wait up to `block_ms` until a stream holds an entry after `last` (its last-delivered
-        id), which the group has not handed out; the slots where one came (none on timeout).
-        Plain XREADs take nothing, so the ones still waiting when another returns can be
-        cancelled."""
-        if any(key not in last for keys in slots for key in keys):
-            return []  # a group vanished meanwhile: the next call makes it again
+    async def _wait_for_bells(
+        self, slots: list[list[str]], last: dict[str, str], block_ms: int
+    ) -> list[list[str]]:
+        """Wait up to `block_ms` until a queue's bell rings past `last` (a publish since the
+        take found nothing); the slots where one did (none on timeout). Plain XREADs take
+        nothing, so the ones still waiting when another returns can be cancelled."""
+        if any(queue not in last for queues in slots for queue in queues):
+            return []  # a take that did not say where to wait from: take again
 
-        async def wait(keys: dict[str, str]) -> bool:
-            found: Any = await redis_call(
-                lambda: self.redis.xread({k: last[k] for k in keys}, count=1, block=block_ms)
-            )
+        async def wait(queues: list[str]) -> bool:
+            bells: dict[Any, Any] = {bell_key(self.prefix, q): last[q] for q in queues}
+            found: Any = await redis_call(lambda: self.redis.xread(bells, count=1, block=block_ms))
             return bool(found)
 
         if len(slots) == 1:
             return slots if await wait(slots[0]) else []
-        waits = [asyncio.ensure_future(wait(keys)) for keys in slots]
+        waits = [asyncio.ensure_future(wait(queues)) for queues in slots]
         try:
             pending: set[asyncio.Future[bool]] = set(waits)
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 woken = [
-                    keys for keys, w in zip(slots, waits, strict=True) if w in done and w.result()
+                    queues
+                    for queues, w in zip(slots, waits, strict=True)
+                    if w in done and w.result()
                 ]
                 if woken:
                     return woken
@@ -328,13 +293,29 @@ class RedisStreamQueue(TaskQueue):
 
         await redis_call(ack_and_delete)
 
-    async def depth(self, queue: str) -> int:
-        key = self._key(queue)
-        return int(await redis_call(lambda: self.redis.xlen(key)))
+    async def depth(self, queue: str, lanes: Sequence[Lane] | None = None) -> int:
+        key, state = self._key(queue), lanes_key(self.prefix, queue)
+        fields = [f"n:{lane}" for lane in (LANES if lanes is None else lanes)]
+
+        async def read() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xlen(key)
+                pipe.hmget(state, fields)
+                return list(await pipe.execute())
+
+        handed_out, waiting = await redis_call(read)
+        return int(handed_out) + sum(max(0, int(n or 0)) for n in waiting)
 
     async def queued_task_ids(self, queue: str) -> set[str]:
-        key, start = self._key(queue), "-"
+        # The lanes first, then the stream: an entry moved from one to the other meanwhile is
+        # still seen (in the stream).
         ids: set[str] = set()
+        for lane in LANES:
+            ring = ring_key(self.prefix, queue, lane)
+            tenants: Any = await redis_call(lambda ring=ring: self.redis.zrange(ring, 0, -1))  # type: ignore[misc]
+            for tenant in tenants:
+                ids |= await self._list_ids(waiting_key(self.prefix, queue, lane, tenant))
+        key, start = self._key(queue), "-"
         while True:
             page: Any = await redis_call(
                 lambda start=start: self.redis.xrange(key, start, "+", count=SCAN_PAGE)  # type: ignore[misc]
@@ -343,6 +324,19 @@ class RedisStreamQueue(TaskQueue):
             if len(page) < SCAN_PAGE:
                 return ids
             start = "(" + page[-1][0]
+
+    async def _list_ids(self, key: str) -> set[str]:
+        """The task ids of one tenant's list in a lane, a page at a time."""
+        ids: set[str] = set()
+        start = 0
+        while True:
+            page: Any = await redis_call(
+                lambda start=start: self.redis.lrange(key, start, start + SCAN_PAGE - 1)  # type: ignore[misc]
+            )
+            ids.update(entry.split("|", 1)[0] for entry in page)
+            if len(page) < SCAN_PAGE:
+                return ids
+            start += SCAN_PAGE
 
     async def try_lock(self, name: str, seconds: float) -> bool:
         key = lock_key(self.prefix, name)

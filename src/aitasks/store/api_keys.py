@@ -23,6 +23,9 @@ def key_info(row: ApiKey) -> KeyInfo:
         rpm=row.rpm,
         max_inflight=row.max_inflight,
         daily_tokens=row.daily_tokens,
+        weight=row.weight or 1,
+        max_priority=row.max_priority,
+        expires_after=row.expires_after,
     )
 
 
@@ -34,6 +37,9 @@ async def create_key(
     rpm: int | None = None,
     max_inflight: int | None = None,
     daily_tokens: int | None = None,
+    weight: int | None = None,
+    max_priority: str | None = None,
+    expires_after: float | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for `tenant` (by default a tenant of the key's own name), and its secret."""
     made = new_key()
@@ -46,6 +52,9 @@ async def create_key(
         rpm=rpm,
         max_inflight=max_inflight,
         daily_tokens=daily_tokens,
+        weight=weight,
+        max_priority=max_priority,
+        expires_after=expires_after,
         created_at=utcnow(),
     )
     try:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from aitasks.priority import Placement, QueuedTask
 from aitasks.store.conversations import ContextHeader, header_of
 from aitasks.store.models import (
     UNFINISHED_STATUSES,
@@ -131,8 +132,10 @@ FINISH = update(TASKS).where(
 )
 ADD_MESSAGE = insert(MESSAGES)
 ADD_FILES = insert(FILES)
+# What a task is published with: `QueuedTask`'s fields.
+QUEUED = (TASKS.c.id, TASKS.c.queue, TASKS.c.priority, TASKS.c.tenant, TASKS.c.weight)
 NEXT_TURN = (
-    select(TASKS.c.id, TASKS.c.queue)
+    select(*QUEUED)
     .where(
         TASKS.c.conversation_id == bindparam("conversation_id"),
         TASKS.c.turn > bindparam("turn"),
@@ -145,10 +148,10 @@ NEXT_TURN = (
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """A task's outcome was written; `next_turn` is the (id, queue) of its conversation's next
-    turn that waited on it, to publish now (None when no turn waits)."""
+    """A task's outcome was written; `next_turn` is its conversation's next turn that waited on
+    it, to publish now (None when no turn waits)."""
 
-    next_turn: tuple[str, str] | None = None
+    next_turn: QueuedTask | None = None
 
 
 async def claim_task(
@@ -377,14 +380,19 @@ async def _finish(
     return True
 
 
+def queued_task(row: Any) -> QueuedTask:
+    """A row of `QUEUED`'s columns as the task to publish."""
+    return QueuedTask(row[0], row[1], Placement.of(row[2], row[3], row[4]))
+
+
 async def next_waiting_turn(
     executor: AsyncSession | AsyncConnection, task: Task
-) -> tuple[str, str] | None:
-    """The (id, queue) of the earliest `PENDING` turn after `task` in its conversation, if any:
-    the one turn that waits on it. Read by the finishing transaction, and after a cancel."""
+) -> QueuedTask | None:
+    """The earliest `PENDING` turn after `task` in its conversation, if any: the one turn that
+    waits on it. Read by the finishing transaction, and after a cancel."""
     looked = {"conversation_id": task.conversation_id, "turn": task.turn}
     row = (await executor.execute(NEXT_TURN, looked)).first()
-    return (row[0], row[1]) if row is not None else None
+    return queued_task(row) if row is not None else None
 
 
 async def _next_turn(connection: AsyncConnection, task: Task) -> Finished:
@@ -409,8 +417,8 @@ async def unfinished_tasks(session: AsyncSession) -> Sequence[tuple[str, str]]:
 
 async def stranded_tasks(
     session: AsyncSession, *, pending_before: datetime, limit: int
-) -> Sequence[tuple[str, str]]:
-    """(id, queue) of tasks that may have no queue entry left to run them.
+) -> Sequence[QueuedTask]:
+    """Tasks that may have no queue entry left to run them.
 
     `PENDING` ones untouched since `pending_before` whose earlier turns have all finished (a later
     turn waiting on an earlier one is published when that one ends), and `RUNNING` ones whose lease
@@ -418,7 +426,7 @@ async def stranded_tasks(
     """
     now = utcnow()
     rows = await session.execute(
-        select(Task.id, Task.queue)
+        select(*QUEUED)
         .where(
             or_(
                 and_(
@@ -432,4 +440,4 @@ async def stranded_tasks(
         .order_by(Task.created_at)
         .limit(limit)
     )
-    return [(row[0], row[1]) for row in rows]
+    return [queued_task(row) for row in rows]

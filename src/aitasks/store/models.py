@@ -18,6 +18,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -40,9 +41,13 @@ class TaskStatus(StrEnum):
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # Not started by its deadline (`expires_after`): ended without calling the model.
+    EXPIRED = "EXPIRED"
 
 
-TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED})
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
+)
 UNFINISHED_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 
 
@@ -127,6 +132,10 @@ class Task(Base):
         Index("ix_tasks_tenant_created", "tenant", "created_at", "id"),
         # The purge: finished tasks, oldest first.
         Index("ix_tasks_finished_at", "finished_at"),
+        # The expiry sweep: PENDING tasks past their deadline.
+        Index("ix_tasks_status_expires", "status", "expires_at"),
+        # A batch's tasks, in line order: its progress and its results.
+        Index("ix_tasks_batch", "batch_id", "batch_index"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -171,6 +180,18 @@ class Task(Base):
     # The trace the task belongs to (the W3C traceparent of its submit) when tracing is on: its
     # runs join it however they come about (redelivery, reconciler, retry).
     trace_context: Mapped[str | None] = mapped_column(String(128))
+    # Its lane (`aitasks.priority.Lane`) and its tenant's weight there: where every publish of
+    # it puts it.
+    priority: Mapped[str] = mapped_column(String(16), default="default", server_default="default")
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Not started by then: it ends EXPIRED, without calling the model.
+    expires_at: Mapped[datetime | None]
+    # Its run, across attempts, may take this long from its first start.
+    timeout_seconds: Mapped[float | None] = mapped_column(Float)
+    # The batch it is a line of, its line (from 0) and the client's id for it.
+    batch_id: Mapped[str | None] = mapped_column(String(32))
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+    custom_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class Message(Base):
@@ -214,6 +235,10 @@ class StoredFile(Base):
     # Where the storage backend keeps the bytes (a relative path for the local folder).
     storage_key: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # An upload's purpose (`batch`, ...) and name; `batch_output` / `batch_error` for a batch's
+    # results, whose bytes are made from its tasks when read (no `storage_key` holds them).
+    purpose: Mapped[str | None] = mapped_column(String(32))
+    filename: Mapped[str | None] = mapped_column(String(300))
 
 
 class FileChunk(Base):
@@ -260,6 +285,11 @@ class ApiKey(Base):
     daily_tokens: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    # Its tenant's weight in a lane's fair share (None: 1), the highest lane it may use (None:
+    # any), and the deadline its tasks get when they name none (seconds; None: no deadline).
+    weight: Mapped[int | None] = mapped_column(Integer)
+    max_priority: Mapped[str | None] = mapped_column(String(16))
+    expires_after: Mapped[float | None] = mapped_column(Float)
 
 
 class WebhookDelivery(Base):
@@ -307,3 +337,45 @@ class OpsSample(Base):
     at: Mapped[datetime] = mapped_column(primary_key=True)
     # Per queue: finished, failed, depth, oldest wait, wait and run percentiles (`aitasks.ops`).
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Batch(Base):
+    """Many requests accepted as one (`lifecycle/batches.py`): its tasks name it. OpenAI's
+    statuses: validating, failed, in_progress, finalizing, completed, expired, cancelling,
+    cancelled; each step's time is kept, as OpenAI's batch object shows them."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        Index("ix_batches_tenant_created", "tenant", "created_at", "id"),
+        # The finaliser's scan: batches still going.
+        Index("ix_batches_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    # Which API made it: `openai` (its output is OpenAI's JSONL) or `seed`.
+    surface: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    input_file_id: Mapped[str | None] = mapped_column(String(32))
+    output_file_id: Mapped[str | None] = mapped_column(String(32))
+    error_file_id: Mapped[str | None] = mapped_column(String(32))
+    completion_window: Mapped[str] = mapped_column(String(8))
+    # The client's own (OpenAI's `metadata`); the attribute is named apart from SQLAlchemy's.
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    # Why it failed: [{"line", "code", "message", "param"}], one per bad line.
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    # Counted when it ends; while it runs they are counted from its tasks.
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    in_progress_at: Mapped[datetime | None]
+    finalizing_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    expired_at: Mapped[datetime | None]
+    cancelling_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]

@@ -22,6 +22,7 @@ from aitasks.errors import (
     LimitExceeded,
     TaskNotFound,
 )
+from aitasks.priority import Placement
 from aitasks.routing import ModelSpec
 from aitasks.store.file_records import INSERT_FILE
 from aitasks.store.models import (
@@ -51,6 +52,7 @@ INSERT_IDEMPOTENCY_KEY = insert(table_of(IdempotencyKey))
 TASK_FIELDS = (
     "id", "tenant", "api_key_id", "callback_url", "callback_events", "kind", "model", "queue",
     "provider", "prompt", "status", "attempts", "params", "context", "trace_context", "input",
+    "priority", "weight", "expires_at", "timeout_seconds",
 )  # fmt: skip
 
 
@@ -149,6 +151,9 @@ async def submit_task(
     trace_context: str | None = None,
     turn_input: dict[str, Any] | None = None,
     files: Sequence[dict[str, Any]] = (),
+    placement: Placement | None = None,
+    expires_at: datetime | None = None,
+    timeout_seconds: float | None = None,
 ) -> Submission:
     """Write the conversation (when new), the user's message and the `PENDING` task, atomically.
 
@@ -158,7 +163,10 @@ async def submit_task(
     `trace_context` is the submit's traceparent, kept with the task (None when not traced).
     `turn_input` is the turn's structure beyond its text (`providers.messages`); `files` are the
     records of images sent with it (their bytes already stored), which go with the task.
+    `placement` is its lane and its tenant's weight there, `expires_at` its deadline to start
+    and `timeout_seconds` the bound on its run (`lifecycle/placement.py`).
     """
+    placement = placement or Placement()
     try:
         values: dict[str, Any] = {
             "id": task_id or new_id(),
@@ -177,6 +185,10 @@ async def submit_task(
             "context": context,
             "trace_context": trace_context,
             "input": turn_input,
+            "priority": placement.lane.value,
+            "weight": placement.weight,
+            "expires_at": expires_at,
+            "timeout_seconds": timeout_seconds,
         }
         task = await _insert_task(
             session, values, conversation_id, idempotency_key, request_hash, max_turns, files

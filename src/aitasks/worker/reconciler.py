@@ -21,6 +21,7 @@ import random
 import time
 from datetime import timedelta
 
+from aitasks.lifecycle.placement import publish
 from aitasks.lifecycle.retention import purge
 from aitasks.services import Services
 from aitasks.store import claims
@@ -72,10 +73,10 @@ class Reconciler:
                 session, pending_before=utcnow() - timedelta(seconds=grace), limit=BATCH
             )
         queue = self.services.queue
-        held = {name: await queue.queued_task_ids(name) for name in {q for _, q in stranded}}
-        lost = [(task_id, name) for task_id, name in stranded if task_id not in held[name]]
-        for task_id, name in lost:
-            await queue.publish(name, task_id)
+        held = {name: await queue.queued_task_ids(name) for name in {t.queue for t in stranded}}
+        lost = [task for task in stranded if task.id not in held[task.queue]]
+        for task in lost:
+            await publish(self.services, task)  # in its own lane
         if lost:
             log.info("reconciler: republished %d task(s) that no queue entry held", len(lost))
         self._passes += 1
