@@ -1,7 +1,10 @@
 """Local HTTP servers that speak each provider's wire protocol as its public documentation gives it.
 
 Each records the requests it gets, so a test can check their shape, and misbehaves on demand: a
-prompt containing `please 429`, `please 500`, `please 400` or `please hang` gets that answer.
+prompt containing `please 429`, `please 500`, `please 400` or `please hang` gets that answer. A
+last user message with `please call` (and tools in the request) is answered with a call of the
+first tool (`CALL_ARGS`); `please think` streams reasoning (`THOUGHT`) before the reply; `please
+json` answers `JSON_REPLY` instead of `REPLY`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,19 @@ from starlette.routing import Route
 from tests.support.processes import free_port
 
 REPLY = ["The ", "moon ", "is ", "far."]
+JSON_REPLY = ['{"answer": ', "42}"]
+THOUGHT = ["Let me ", "think."]
+CALL_ARGS = {"city": "Paris"}
 HANG_SECONDS = 30
+
+
+def asked(last: object, marker: str) -> bool:
+    """Whether the last message (as the provider shapes it) asks for `marker`."""
+    return marker in json.dumps(last)
+
+
+def reply_of(last: object) -> list[str]:
+    return JSON_REPLY if asked(last, "please json") else REPLY
 
 
 def tiny_png(colour: tuple[int, int, int] = (200, 30, 30)) -> str:
@@ -111,10 +126,29 @@ def openai_server() -> FakeServer:
             return failure
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
                 "model": body["model"]}  # fmt: skip
-        events = [
-            f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': piece}, 'finish_reason': None}]})}\n\n"  # noqa: E501
-            for piece in REPLY
-        ]
+        last = body["messages"][-1]
+
+        def delta(fields: dict[str, Any]) -> str:
+            choice = {"index": 0, "delta": fields, "finish_reason": None}
+            return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+
+        if body.get("tools") and last["role"] == "user" and asked(last, "please call"):
+            name = body["tools"][0]["function"]["name"]
+            arguments = json.dumps(CALL_ARGS)
+            events = [
+                delta({"tool_calls": [{"index": 0, "id": "call_fake", "type": "function",
+                                       "function": {"name": name, "arguments": ""}}]}),
+                *(delta({"tool_calls": [{"index": 0, "function": {"arguments": half}}]})
+                  for half in (arguments[:5], arguments[5:])),
+            ]  # fmt: skip
+            finish = {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+            events.append(f"data: {json.dumps({**base, 'choices': [finish]})}\n\n")
+            events.append("data: [DONE]\n\n")
+            return StreamingResponse(sse(events), media_type="text/event-stream")
+        events = []
+        if asked(last, "please think"):
+            events += [delta({"reasoning_content": piece}) for piece in THOUGHT]
+        events += [delta({"content": piece}) for piece in reply_of(last)]
         stop = {"index": 0, "delta": {}, "finish_reason": "stop"}
         events.append(f"data: {json.dumps({**base, 'choices': [stop]})}\n\n")
         usage = {"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15}
@@ -160,13 +194,30 @@ def gemini_server() -> FakeServer:
             parts = [{"text": "Here it is"}, {"inlineData": {"mimeType": "image/png",
                                                              "data": tiny_png()}}]  # fmt: skip
             return JSONResponse({"candidates": [{"content": {"role": "model", "parts": parts}}]})
+        last = body["contents"][-1]
+        if (
+            body.get("tools")
+            and "functionResponse" not in json.dumps(last)
+            and asked(last, "please call")
+        ):
+            name = body["tools"][0]["functionDeclarations"][0]["name"]
+            call = {"functionCall": {"name": name, "args": CALL_ARGS}}
+            chunk = {"candidates": [{"content": {"role": "model", "parts": [call]},
+                                     "finishReason": "STOP"}], "modelVersion": model}  # fmt: skip
+            return StreamingResponse(
+                sse([f"data: {json.dumps(chunk)}\r\n\r\n"]), media_type="text/event-stream"
+            )
+        pieces = (
+            [{"text": p, "thought": True} for p in THOUGHT] if asked(last, "please think") else []
+        )
+        pieces += [{"text": p} for p in reply_of(last)]
         events = []
-        for i, piece in enumerate(REPLY):
-            chunk: dict[str, Any] = {
-                "candidates": [{"content": {"role": "model", "parts": [{"text": piece}]}}],
+        for i, part in enumerate(pieces):
+            chunk = {
+                "candidates": [{"content": {"role": "model", "parts": [part]}}],
                 "modelVersion": model,
             }
-            if i == len(REPLY) - 1:
+            if i == len(pieces) - 1:
                 chunk["candidates"][0]["finishReason"] = "STOP"
                 chunk["usageMetadata"] = {"promptTokenCount": 9, "candidatesTokenCount": 4,
                                           "totalTokenCount": 13}  # fmt: skip
@@ -202,14 +253,46 @@ def anthropic_server() -> FakeServer:
         message = {"id": "msg_1", "type": "message", "role": "assistant", "content": [],
                    "model": body["model"], "stop_reason": None, "stop_sequence": None,
                    "usage": {"input_tokens": 12, "output_tokens": 1}}  # fmt: skip
-        events = [
-            event("message_start", {"message": message}),
-            event("content_block_start",
-                  {"index": 0, "content_block": {"type": "text", "text": ""}}),
-            *(event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
-              for p in REPLY),
-            event("content_block_stop", {"index": 0}),
-            event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        last = body["messages"][-1]
+        events = [event("message_start", {"message": message})]
+        index, stop_reason = 0, "end_turn"
+        if asked(last, "please think"):
+            events += [
+                event("content_block_start", {"index": index, "content_block": {
+                    "type": "thinking", "thinking": "", "signature": ""}}),
+                *(event("content_block_delta", {"index": index, "delta": {
+                    "type": "thinking_delta", "thinking": p}}) for p in THOUGHT),
+                event("content_block_delta", {"index": index, "delta": {
+                    "type": "signature_delta", "signature": "sig"}}),
+                event("content_block_stop", {"index": index}),
+            ]  # fmt: skip
+            index += 1
+        if (
+            body.get("tools")
+            and "tool_result" not in json.dumps(last)
+            and asked(last, "please call")
+        ):
+            arguments = json.dumps(CALL_ARGS)
+            events += [
+                event("content_block_start", {"index": index, "content_block": {
+                    "type": "tool_use", "id": "toolu_fake", "name": body["tools"][0]["name"],
+                    "input": {}}}),
+                *(event("content_block_delta", {"index": index, "delta": {
+                    "type": "input_json_delta", "partial_json": half}})
+                  for half in (arguments[:5], arguments[5:])),
+                event("content_block_stop", {"index": index}),
+            ]  # fmt: skip
+            stop_reason = "tool_use"
+        else:
+            events += [
+                event("content_block_start",
+                      {"index": index, "content_block": {"type": "text", "text": ""}}),
+                *(event("content_block_delta", {"index": index, "delta": {
+                    "type": "text_delta", "text": p}}) for p in reply_of(last)),
+                event("content_block_stop", {"index": index}),
+            ]  # fmt: skip
+        events += [
+            event("message_delta", {"delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                     "usage": {"output_tokens": 4}}),
             event("message_stop", {}),
         ]  # fmt: skip

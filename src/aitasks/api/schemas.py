@@ -5,8 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
+from aitasks.api.tool_shapes import ResponseFormatIn, ToolChoiceIn, ToolIn
 from aitasks.store.models import TaskStatus
 from aitasks.views import ConversationView, HistoryMessage, TaskView, WebhookDeliveryView
 
@@ -70,6 +79,67 @@ class SubmitRequest(BaseModel):
     @classmethod
     def _empty_is_none(cls, conversation_id: str | None) -> str | None:
         return conversation_id or None
+
+
+class ToolResultIn(BaseModel):
+    """The result of one of the conversation's pending tool calls."""
+
+    tool_call_id: str = Field(min_length=1, max_length=200, description="The call it answers.")
+    content: str = Field(max_length=1_000_000, description="What the function returned, as text.")
+
+
+class ChatSubmitRequest(SubmitRequest):
+    """A chat turn: the seed's fields, and (all optional) tools, structured output, images, or
+    the results of the conversation's pending tool calls instead of a prompt."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"prompt": "Hello, who are you?", "model": "gemini-2.5-flash",
+                          "conversation_id": None}]
+        }
+    )  # fmt: skip
+
+    prompt: str | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="What to say to the model; left out when the turn answers tool calls.",
+    )
+    tools: list[ToolIn] | None = Field(
+        default=None, max_length=128, description="Functions the model may call (OpenAI's shape)."
+    )
+    tool_choice: ToolChoiceIn | None = Field(
+        default=None, description='"auto", "none", "required", or a named function.'
+    )
+    parallel_tool_calls: StrictBool | None = None
+    response_format: ResponseFormatIn | None = Field(
+        default=None, description="json_object, or json_schema with a schema (OpenAI's shape)."
+    )
+    images: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="Images for the model: file ids (POST /v1/files) or data: URLs.",
+    )
+    tool_results: list[ToolResultIn] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The results of the conversation's pending tool calls (every one of them), "
+        "instead of a prompt.",
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str | None) -> str | None:  # type: ignore[override]
+        if prompt is not None and not prompt.strip():
+            raise ValueError("prompt must not be empty")
+        return prompt
+
+    @model_validator(mode="after")
+    def _prompt_or_results(self) -> ChatSubmitRequest:
+        if (self.prompt is None) == (self.tool_results is None):
+            raise ValueError("a chat turn has a prompt, or tool_results (not both)")
+        if self.tool_results is not None and self.images:
+            raise ValueError("images go with a prompt, not with tool_results")
+        return self
 
 
 class ErrorDetail(BaseModel):

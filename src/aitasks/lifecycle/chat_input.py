@@ -183,6 +183,16 @@ class ChatTurn:
                 param="tool_choice",
             )
 
+    def checked_fields(self) -> list[tuple[str, object]]:
+        """Its text fields by the request's names, for checks of every field's text."""
+        return [
+            ("messages", self.context),
+            ("tools", self.tools),
+            ("tool_choice", self.tool_choice),
+            ("response_format", self.response_format),
+            ("tool_results", self.tool_results),
+        ]
+
     @property
     def all_images(self) -> list[PendingImage]:
         context = [i for m in self.context or () for i in m.get("images") or ()]

@@ -143,6 +143,7 @@ async def submit_task(
             ("model", model),
             ("conversation_id", conversation_id),
             ("messages", context),
+            *(turn.checked_fields() if turn is not None else ()),
             *(params or {}).items(),
             ("callback_url", callback_url),
             ("callback_events", callback_events),

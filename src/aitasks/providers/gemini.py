@@ -12,12 +12,16 @@ from urllib.parse import quote
 from aitasks.errors import ProviderBadRequest
 from aitasks.providers import http
 from aitasks.providers.base import (
+    ChatPiece,
     ChatRequest,
     GeneratedImage,
     ImageRequest,
     Provider,
+    Reasoning,
+    ToolCall,
     Usage,
 )
+from aitasks.providers.mapping import gemini as mapping
 from aitasks.routing import ModelSpec
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -31,13 +35,9 @@ GENERATION_CONFIG = {
 
 
 def gemini_body(request: ChatRequest) -> dict[str, Any]:
-    """A chat request as Gemini wants it: system text apart, assistant turns as role "model"."""
+    """A chat request as Gemini wants it: system text apart, assistant turns as role "model",
+    images, calls and results as parts (`mapping/gemini.py`)."""
     system = [m.content for m in request.messages if m.role == "system"]
-    contents = [
-        {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
-        for m in request.messages
-        if m.role != "system"
-    ]
     config = {
         gemini: request.params[ours]
         for ours, gemini in GENERATION_CONFIG.items()
@@ -46,7 +46,13 @@ def gemini_body(request: ChatRequest) -> dict[str, Any]:
     stop = request.params.get("stop")
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-    body: dict[str, Any] = {"contents": contents, "generationConfig": config}
+    fields, structured = mapping.request_fields(request)
+    config.update(structured)
+    body: dict[str, Any] = {
+        "contents": mapping.contents(request.messages),
+        "generationConfig": config,
+        **fields,
+    }
     if system:
         body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
     return body
@@ -67,9 +73,10 @@ class GeminiProvider(Provider):
             headers={"x-goog-api-key": api_key or ""},
         )
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatPiece]:
         url = f"{model_path(request.model)}:streamGenerateContent"
         usage: dict[str, Any] = {}
+        calls: list[ToolCall] = []
         with http.translated_errors(self.name):
             async with self.client.stream(
                 "POST", url, params={"alt": "sse"}, json=gemini_body(request)
@@ -82,8 +89,14 @@ class GeminiProvider(Provider):
                     usage = chunk.get("usageMetadata") or usage
                     for candidate in chunk.get("candidates", []):
                         for part in candidate.get("content", {}).get("parts", []):
-                            if part.get("text"):
+                            if "functionCall" in part:
+                                calls.append(mapping.tool_call(part, len(calls)))
+                            elif part.get("text") and part.get("thought"):
+                                yield Reasoning(part["text"])
+                            elif part.get("text"):
                                 yield part["text"]
+        for call in calls:
+            yield call
         if usage:
             yield Usage(usage.get("promptTokenCount", 0), usage.get("candidatesTokenCount", 0))
 

@@ -10,13 +10,16 @@ from typing import Any
 import openai
 
 from aitasks.providers.base import (
+    ChatPiece,
     ChatRequest,
     GeneratedImage,
     ImageRequest,
     Provider,
+    Reasoning,
     Usage,
 )
 from aitasks.providers.failures import from_sdk
+from aitasks.providers.mapping import openai as mapping
 from aitasks.routing import ModelSpec
 
 # Chat parameters the API takes as they are.
@@ -35,24 +38,45 @@ class OpenAICompatibleProvider(Provider):
             timeout=spec.timeout_s,
         )
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatPiece]:
+        keep_reasoning = request.model.reasoning_in_context
         arguments: dict[str, Any] = {
             "model": request.model.upstream_model or request.model.name,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [mapping.message(m, reasoning=keep_reasoning) for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
             **{k: request.params[k] for k in PASSED_ON if k in request.params},
+            **mapping.request_fields(request),
         }
+        calls = mapping.ToolCallPieces()
+        usage: Usage | None = None
         try:
             stream = await self.client.chat.completions.create(**arguments)
             async for chunk in stream:
                 if chunk.usage is not None:
-                    yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices:
-                    if choice.delta.content:
-                        yield choice.delta.content
+                    delta = choice.delta
+                    # DeepSeek's (and others') reasoning: a field the SDK keeps as an extra.
+                    thought = (delta.model_extra or {}).get("reasoning_content")
+                    if thought:
+                        yield Reasoning(str(thought))
+                    if delta.content:
+                        yield delta.content
+                    for piece in delta.tool_calls or ():
+                        function = piece.function
+                        calls.add(
+                            piece.index,
+                            piece.id,
+                            function.name if function else None,
+                            function.arguments if function else None,
+                        )
         except openai.OpenAIError as exc:
             raise from_sdk(self.name, exc, openai) from exc
+        for call in calls.whole():
+            yield call
+        if usage is not None:
+            yield usage
 
     async def generate_images(self, request: ImageRequest) -> list[GeneratedImage]:
         width, height = request.size

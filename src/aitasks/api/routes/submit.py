@@ -11,8 +11,10 @@ from aitasks.api.auth import CallerDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep
 from aitasks.api.live import preferred_wait, task_events, wait_for_task
 from aitasks.api.responses import errors
-from aitasks.api.schemas import SubmitRequest, SubmitResponse
+from aitasks.api.schemas import ChatSubmitRequest, SubmitRequest, SubmitResponse
+from aitasks.api.tool_shapes import response_format_of, tool_choice_of, tools_of
 from aitasks.auth.caller import Caller
+from aitasks.lifecycle.chat_input import ChatTurn, pending_image
 from aitasks.lifecycle.submit import submit_task
 from aitasks.links import Links
 from aitasks.routing import ModelKind
@@ -56,6 +58,7 @@ async def submit(
     links: Links,
     idempotency_key: str | None,
     prefer: str | None,
+    turn: ChatTurn | None = None,
 ) -> Response:
     """The seed's submit: 202 with the task's id; or, when asked, its stream or its result."""
     task, created = await submit_task(
@@ -63,7 +66,8 @@ async def submit(
         caller,
         kind,
         model=body.model,
-        prompt=body.prompt,
+        prompt=turn.prompt(body.prompt or "") if turn is not None else body.prompt,
+        turn=turn,
         conversation_id=body.conversation_id,
         idempotency_key=idempotency_key,
         # Only a keyed submit is ever compared with another: spare the hot path the dump.
@@ -100,7 +104,7 @@ async def submit(
     responses=SUBMIT_RESPONSES,
 )
 async def create_chat(
-    body: SubmitRequest,
+    body: ChatSubmitRequest,
     services: ServicesDep,
     caller: CallerDep,
     links: LinksDep,
@@ -111,8 +115,25 @@ async def create_chat(
 
     With `Prefer: wait=N` the answer is the task itself once it finishes (200), or as it is after N
     seconds (202). With `"stream": true` it is the task's event stream.
+
+    `tools` (and `tool_choice`) let the model call functions: the task's `tool_calls` then name
+    them, and the next submit to the conversation carries their `tool_results` instead of a
+    prompt. `response_format` asks for JSON; `images` sends pictures (file ids or data: URLs).
     """
-    return await submit(services, caller, body, ModelKind.CHAT, links, idempotency_key, prefer)
+    turn = ChatTurn(
+        tools=tools_of(body.tools),
+        tool_choice=tool_choice_of(body.tool_choice),
+        parallel_tool_calls=body.parallel_tool_calls,
+        response_format=response_format_of(body.response_format),
+        images=[
+            pending_image(ref, services.settings, f"images[{index}]")
+            for index, ref in enumerate(body.images or ())
+        ],
+        tool_results=[r.model_dump() for r in body.tool_results] if body.tool_results else None,
+    )
+    return await submit(
+        services, caller, body, ModelKind.CHAT, links, idempotency_key, prefer, turn
+    )
 
 
 @router.post(
