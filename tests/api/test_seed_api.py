@@ -89,6 +89,20 @@ async def test_models_lists_the_table_and_who_serves_each(client: httpx.AsyncCli
     assert models["deepseek-chat"]["served_by"] == "mock"
     assert models["stable-diffusion-3"]["kind"] == "image"
     assert any(p["prefix"] == "mock-" for p in listing["patterns"])
+    # What each chat model takes beyond text (the table's `supports`, else its provider's).
+    assert models["deepseek-chat"]["supports"] == ["tools", "json_object"]
+    assert models["gemini-2.5-flash"]["supports"] == [
+        "tools",
+        "vision",
+        "json_object",
+        "json_schema",
+    ]
+    assert models["stable-diffusion-3"]["supports"] == []
+    openai_listed = (await client.get("/openai/v1/models")).json()["data"]
+    assert {m["id"]: m["supports"] for m in openai_listed}["claude-sonnet-4-5"] == [
+        "tools",
+        "vision",
+    ]
 
 
 async def test_docs_and_health(client: httpx.AsyncClient) -> None:

@@ -90,6 +90,10 @@ queue = "local"
         ('[models.x]\nkind = "video"\nprovider = "mock"\nqueue = "q"\n', "kind must be"),
         ('[models.x]\nkind = "chat"\nprovider = "mock"\nqueue = "q"\ncolour = 1\n', "unknown keys"),
         ("[models.x\n", "cannot read"),
+        (
+            '[models.x]\nkind = "chat"\nprovider = "mock"\nqueue = "q"\nsupports = ["telepathy"]\n',
+            "supports names \\['telepathy'\\]",
+        ),
     ],
 )
 def test_bad_operator_file_is_a_clear_config_error(
@@ -99,3 +103,16 @@ def test_bad_operator_file_is_a_clear_config_error(
     extra.write_text(content)
     with pytest.raises(ConfigError, match=complaint):
         table(extra_file=extra)
+
+
+def test_what_a_model_supports(tmp_path: Path) -> None:
+    extra = tmp_path / "models.toml"
+    extra.write_text('[models.eyes]\nkind = "chat"\nprovider = "openai"\nqueue = "q"\n'
+                     'supports = ["vision"]\n')  # fmt: skip
+    loaded = table(extra_file=extra)
+    assert loaded.resolve("eyes").features == ("vision",)
+    assert loaded.resolve("deepseek-reasoner").features == ("json_object",)
+    assert loaded.resolve("claude-sonnet-4-5").features == ("tools", "vision")  # its provider's
+    assert loaded.resolve("stable-diffusion-3").features == ()  # an image model
+    # The mock serves every structured feature natively; others what they support.
+    assert loaded.resolve("claude-sonnet-4-5").native("json_schema")  # (no key: the mock)

@@ -174,6 +174,11 @@ class ModelView(BaseModel):
     provider: str = Field(description="The provider this model is configured for.")
     served_by: str = Field(description="The provider that actually serves it now.")
     context_window: int
+    supports: list[str] = Field(
+        default_factory=list,
+        description="What a chat model takes beyond text: tools, vision, and json_object / "
+        "json_schema served natively (without them, JSON is asked for and checked).",
+    )
 
 
 class PatternView(BaseModel):
@@ -183,6 +188,7 @@ class PatternView(BaseModel):
     queue: str
     provider: str
     served_by: str
+    supports: list[str] = Field(default_factory=list)
 
 
 class ModelList(BaseModel):

@@ -52,6 +52,9 @@ FAILURE_STATUS = {
     "provider_bad_request": 400,
     "provider_rate_limited": 429,
     "provider_timeout": 504,
+    # Not started before its deadline (`expires_after`), or run past its `timeout`.
+    "expired": 408,
+    "timeout": 504,
 }
 PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "user")
 
@@ -325,7 +328,8 @@ async def images_generations(
 
 
 def _model(spec: ModelSpec) -> dict[str, Any]:
-    return {"id": spec.name, "object": "model", "created": 0, "owned_by": spec.provider}
+    return {"id": spec.name, "object": "model", "created": 0, "owned_by": spec.provider,
+            "supports": list(spec.features)}  # fmt: skip
 
 
 @router.get("/models")

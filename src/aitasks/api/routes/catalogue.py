@@ -27,6 +27,7 @@ async def list_models(services: ServicesDep) -> ModelList:
                 provider=m.provider,
                 served_by=m.served_by,
                 context_window=m.context_window,
+                supports=list(m.features),
             )
             # In the table's order (the built-in table, then the operator's additions), so that
             # what the operator puts first is what a client offers first (the web page's picker).
@@ -40,6 +41,7 @@ async def list_models(services: ServicesDep) -> ModelList:
                 queue=p.template.queue,
                 provider=p.template.provider,
                 served_by=p.template.served_by,
+                supports=list(p.template.features),
             )
             for p in table.patterns
         ],
