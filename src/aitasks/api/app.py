@@ -31,6 +31,7 @@ from aitasks.api.routes import (
     status,
     submit,
     tasks,
+    uploads,
     web,
     webhooks,
 )
@@ -125,6 +126,7 @@ def create_app(
         conversations,
         catalogue,
         files,
+        uploads,
         webhooks,
         health,
         metrics,
@@ -140,5 +142,7 @@ def create_app(
     app.mount("/openai", openai_app)
     # Keys looked up lately, shared by both apps.
     app.state.key_cache = openai_app.state.key_cache = KeyCache(settings.key_cache_seconds)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_image_bytes
+    )
     return app

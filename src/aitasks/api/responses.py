@@ -16,6 +16,7 @@ WHY = {
     404: "No such resource, or not the caller's.",
     409: "The resource's state does not allow it.",
     413: "Over an input limit (the message names the setting).",
+    415: "Not an image (PNG, JPEG, GIF or WebP).",
     422: "A field is missing or invalid, or over a limit.",
     429: "Over a limit of the key or of the queue; see Retry-After.",
     503: "The database or the queue is unreachable; see Retry-After.",

@@ -2,13 +2,16 @@
 // Plain JavaScript against the gateway's own API; no build step and nothing from a CDN.
 "use strict";
 
-const state = { conversation: null, models: [], busy: false };
+// `attachments`: images uploaded for the next chat turn ({id, url}).
+const state = { conversation: null, models: [], busy: false, attachments: [] };
 const $ = (id) => document.getElementById(id);
 
 function apiKey() { return localStorage.getItem("aitasks-api-key"); }
 
 async function api(path, options = {}) {
-  const headers = { "content-type": "application/json", ...(options.headers || {}) };
+  // A form (an upload) sets its own multipart content type.
+  const json = !(options.body instanceof FormData);
+  const headers = { ...(json ? { "content-type": "application/json" } : {}), ...(options.headers || {}) };
   const key = apiKey();
   if (key) headers.authorization = `Bearer ${key}`;
   const response = await fetch(path, { ...options, headers });
@@ -111,17 +114,55 @@ function addMessage(role, text, images = []) {
   body.className = "text";
   body.textContent = text || "";
   item.append(body);
-  for (const url of images || []) addImage(item, url);
+  for (const url of images || []) addImage(item, url, role === "user" ? "attached image" : "generated image");
   $("messages").append(item);
   item.scrollIntoView({ block: "end" });
   return item;
 }
 
-function addImage(item, url) {
+function addImage(item, url, alt = "generated image") {
   const image = document.createElement("img");
   image.src = url;
-  image.alt = "generated image";
+  image.alt = alt;
   item.append(image);
+}
+
+// --- attaching images -------------------------------------------------------------------------
+
+// Uploads each image file (POST /v1/files) and shows it above the prompt until it is sent.
+async function attach(files) {
+  for (const file of files) {
+    if (!file.type.startsWith("image/")) continue;
+    const form = new FormData();
+    form.append("file", file, file.name || "pasted.png");
+    const made = await (await api("/v1/files", { method: "POST", body: form })).json();
+    state.attachments.push({ id: made.id, url: made.url });
+  }
+  showAttachments();
+}
+
+function showAttachments() {
+  const box = $("attachments");
+  box.replaceChildren();
+  state.attachments.forEach((attached, index) => {
+    const figure = document.createElement("figure");
+    figure.setAttribute("data-testid", "attachment");
+    const image = document.createElement("img");
+    image.src = attached.url;
+    image.alt = "attached image";
+    const drop = document.createElement("button");
+    drop.type = "button";
+    drop.textContent = "×";
+    drop.title = "Remove";
+    drop.addEventListener("click", () => { state.attachments.splice(index, 1); showAttachments(); });
+    figure.append(image, drop);
+    box.append(figure);
+  });
+  box.hidden = state.attachments.length === 0;
+}
+
+function imagesOf(transfer) {
+  return [...(transfer?.files || [])].filter((file) => file.type.startsWith("image/"));
 }
 
 // --- sending ----------------------------------------------------------------------------------
@@ -159,7 +200,8 @@ async function send(event) {
   showError(null);
   const kind = selectedKind();
   rememberModel();
-  addMessage("user", text);
+  const attached = kind === "chat" ? state.attachments : [];
+  addMessage("user", text, attached.map((a) => a.url));
   const reply = addMessage("assistant", "");
   const body = reply.querySelector(".text");
   const status = document.createElement("span");
@@ -169,9 +211,13 @@ async function send(event) {
     const path = kind === "chat" ? "/v1/chat/completions" : "/v1/images/generations";
     const response = await api(path, {
       method: "POST",
-      body: JSON.stringify({ prompt: text, model: $("model").value, conversation_id: state.conversation, stream: true }),
+      body: JSON.stringify({
+        prompt: text, model: $("model").value, conversation_id: state.conversation, stream: true,
+        ...(attached.length ? { images: attached.map((a) => a.id) } : {}),
+      }),
     });
     $("prompt").value = "";
+    if (attached.length) { state.attachments = []; showAttachments(); }
     await readEvents(response, (name, data) => {
       if (name === "status") status.textContent = data.status === "SUCCESS" ? "" : data.status.toLowerCase();
       else if (name === "delta") body.textContent += data.delta;
@@ -224,6 +270,25 @@ window.addEventListener("DOMContentLoaded", guard(async () => {
   $("rename").addEventListener("click", guard(rename));
   $("delete").addEventListener("click", guard(remove));
   $("model").addEventListener("change", rememberModel);
+  $("attach").addEventListener("click", () => $("attach-input").click());
+  $("attach-input").addEventListener("change", guard(async (event) => {
+    await attach([...event.target.files]);
+    event.target.value = "";
+  }));
+  $("prompt").addEventListener("paste", guard(async (event) => {
+    const images = imagesOf(event.clipboardData);
+    if (images.length) { event.preventDefault(); await attach(images); }
+  }));
+  const composer = $("composer");
+  composer.addEventListener("dragover", (event) => {
+    if ([...(event.dataTransfer?.types || [])].includes("Files")) { event.preventDefault(); composer.classList.add("dropping"); }
+  });
+  composer.addEventListener("dragleave", () => composer.classList.remove("dropping"));
+  composer.addEventListener("drop", guard(async (event) => {
+    event.preventDefault();
+    composer.classList.remove("dropping");
+    await attach(imagesOf(event.dataTransfer));
+  }));
   await loadModels();
   await openConversation(localStorage.getItem("aitasks-conversation") || null).catch(() => openConversation(null));
 }));
