@@ -72,6 +72,13 @@ class TaskView(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    priority: str = Field(
+        default="default", description="The lane it waits in: interactive, default or batch."
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="Not started by then, it ends EXPIRED (no model call)."
+    )
+    batch_id: str | None = Field(default=None, description="The batch it is a request of.")
 
 
 class HistoryMessage(BaseModel):
@@ -140,6 +147,9 @@ def task_view(task: Task, links: Links) -> TaskView:
         updated_at=as_utc(task.updated_at),
         started_at=as_utc(task.started_at),
         finished_at=as_utc(task.finished_at),
+        priority=task.priority or "default",
+        expires_at=as_utc(task.expires_at),
+        batch_id=task.batch_id,
     )
 
 

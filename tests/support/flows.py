@@ -13,7 +13,7 @@ from tests.support.services import row_counts
 
 CHAT = "/v1/chat/completions"
 IMAGES = "/v1/images/generations"
-TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
+TERMINAL = {"SUCCESS", "FAILED", "CANCELLED", "EXPIRED"}
 
 
 def wait_for_tasks(

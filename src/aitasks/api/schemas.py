@@ -16,6 +16,8 @@ from pydantic import (
 )
 
 from aitasks.api.tool_shapes import ResponseFormatIn, ToolChoiceIn, ToolIn
+from aitasks.lifecycle.placement import MAX_EXPIRES_AFTER, MAX_TIMEOUT
+from aitasks.priority import Lane
 from aitasks.store.models import TaskStatus
 from aitasks.views import ConversationView, HistoryMessage, TaskView, WebhookDeliveryView
 
@@ -31,7 +33,9 @@ def _iso_only(value: object) -> object:
 
 IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
 
-WebhookEvent = Literal["task.running", "task.succeeded", "task.failed", "task.cancelled"]
+WebhookEvent = Literal[
+    "task.running", "task.succeeded", "task.failed", "task.cancelled", "task.expired"
+]
 
 
 class SubmitRequest(BaseModel):
@@ -65,7 +69,26 @@ class SubmitRequest(BaseModel):
         default=None,
         max_length=4,
         description="Events to send besides the terminal ones (task.succeeded, task.failed, "
-        "task.cancelled, always sent): task.running.",
+        "task.cancelled, task.expired, always sent): task.running.",
+    )
+    priority: Lane | None = Field(
+        default=None,
+        description="The lane it waits in: interactive, default or batch. Unset: interactive "
+        "with `stream` or `Prefer: wait`, else default; never above what the key may use.",
+    )
+    expires_after: float | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_EXPIRES_AFTER,
+        description="Seconds it may wait to start; past that it ends EXPIRED without calling the "
+        "model. Unset: the key's default, else the model's, else no deadline.",
+    )
+    timeout: float | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT,
+        description="Seconds its run may take from its first start, across every attempt; past "
+        "that it ends FAILED (type timeout).",
     )
 
     @field_validator("prompt")

@@ -23,7 +23,7 @@ from aitasks.ops.series import Sample, Series
 from aitasks.services import Services
 from aitasks.store import backlog
 from aitasks.store import ops as store
-from aitasks.store.models import TaskStatus, utcnow
+from aitasks.store.models import TERMINAL_STATUSES, TaskStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Sampler:
                 return sum(counts.get((queue, status), 0) for status in statuses)
 
             queues[name] = {
-                "finished": count(TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED),
+                "finished": count(*TERMINAL_STATUSES),
                 "failed": count(TaskStatus.FAILED),
                 "depth": depth,
                 "oldest_waiting": (now - oldest[name]).total_seconds() if name in oldest else 0.0,

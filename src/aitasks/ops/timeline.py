@@ -21,6 +21,7 @@ ENDINGS = {
     TaskStatus.SUCCESS: "succeeded",
     TaskStatus.FAILED: "failed",
     TaskStatus.CANCELLED: "cancelled",
+    TaskStatus.EXPIRED: "expired",
 }
 
 

@@ -1,13 +1,17 @@
-"""The queues' backlog as the database sees it, service-wide: what status and metrics report."""
+"""The queues' backlog as the database sees it, service-wide: what status and metrics report, and
+what the reconciler looks for (tasks that may have no queue entry left)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aitasks.store.models import Task, TaskStatus, as_utc
+from aitasks.priority import QueuedTask
+from aitasks.store.claims import QUEUED, earlier_turn_unfinished, queued_task
+from aitasks.store.models import Task, TaskStatus, as_utc, utcnow
 
 
 async def oldest_pending(session: AsyncSession) -> dict[str, datetime]:
@@ -26,3 +30,31 @@ async def finished_since(session: AsyncSession, since: datetime) -> dict[str, in
         select(Task.queue, func.count()).where(Task.finished_at >= since).group_by(Task.queue)
     )
     return {queue: int(count) for queue, count in rows}
+
+
+async def stranded_tasks(
+    session: AsyncSession, *, pending_before: datetime, limit: int
+) -> Sequence[QueuedTask]:
+    """Tasks that may have no queue entry left to run them.
+
+    `PENDING` ones untouched since `pending_before` whose earlier turns have all finished (a later
+    turn waiting on an earlier one is published when that one ends), and `RUNNING` ones whose lease
+    ran out (their worker died).
+    """
+    now = utcnow()
+    rows = await session.execute(
+        select(*QUEUED)
+        .where(
+            or_(
+                and_(
+                    Task.status == TaskStatus.PENDING,
+                    Task.updated_at < pending_before,
+                    ~earlier_turn_unfinished(),
+                ),
+                and_(Task.status == TaskStatus.RUNNING, Task.lease_until < now),
+            )
+        )
+        .order_by(Task.created_at)
+        .limit(limit)
+    )
+    return [queued_task(row) for row in rows]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, updat
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from aitasks.priority import Placement, QueuedTask
+from aitasks.store import deadlines
 from aitasks.store.conversations import ContextHeader, header_of
 from aitasks.store.models import (
     UNFINISHED_STATUSES,
@@ -40,6 +41,8 @@ class ClaimOutcome(Enum):
     BUSY = "busy"
     # An earlier turn of its conversation has not finished; that turn's end re-publishes it.
     WAITING = "waiting"
+    # Past its deadline before it ever started: ended EXPIRED instead (`store/deadlines.py`).
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ class Claim:
     task: Task | None = None
     # What the claimed task's context starts with, read by the claim itself (see `context_header`).
     header: ContextHeader | None = None
+    # EXPIRED: the conversation's next turn, which waited on it.
+    next_turn: QueuedTask | None = None
 
 
 # The worker's hot-path statements run as Core on the session's connection: the ORM's unit of
@@ -58,7 +63,7 @@ FILES = table_of(StoredFile)
 CONVERSATIONS = table_of(Conversation)
 
 
-def _earlier_turn_unfinished() -> Any:
+def earlier_turn_unfinished() -> Any:
     """Some earlier turn of the task's conversation has not finished (for statements on tasks)."""
     earlier = TASKS.alias("earlier")
     return exists().where(
@@ -86,7 +91,7 @@ def _claim_statement() -> Any:
                 TASKS.c.status == TaskStatus.PENDING,
                 and_(TASKS.c.status == TaskStatus.RUNNING, TASKS.c.lease_until < now),
             ),
-            ~_earlier_turn_unfinished(),
+            ~earlier_turn_unfinished(),
         )
         .values(
             status=TaskStatus.RUNNING,
@@ -192,6 +197,9 @@ async def claim_task(
         # A plain (transient) Task: the worker only reads it, and the ORM's loading cost more
         # than the claim's SQL.
         task = Task(**{name: fields[name] for name in TASK_COLUMNS})
+        if deadlines.overdue(task, now):
+            await deadlines.expire_claimed(session, connection, task, now)
+            return Claim(ClaimOutcome.EXPIRED, task, None, await next_waiting_turn(session, task))
         if task.attempts == 1:
             add_delivery(
                 session, task.id, task.callback_url, task.callback_events, TaskStatus.RUNNING
@@ -413,31 +421,3 @@ async def unfinished_tasks(session: AsyncSession) -> Sequence[tuple[str, str]]:
         .order_by(Task.created_at, Task.turn)
     )
     return [(row[0], row[1]) for row in rows]
-
-
-async def stranded_tasks(
-    session: AsyncSession, *, pending_before: datetime, limit: int
-) -> Sequence[QueuedTask]:
-    """Tasks that may have no queue entry left to run them.
-
-    `PENDING` ones untouched since `pending_before` whose earlier turns have all finished (a later
-    turn waiting on an earlier one is published when that one ends), and `RUNNING` ones whose lease
-    ran out (their worker died).
-    """
-    now = utcnow()
-    rows = await session.execute(
-        select(*QUEUED)
-        .where(
-            or_(
-                and_(
-                    Task.status == TaskStatus.PENDING,
-                    Task.updated_at < pending_before,
-                    ~_earlier_turn_unfinished(),
-                ),
-                and_(Task.status == TaskStatus.RUNNING, Task.lease_until < now),
-            )
-        )
-        .order_by(Task.created_at)
-        .limit(limit)
-    )
-    return [queued_task(row) for row in rows]

@@ -17,9 +17,10 @@ EVENT_OF_STATUS = {
     TaskStatus.SUCCESS: "task.succeeded",
     TaskStatus.FAILED: "task.failed",
     TaskStatus.CANCELLED: "task.cancelled",
+    TaskStatus.EXPIRED: "task.expired",
 }
 # Always sent when a task has a callback_url; others only when asked for in callback_events.
-TERMINAL_EVENTS = frozenset({"task.succeeded", "task.failed", "task.cancelled"})
+TERMINAL_EVENTS = frozenset({"task.succeeded", "task.failed", "task.cancelled", "task.expired"})
 EVENTS = frozenset(EVENT_OF_STATUS.values())
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"

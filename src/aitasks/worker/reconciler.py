@@ -7,6 +7,9 @@ with its process. It runs inside every worker rather than as a command of its ow
 deploy, and it keeps running wherever work is done. A lock in the queue lets one worker scan at a
 time.
 
+Each pass also ends `EXPIRED` every waiting task past its deadline (`worker/deadlines.py`), so
+such a task does not wait for its queue entry to come up to be seen expired.
+
 Under the same lock it runs the retention purge (`lifecycle/retention.py`) every few minutes, in
 batches, for at most half an interval per pass, so the lock (held for most of an interval) never
 runs out under it; a purge with more to do goes on at the next pass.
@@ -24,9 +27,10 @@ from datetime import timedelta
 from aitasks.lifecycle.placement import publish
 from aitasks.lifecycle.retention import purge
 from aitasks.services import Services
-from aitasks.store import claims
+from aitasks.store import backlog
 from aitasks.store.idempotency import purge_idempotency_keys
 from aitasks.store.models import utcnow
+from aitasks.worker import deadlines
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +72,9 @@ class Reconciler:
         alone: their gateway may be publishing them right now.
         """
         grace = self.interval if pending_grace is None else pending_grace
+        await deadlines.sweep(self.services)  # what waited past its deadline ends EXPIRED
         async with self.services.db.session() as session:
-            stranded = await claims.stranded_tasks(
+            stranded = await backlog.stranded_tasks(
                 session, pending_before=utcnow() - timedelta(seconds=grace), limit=BATCH
             )
         queue = self.services.queue

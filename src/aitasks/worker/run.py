@@ -44,6 +44,8 @@ class TaskRun:
     finished: claims.Finished | None = None
     # Set when the task went back to PENDING at shutdown: its next turn must keep waiting.
     handed_back: bool = False
+    # Set when its run bound (`timeout_seconds`, across attempts) ran out and stopped the call.
+    timed_out: bool = False
 
     @classmethod
     def of(cls, claim: claims.Claim, delivery: Delivery, services: Services) -> TaskRun:
@@ -75,6 +77,11 @@ class TaskRun:
         """Stop the provider call, if one is running (a cancellation, or the worker stopping)."""
         if self.call is not None:
             self.call.cancel()
+
+    def time_out(self) -> None:
+        """The task's run bound ran out: stop its call, to be failed as timed out."""
+        self.timed_out = True
+        self.cancel()
 
     def keep_lease(self, services: Services, worker_id: str) -> None:
         """Start renewing the lease beside the call (see `keep_lease`)."""

@@ -27,7 +27,7 @@ from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store.models import TaskStatus, as_utc, new_id, utcnow
 from aitasks.webhooks.dispatcher import WebhookDispatcher
-from aitasks.worker import spans
+from aitasks.worker import deadlines, spans
 from aitasks.worker.calls import ProviderCalls
 from aitasks.worker.outcomes import Outcomes
 from aitasks.worker.reconciler import Reconciler
@@ -225,6 +225,10 @@ class Worker:
             claiming.set("aitasks.claim.outcome", claim.outcome.value)
         if claim.outcome is claims.ClaimOutcome.BUSY:
             return  # its holder acknowledges it; if the holder dies, it is handed out again
+        if claim.outcome is claims.ClaimOutcome.EXPIRED and claim.task is not None:
+            await self.services.queue.ack(delivery)  # past its deadline: never run
+            await deadlines.ended_expired(self.services, claim.task, claim.next_turn)
+            return
         if claim.task is None:
             await self.services.queue.ack(delivery)  # finished, gone, or waiting on a turn
             return
@@ -244,6 +248,10 @@ class Worker:
                     await self.outcomes.fail(
                         run, "too_many_attempts", f"gave up after {task.attempts - 1} tries"
                     )
+                elif (deadlines.run_left(task) or 1) <= 0:
+                    # Taken over, or handed back, after its run bound ran out.
+                    message = deadlines.timed_out_message(task)
+                    await self.outcomes.fail(run, deadlines.TIMEOUT, message)
                 else:
                     await self._run(run)
         finally:
@@ -266,17 +274,22 @@ class Worker:
             metrics.WAIT_SECONDS.labels(task.queue).observe((taken - submitted).total_seconds())
         metrics.IN_FLIGHT.labels(task.queue).inc()
         call = run.call = asyncio.create_task(self.calls.reply(run))
+        bound = deadlines.watch(run)  # the task's `timeout`, across attempts
         # The lease is kept until the outcome is written, not just until the provider answers.
         run.keep_lease(self.services, self.worker_id)
         try:
             await asyncio.wait({call})
             if not call.cancelled():
                 await self.outcomes.settle(run, call)
+            elif run.timed_out:
+                await self.outcomes.fail(run, deadlines.TIMEOUT, deadlines.timed_out_message(task))
             elif self._stopping:
                 await self.outcomes.hand_back(run)
             else:
                 log.info("task %s: stopped (cancelled, or its lease was lost)", task.id)
         finally:
+            if bound is not None:
+                bound.cancel()
             metrics.IN_FLIGHT.labels(task.queue).dec()
             metrics.RUN_SECONDS.labels(self.services.models.label_of(task.model)).observe(
                 time.monotonic() - started

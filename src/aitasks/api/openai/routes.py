@@ -37,6 +37,7 @@ from aitasks.errors import (
 from aitasks.events import DONE
 from aitasks.events.base import DELTA, REASONING, STATUS, TOOL_CALL
 from aitasks.lifecycle import read_task, submit_task
+from aitasks.priority import SERVICE_TIERS
 from aitasks.routing import ModelKind, ModelSpec
 from aitasks.services import Services
 from aitasks.store import file_records
@@ -98,6 +99,16 @@ def _refuse_oversized_images(body: ImageRequest, settings: Settings) -> None:
 def _refuse_unsupported(body: ChatCompletionRequest) -> None:
     if body.n is not None and body.n > 1:
         raise InvalidRequest("n > 1 is not supported: ask once per choice", param="n")
+
+
+def _lane(service_tier: str | None, expires_after: float | None) -> dict[str, Any]:
+    """The lane and deadline of a request here: its `service_tier`'s lane, else interactive
+    (someone waits on the answer)."""
+    return {
+        "priority": SERVICE_TIERS[service_tier] if service_tier else None,
+        "interactive": True,
+        "expires_after": expires_after,
+    }
 
 
 def _failure(task: Task) -> Response:
@@ -166,6 +177,7 @@ async def chat_completions(
         # A repeat (the SDK's retry of a call that timed out) gets the first request's task.
         idempotency_key=idempotency_key,
         request=body.model_dump() if idempotency_key else None,
+        **_lane(body.service_tier, body.expires_after),
     )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -307,6 +319,7 @@ async def images_generations(
         params=params,
         idempotency_key=idempotency_key,
         request=body.model_dump() if idempotency_key else None,
+        **_lane(body.service_tier, body.expires_after),
     )
     task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS, tenant=caller.tenant)
     if task.status != TaskStatus.SUCCESS:

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aitasks.api.tool_shapes import ResponseFormatIn, ToolChoiceIn, ToolIn
 
+ServiceTier = Literal["auto", "default", "flex", "priority", "scale"]
+
 
 class ImageURL(BaseModel):
     url: str = Field(
@@ -83,6 +85,10 @@ class ChatCompletionRequest(BaseModel):
     # aitasks' own (through the SDK's extra_body): continue, or keep, a conversation.
     conversation_id: str | None = None
     store: bool | None = None
+    # The lane (`priority`: interactive, `flex`: batch, `auto` / `default`: default; unset, this
+    # synchronous path is interactive), and aitasks' own deadline to start, in seconds.
+    service_tier: ServiceTier | None = None
+    expires_after: float | None = Field(default=None, ge=1, le=7 * 86_400)
 
 
 class ImageRequest(BaseModel):
@@ -95,3 +101,5 @@ class ImageRequest(BaseModel):
     response_format: Literal["url", "b64_json"] = "url"
     user: str | None = None
     conversation_id: str | None = None
+    service_tier: ServiceTier | None = None
+    expires_after: float | None = Field(default=None, ge=1, le=7 * 86_400)

@@ -61,6 +61,7 @@ async def submit(
     turn: ChatTurn | None = None,
 ) -> Response:
     """The seed's submit: 202 with the task's id; or, when asked, its stream or its result."""
+    wait = preferred_wait(prefer, services.settings.max_wait_seconds)
     task, created = await submit_task(
         services,
         caller,
@@ -74,13 +75,17 @@ async def submit(
         request=body.model_dump() if idempotency_key else None,
         callback_url=body.callback_url,
         callback_events=body.callback_events,
+        priority=body.priority,
+        # Someone waits on the answer: the interactive lane, unless another is asked for.
+        interactive=body.stream or wait is not None,
+        expires_after=body.expires_after,
+        run_timeout=body.timeout,
     )
     if body.stream:
         return StreamingResponse(
             task_events(services, task.id, links, None, tenant=caller.tenant),
             media_type="text/event-stream",
         )
-    wait = preferred_wait(prefer, services.settings.max_wait_seconds)
     if wait is not None:
         task = await wait_for_task(services, task.id, wait, tenant=caller.tenant)
         finished = task.status in TERMINAL_STATUSES
