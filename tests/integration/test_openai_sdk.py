@@ -6,11 +6,13 @@ import base64
 import io
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
 import pytest
 from PIL import Image
+from pydantic import BaseModel
 
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
@@ -141,3 +143,65 @@ def test_errors_take_openais_shape_and_status(client: openai.OpenAI) -> None:
         client.chat.completions.create(
             model="mock-chat", messages=[{"role": "user", "content": "x [fail:retryable]"}]
         )
+
+
+TOOLS: Any = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {
+                "type": "object",
+                "properties": {"term": {"type": "string"}},
+                "required": ["term"],
+            },
+        },
+    }
+]
+
+
+def test_tool_calls_plain_and_through_the_stream_helper(client: openai.OpenAI) -> None:
+    asked: Any = [{"role": "user", "content": "please lookup tides"}]
+    plain = client.chat.completions.create(model="mock-chat", messages=asked, tools=TOOLS)
+    (call,) = plain.choices[0].message.tool_calls or []
+    assert plain.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, call.function.arguments) == ("lookup", '{"term": "mock"}')
+    with client.chat.completions.stream(model="mock-chat", messages=asked, tools=TOOLS) as stream:
+        final = stream.get_final_completion()
+    (streamed,) = final.choices[0].message.tool_calls or []
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert (streamed.id, streamed.function.arguments) == (call.id, call.function.arguments)
+    answered = client.chat.completions.create(
+        model="mock-chat",
+        messages=[*asked, plain.choices[0].message.model_dump(exclude_none=True),
+                  {"role": "tool", "tool_call_id": call.id, "content": "high at noon"}],
+        tools=TOOLS,
+    )  # fmt: skip
+    assert "high at noon" in (answered.choices[0].message.content or "")
+
+
+class Answer(BaseModel):
+    city: str
+    population: int
+
+
+def test_parse_with_a_pydantic_model(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.parse(
+        model="gemini-2.5-flash",
+        messages=[{"role": "user", "content": "the biggest city"}],
+        response_format=Answer,
+    )
+    assert completion.choices[0].message.parsed == Answer(city="mock", population=1)
+
+
+def test_image_parts(client: openai.OpenAI) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (21, 13), (1, 2, 3)).save(out, format="PNG")
+    url = f"data:image/png;base64,{base64.b64encode(out.getvalue()).decode()}"
+    reply = client.chat.completions.create(
+        model="mock-chat",
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "what size?"}, {"type": "image_url", "image_url": {"url": url}}
+        ]}],
+    )  # fmt: skip
+    assert "Image 1 is 21x13." in (reply.choices[0].message.content or "")
