@@ -3,6 +3,7 @@ answered by a submit carrying `tool_results`, the agent loop in history; bad inp
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -37,6 +38,17 @@ async def test_an_agent_loop_on_the_seed_api(client: httpx.AsyncClient) -> None:
     assert called["status"] == "SUCCESS" and called["result"] == ""
     (call,) = called["tool_calls"]
     assert call["function"] == {"name": "lookup", "arguments": '{"term": "mock"}'}
+    # The task's event stream has the call as its own event.
+    stream = (await client.get(f"/v1/tasks/{called['task_id']}/events")).text
+    made = [
+        line[6:] for line in stream.splitlines() if line.startswith("data: ") and "call_" in line
+    ]
+    assert json.loads(made[0]) == {
+        "id": call["id"],
+        "name": "lookup",
+        "arguments": '{"term": "mock"}',
+    }
+    assert "event: tool_call" in stream
     conversation = called["conversation_id"]
     answered = await submit(
         client,
