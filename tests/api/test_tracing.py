@@ -326,3 +326,57 @@ async def test_each_webhook_delivery_is_a_span_and_carries_the_trace_on(
     # The receiver can join the trace: the POST carried the delivery span's context.
     sent = receiver.received[0].headers["traceparent"]
     assert sent.startswith(f"00-{delivery.context.trace_id:032x}-{delivery.context.span_id:016x}-")
+
+
+async def test_request_parameters_and_images_follow_the_conventions(
+    embedded: EmbeddedFactory, spans: InMemorySpanExporter
+) -> None:
+    async with embedded() as client:
+        answer = await client.post(
+            "/openai/v1/chat/completions",
+            json={
+                "model": "mock-chat",
+                "messages": [{"role": "user", "content": "hi"}],
+                "temperature": 0.3,
+                "max_tokens": 50,
+                "seed": 7,
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        image = await client.post(
+            "/v1/images/generations",
+            json={"prompt": "a lighthouse", "model": "mock-image", "conversation_id": None},
+        )
+        await finished(client, image.json()["task_id"])
+    done = spans.get_finished_spans()
+    chat = attributes(named(done, "chat mock-chat")[0])
+    assert (chat["gen_ai.request.temperature"], chat["gen_ai.request.max_tokens"]) == (0.3, 50)
+    assert chat["gen_ai.request.seed"] == 7
+    drawn = attributes(named(done, "generate_content mock-image")[0])
+    assert drawn["gen_ai.operation.name"] == "generate_content"
+    assert drawn["gen_ai.output.type"] == "image" and drawn["aitasks.images"] == 1
+
+
+def test_the_sdk_reads_the_service_name_and_the_sampler_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "aitasks-eu-1")
+    named_one = Tracing.with_exporters([exporter], "aitasks-gateway", batch=False)
+    assert named_one.provider.resource.attributes["service.name"] == "aitasks-eu-1"
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    assert (
+        Tracing.with_exporters(
+            [exporter], "aitasks-gateway", batch=False
+        ).provider.resource.attributes["service.name"]
+        == "aitasks-gateway"
+    )
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    telemetry.install(Tracing.with_exporters([exporter], "aitasks-test", batch=False))
+    try:
+        with telemetry.span("sampled out") as span:
+            assert not span.recording
+            assert telemetry.traceparent() is not None  # the context still travels (flag 00)
+    finally:
+        telemetry.uninstall()
+    assert exporter.get_finished_spans() == ()

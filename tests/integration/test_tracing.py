@@ -100,6 +100,8 @@ def one(spans: list[ReceivedSpan], **wanted: Any) -> ReceivedSpan:
 
 def test_one_task_is_one_trace_across_the_gateway_and_a_worker(traced: Traced) -> None:
     traceparent, trace_id, client_span = new_traceparent()
+    for path in ("/healthz", "/metrics", "/ops", "/v1/status", "/v1/ops/series"):
+        assert traced.client.get(path).status_code == 200, path
     task_id = submit(traced, "Hello across processes", traceparent)
     # Waiting for it is a request of its own: it links to the task's trace.
     waited = traced.client.get(f"/v1/tasks/{task_id}", headers={"Prefer": "wait=20"})
@@ -152,6 +154,18 @@ def test_one_task_is_one_trace_across_the_gateway_and_a_worker(traced: Traced) -
     assert [name for name, _ in call.events] == ["gen_ai.first_token"]
     # No prompt or reply text unless AITASKS_TRACE_CONTENT=1.
     assert not any("Hello across processes" in str(s.attributes) for s in mine)
+
+    # Probes, scrapes and the operations page's reads make no spans.
+    assert not [
+        s
+        for s in spans
+        if s.kind == "server"
+        and s.name.startswith("GET /")
+        and (
+            s.attributes["url.path"]
+            in ("/healthz", "/metrics", "/ops", "/v1/status", "/v1/ops/series")
+        )
+    ]
 
     # The waiting request is a trace of its own, linked to the task's.
     wait_span = next(s for s in spans if s.name == "GET /v1/tasks/{task_id}")

@@ -158,7 +158,7 @@ function drawCharts() {
   const tMin = Math.max(tMax - state.span, Math.min(first, tMax - 60));
   const per = (pick, extra = {}) => queues.map((name) => ({ color: colorOf(name), points: seriesOf(name, pick), ...extra }));
   drawChart($("chart-finished"), per((q, s) => q.finished / Math.max(s.seconds, 0.001)), tMin, tMax);
-  drawChart($("chart-failures"), per((q) => q.failed), tMin, tMax);
+  drawChart($("chart-failures"), per((q, s) => (q.failed * 60) / Math.max(s.seconds, 0.001)), tMin, tMax);
   drawChart($("chart-depth"), per((q) => q.depth), tMin, tMax);
   drawChart($("chart-oldest"), per((q) => q.oldest_waiting), tMin, tMax);
   drawChart($("chart-wait"), [...per((q) => q.wait_p50), ...per((q) => q.wait_p95, { dashed: true })], tMin, tMax);
