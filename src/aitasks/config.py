@@ -150,6 +150,14 @@ class Settings(BaseSettings):
         default=5 * 1024 * 1024, gt=0, validation_alias="AITASKS_MAX_IMAGE_BYTES"
     )
     max_input_images: int = Field(default=16, gt=0, validation_alias="AITASKS_MAX_INPUT_IMAGES")
+    # Batches: the requests one may hold, and the bytes of its body or input file (a batch's
+    # JSON on the seed API, a JSONL upload on the OpenAI one).
+    max_batch_requests: int = Field(
+        default=50_000, gt=0, validation_alias="AITASKS_MAX_BATCH_REQUESTS"
+    )
+    max_batch_bytes: int = Field(
+        default=100 * 1024 * 1024, gt=0, validation_alias="AITASKS_MAX_BATCH_BYTES"
+    )
     file_url_ttl_seconds: int = Field(
         default=3600, gt=0, validation_alias="AITASKS_FILE_URL_TTL_SECONDS"
     )

@@ -14,11 +14,13 @@ Our exception hierarchy (HTTP status in brackets):
   | + TaskNotFound
   | + ConversationNotFound
   | + FileNotFound
+  | + BatchNotFound
   + Conflict [409]
   + PayloadTooLarge [413]
   + UnsupportedMediaType [415]
   + LimitExceeded [422]
   + IdempotencyKeyReused [422]
+  + InvalidBatch [422] - lines of a batch are bad (`errors` names each); nothing was queued
   + QueueFull [429]
   + RateLimited [429]
   + ServiceUnavailable [503] - answered with `Retry-After`
@@ -150,6 +152,19 @@ class ConversationNotFound(NotFound):
 class FileNotFound(NotFound):
     def __init__(self, file_id: str) -> None:
         super().__init__(f"file {file_id!r} not found", param="file_id")
+
+
+class BatchNotFound(NotFound):
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"batch {batch_id!r} not found", param="batch_id")
+
+
+class InvalidBatch(AITasksError):
+    """Some lines of a batch are bad: the batch is `failed`, with each bad line's number and
+    reason in `errors`, and none of it was queued."""
+
+    status_code = 422
+    error_type = "invalid_batch"
 
 
 class Conflict(AITasksError):

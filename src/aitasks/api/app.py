@@ -22,6 +22,7 @@ from aitasks.api.body_limit import BodySizeLimit
 from aitasks.api.error_handlers import install_error_handlers
 from aitasks.api.openai import create_openai_app
 from aitasks.api.routes import (
+    batches,
     catalogue,
     conversations,
     files,
@@ -123,6 +124,7 @@ def create_app(
     routes = (
         submit,
         tasks,
+        batches,
         conversations,
         catalogue,
         files,
@@ -143,6 +145,9 @@ def create_app(
     # Keys looked up lately, shared by both apps.
     app.state.key_cache = openai_app.state.key_cache = KeyCache(settings.key_cache_seconds)
     app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_image_bytes
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_image_bytes,
+        batch_bytes=settings.max_batch_bytes,
     )
     return app

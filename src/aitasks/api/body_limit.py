@@ -1,7 +1,8 @@
 """A cap on request bodies (`AITASKS_MAX_BODY_BYTES`; an image upload's, `POST /v1/files`, by
-`AITASKS_MAX_IMAGE_BYTES` and a little for the multipart framing), applied before anything reads
-them: a declared `Content-Length` over the cap is refused at once, and a body sent without one is
-counted as it arrives and refused when it passes the cap."""
+`AITASKS_MAX_IMAGE_BYTES` and a little for the multipart framing; a batch's, `POST /v1/batches`
+and its input file `POST /openai/v1/files`, by `AITASKS_MAX_BATCH_BYTES`), applied before anything
+reads them: a declared `Content-Length` over the cap is refused at once, and a body sent without
+one is counted as it arrives and refused when it passes the cap."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # Room for an upload's multipart framing (boundaries, part headers) beside the image itself.
 UPLOAD_FRAMING_BYTES = 16 * 1024
 UPLOAD_PATH = "/v1/files"
+# What a batch is sent by: the seed's JSON, and an OpenAI batch's input file.
+BATCH_PATHS = frozenset({"/v1/batches", "/openai/v1/files"})
 
 
 def too_large_message(limit: int, setting: str = "AITASKS_MAX_BODY_BYTES") -> str:
@@ -20,15 +23,25 @@ def too_large_message(limit: int, setting: str = "AITASKS_MAX_BODY_BYTES") -> st
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, upload_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        upload_bytes: int | None = None,
+        batch_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.upload_bytes = upload_bytes
+        self.batch_bytes = batch_bytes
 
     def _limit(self, scope: Scope) -> tuple[int, str]:
         """The cap for this request, and the setting that makes it."""
         if self.upload_bytes and scope.get("method") == "POST" and scope["path"] == UPLOAD_PATH:
             return self.upload_bytes + UPLOAD_FRAMING_BYTES, "AITASKS_MAX_IMAGE_BYTES"
+        if self.batch_bytes and scope.get("method") == "POST" and scope["path"] in BATCH_PATHS:
+            return self.batch_bytes + UPLOAD_FRAMING_BYTES, "AITASKS_MAX_BATCH_BYTES"
         return self.max_bytes, "AITASKS_MAX_BODY_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -12,12 +12,12 @@ from sqlalchemy import ColumnElement, Delete, Select, Update, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
-from aitasks.errors import ConversationNotFound, NotFound, TaskNotFound
-from aitasks.store.models import Conversation, Task, table_of
+from aitasks.errors import BatchNotFound, ConversationNotFound, NotFound, TaskNotFound
+from aitasks.store.models import Batch, Conversation, Task, table_of
 
 # The tables whose rows belong to a tenant, by a `tenant` column of their own.
-Owned = type[Task] | type[Conversation]
-Row = TypeVar("Row", Task, Conversation)
+Owned = type[Task] | type[Conversation] | type[Batch]
+Row = TypeVar("Row", Task, Conversation, Batch)
 Statement = TypeVar("Statement", Select[Any], Update, Delete)
 
 
@@ -38,6 +38,8 @@ def one_of(statement: Statement, entity: Owned, row_id: str, *, tenant: str) -> 
 
 def not_found(entity: Owned, row_id: str) -> NotFound:
     """The 404 a missing (or another tenant's) row of `entity` answers with."""
+    if entity is Batch:
+        return BatchNotFound(row_id)
     return TaskNotFound(row_id) if entity is Task else ConversationNotFound(row_id)
 
 

@@ -8,7 +8,8 @@ deploy, and it keeps running wherever work is done. A lock in the queue lets one
 time.
 
 Each pass also ends `EXPIRED` every waiting task past its deadline (`worker/deadlines.py`), so
-such a task does not wait for its queue entry to come up to be seen expired.
+such a task does not wait for its queue entry to come up to be seen expired, and ends the batches
+whose tasks have all ended (`lifecycle/batches.py`).
 
 Under the same lock it runs the retention purge (`lifecycle/retention.py`) every few minutes, in
 batches, for at most half an interval per pass, so the lock (held for most of an interval) never
@@ -24,6 +25,7 @@ import random
 import time
 from datetime import timedelta
 
+from aitasks.lifecycle.batches import finish_batches
 from aitasks.lifecycle.placement import publish
 from aitasks.lifecycle.retention import purge
 from aitasks.services import Services
@@ -73,6 +75,7 @@ class Reconciler:
         """
         grace = self.interval if pending_grace is None else pending_grace
         await deadlines.sweep(self.services)  # what waited past its deadline ends EXPIRED
+        await finish_batches(self.services)  # a batch whose tasks have all ended ends too
         async with self.services.db.session() as session:
             stranded = await backlog.stranded_tasks(
                 session, pending_before=utcnow() - timedelta(seconds=grace), limit=BATCH
