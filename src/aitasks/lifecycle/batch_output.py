@@ -18,6 +18,8 @@ from aitasks.services import Services
 from aitasks.store import batches as store
 from aitasks.store.models import Batch, Task, TaskStatus, as_utc
 
+# The purposes of a batch's result files, whose bytes are made from its tasks when read.
+RESULT_PURPOSES = frozenset({"batch_output", "batch_error"})
 # The HTTP status a request that failed is answered with in the error file, by its error type.
 FAILURE_STATUS = {
     "provider_bad_request": 400,

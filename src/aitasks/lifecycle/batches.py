@@ -26,6 +26,7 @@ from typing import Any
 from aitasks import metrics
 from aitasks.auth.caller import Caller
 from aitasks.errors import AITasksError, RateLimited, RedisUnavailable
+from aitasks.files import file_key
 from aitasks.lifecycle.batch_output import result_size
 from aitasks.lifecycle.stop import stop_task
 from aitasks.lifecycle.submit import refuse_lone_surrogates
@@ -325,9 +326,9 @@ async def _result_files(services: Services, batch: Batch, done: Progress) -> dic
         file_id = new_id()
         size = await result_size(services, batch, which)
         async with services.db.session() as session:
-            await store.add_result_file(
+            await store.add_file(
                 session, file_id=file_id, tenant=batch.tenant, purpose=f"batch_{which}",
-                size=size, name=f"batch_{batch.id}_{which}.jsonl",
+                size=size, name=f"batch_{batch.id}_{which}.jsonl", key=file_key(file_id),
             )  # fmt: skip
         files[f"{which}_file_id"] = file_id
     return files

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from aitasks.errors import ConversationNotFound
@@ -258,26 +258,44 @@ async def cancel_tasks(session: AsyncSession, batch_id: str) -> list[str]:
     return running
 
 
-async def add_result_file(
-    session: AsyncSession, *, file_id: str, tenant: str, purpose: str, size: int, name: str
-) -> None:
-    """Record a batch's output or error file: made from its tasks when read, so no bytes are
-    stored (`storage_key` is empty)."""
+async def add_file(
+    session: AsyncSession,
+    *,
+    file_id: str,
+    tenant: str,
+    purpose: str,
+    size: int,
+    name: str,
+    key: str,
+) -> StoredFile:
+    """Record a tenant's file: a batch's input (its bytes under `key` in the file store), or a
+    batch's output or error file (made from its tasks when read: nothing is stored under its
+    `key`, which is its own all the same, so removing it with the others is harmless)."""
+    row = {
+        "id": file_id, "task_id": None, "tenant": tenant, "content_type": "application/jsonl",
+        "size": size, "storage_key": key, "purpose": purpose, "filename": name,
+        "created_at": utcnow(),
+    }  # fmt: skip
     async with session.begin():
-        await session.execute(
-            insert(table_of(StoredFile)),
-            {
-                "id": file_id,
-                "task_id": None,
-                "tenant": tenant,
-                "content_type": "application/jsonl",
-                "size": size,
-                "storage_key": "",
-                "purpose": purpose,
-                "filename": name,
-                "created_at": utcnow(),
-            },
-        )
+        await session.execute(insert(table_of(StoredFile)), row)
+    return StoredFile(**row)
+
+
+async def list_files(session: AsyncSession, *, tenant: str, limit: int) -> Sequence[StoredFile]:
+    """The tenant's batch files (inputs, outputs, errors), newest first."""
+    query = (
+        select(StoredFile)
+        .where(StoredFile.tenant == tenant, StoredFile.purpose.like("batch%"))
+        .order_by(StoredFile.created_at.desc())
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def delete_file(session: AsyncSession, file_id: str) -> None:
+    """Forget a file's record (its bytes, if any, are the caller's to remove)."""
+    async with session.begin():
+        await session.execute(delete(StoredFile).where(StoredFile.id == file_id))
 
 
 async def batch_of_file(session: AsyncSession, file_id: str, *, tenant: str) -> Batch | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from aitasks.api.openai import batches, files
 from aitasks.api.openai.error_shape import install_openai_error_handlers
 from aitasks.api.openai.routes import router
 
@@ -17,4 +18,6 @@ def create_openai_app() -> FastAPI:
     )
     install_openai_error_handlers(app)
     app.include_router(router)
+    app.include_router(files.router)
+    app.include_router(batches.router)
     return app

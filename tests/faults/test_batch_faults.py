@@ -1,0 +1,62 @@
+"""A batch survives its faults: a worker SIGKILLed while it runs the batch's lines, then Redis
+restarted empty (every lane, stream and group gone), and still every line is answered once, in
+the output file by its custom_id, through the official SDK against real processes."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import openai
+
+from tests.faults.test_faults import running_on, wait_until
+from tests.support.faults import MakeSystem
+from tests.support.processes import Background
+from tests.support.services import query
+
+LINES = 120
+
+
+def test_a_batch_survives_a_killed_worker_and_an_empty_redis(
+    make_system: MakeSystem, postgres_url: str, redis_prefix: str, redis_server: Background
+) -> None:
+    system = make_system(
+        database_url=postgres_url, redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
+        redis_prefix=redis_prefix, AITASKS_MOCK_LATENCY_MS="300", AITASKS_WORKER_CONCURRENCY="4",
+    )  # fmt: skip
+    _, base_url = system.gateway()
+    doomed, _ = system.worker(), system.worker()
+    sdk = openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0)
+    requests = "".join(
+        json.dumps({"custom_id": f"line-{n}", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": "mock-chat",
+                             "messages": [{"role": "user", "content": f"item {n}"}]}}) + "\n"
+        for n in range(LINES)
+    )  # fmt: skip
+    uploaded = sdk.files.create(file=("lines.jsonl", requests.encode()), purpose="batch")
+    batch = sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    task_ids = [row[0] for row in query(
+        system.database_url, f"SELECT id FROM tasks WHERE batch_id = '{batch.id}'"
+    )]  # fmt: skip
+    assert len(task_ids) == LINES
+    wait_until(lambda: running_on(system, doomed.popen.pid, task_ids) >= 2)
+    doomed.kill()  # SIGKILL, mid-line
+    redis_server.kill()
+    time.sleep(0.5)
+    redis_server.start()  # back, and empty: the lanes, the streams and their groups are gone
+
+    report = system.report(task_ids, within=120)
+    assert report.succeeded == LINES and not report.lost and not report.doubled
+    deadline = time.monotonic() + 30
+    while (done := sdk.batches.retrieve(batch.id)).status != "completed":
+        assert time.monotonic() < deadline, done.status
+        time.sleep(0.2)
+    assert done.request_counts is not None and done.request_counts.completed == LINES
+    assert done.output_file_id is not None and done.error_file_id is None
+    output = sdk.files.content(done.output_file_id).text.splitlines()
+    answered = [json.loads(line)["custom_id"] for line in output]
+    assert sorted(answered) == sorted(f"line-{n}" for n in range(LINES))
+    assert len(answered) == len(set(answered)) == LINES
+    print(f"batch {batch.id}: {LINES} lines, each answered once; {report}")
