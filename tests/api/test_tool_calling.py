@@ -4,7 +4,9 @@ the conversation with its structure, and every bad input refused with nothing wr
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from aitasks.config import Settings
+from tests.support.keyed_app import keyed_app
 from tests.support.sdk import BASE_URL, async_openai
 from tests.support.services import row_counts
 
@@ -266,3 +269,20 @@ async def test_an_unknown_call_id_in_a_conversation_is_refused(client: httpx.Asy
             extra_body={"conversation_id": conversation},
         )
     assert "answers no pending tool call" in refused.value.message
+
+
+async def test_a_clients_context_counts_toward_its_keys_daily_tokens(tmp_path: Path) -> None:
+    async with keyed_app("embedded", tmp_path) as app:  # no worker: tasks stay in flight
+        headers = await app.key("counted", daily_tokens=600)
+        context = [{"role": "system", "content": "x" * 4000},  # about 1,000 tokens
+                   {"role": "assistant", "content": "ok"}]  # fmt: skip
+        body = {"model": "mock-chat", "max_tokens": 1, "messages": [*context, *ask("hi")]}
+        path = "/openai/v1/chat/completions"
+        # Admitted (nothing reserved before it), it reserves its context's tokens too, then
+        # waits for a worker that never comes.
+        first = asyncio.create_task(app.http.post(path, json=body, headers=headers))
+        await asyncio.sleep(0.5)
+        refused = await app.http.post(path, json=body, headers=headers)
+        first.cancel()
+        assert refused.status_code == 429, refused.text
+        assert "daily token quota" in refused.json()["error"]["message"]

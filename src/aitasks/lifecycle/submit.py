@@ -186,7 +186,8 @@ async def submit_task(
     task_id = new_id()
     if key is not None:
         # A chat task reserves its estimated tokens; an image task counts none.
-        tokens = chat_estimate(prompt, context, params) if kind == ModelKind.CHAT else 0
+        sent = turn.context if turn is not None and turn.context is not None else context
+        tokens = chat_estimate(prompt, sent, params) if kind == ModelKind.CHAT else 0
         await admit(services, key, task_id, tokens=tokens)
     trace = telemetry.traceparent()  # the submit's: every run of the task joins its trace
     try:
