@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ from aitasks.events.base import STATUS, EventLog
 from aitasks.ops.series import SERIES_SECONDS, DatabaseSeries, RedisSeries, Sample, Series
 from aitasks.queue.base import TaskQueue
 from aitasks.redis_connect import connect
+from aitasks.store import ops as store
 from aitasks.store.database import Database
 from aitasks.store.migrate import upgrade
+from aitasks.store.models import Conversation, Task
 from tests.support.backends import REDELIVER_AFTER, redis_at
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -94,3 +97,26 @@ async def test_the_series_keeps_an_hour_and_no_more(series: Series) -> None:
         await series.add(Sample(now - MAX_SAMPLES + n, {"n": n}))
     kept = await series.since(0)
     assert [s.data for s in kept] == [{"n": n} for n in range(MAX_SAMPLES)]
+
+
+async def test_wait_and_run_percentiles_are_nearest_rank_on_both_stores(db: Database) -> None:
+    """PostgreSQL works them out itself, SQLite here: the same figures either way."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    async with db.session() as session, session.begin():
+        session.add(Conversation(id="c1", tenant="t", turns=20))
+        for n in range(1, 21):  # waits of 1..20 s, runs of 10..200 s, on queue "q"
+            created = start + timedelta(seconds=n)
+            started = created + timedelta(seconds=n)
+            session.add(
+                Task(
+                    id=f"t{n}", tenant="t", conversation_id="c1", turn=n, kind="chat",
+                    model="m", queue="q", provider="mock", prompt="p", status="SUCCESS",
+                    created_at=created, started_at=started,
+                    finished_at=started + timedelta(seconds=10 * n),
+                )
+            )  # fmt: skip
+    async with db.session() as session:
+        got = await store.timing_percentiles(session, start, start + timedelta(hours=1))
+        none = await store.timing_percentiles(session, start - timedelta(hours=1), start)
+    assert got == {"q": {"wait_p50": 10.0, "wait_p95": 19.0, "run_p50": 100.0, "run_p95": 190.0}}
+    assert none == {}

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,21 +22,14 @@ from aitasks.services import Services
 from aitasks.store import backlog
 from aitasks.store import ops as store
 from aitasks.store.models import TERMINAL_STATUSES, TaskStatus, utcnow
+from aitasks.store.ops import percentile
+
+__all__ = ["Sampler", "percentile"]
 
 log = logging.getLogger(__name__)
 
-# Finished tasks read per sample for the percentiles (a busy interval is read in part).
-TIMINGS_LIMIT = 2000
 # A gap longer than this many intervals since the last sample (no gateway ran) is not one window.
 MAX_GAP_INTERVALS = 3
-
-
-def percentile(values: list[float], share: float) -> float | None:
-    """The nearest-rank percentile (`share` of 1) of `values`; None when there are none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 class Sampler:
@@ -74,15 +65,9 @@ class Sampler:
     async def _measure(self, start: datetime, now: datetime) -> dict[str, Any]:
         async with self.services.db.session() as session:
             counts = await store.finished_between(session, start, now)
-            timings = await store.timings_between(session, start, now, limit=TIMINGS_LIMIT)
+            timings = await store.timing_percentiles(session, start, now)
             oldest = await backlog.oldest_pending(session)
-        waits: dict[str, list[float]] = defaultdict(list)
-        runs: dict[str, list[float]] = defaultdict(list)
-        for timing in timings:
-            if timing.wait is not None:
-                waits[timing.queue].append(timing.wait)
-            if timing.run is not None:
-                runs[timing.queue].append(timing.run)
+        nothing = dict.fromkeys(("wait_p50", "wait_p95", "run_p50", "run_p95"))
         queues: dict[str, dict[str, Any]] = {}
         for name in sorted({*self.services.models.queues, *(q for q, _ in counts)}):
             depth: int | None = None
@@ -97,9 +82,7 @@ class Sampler:
                 "failed": count(TaskStatus.FAILED),
                 "depth": depth,
                 "oldest_waiting": (now - oldest[name]).total_seconds() if name in oldest else 0.0,
-                "wait_p50": percentile(waits[name], 0.5),
-                "wait_p95": percentile(waits[name], 0.95),
-                "run_p50": percentile(runs[name], 0.5),
-                "run_p95": percentile(runs[name], 0.95),
+                **nothing,
+                **timings.get(name, {}),
             }
         return {"seconds": (now - start).total_seconds(), "queues": queues}
