@@ -27,7 +27,7 @@ from aitasks.files import check_file_store
 from aitasks.lifecycle.retention import purge_now
 from aitasks.priority import Lane
 from aitasks.services import Services
-from aitasks.status_view import status_view
+from aitasks.status_view import batch_ended, batch_view, status_view
 from aitasks.store import api_keys as store_keys
 from aitasks.store.database import Database, database_boundary
 from aitasks.store.migrate import schema_state, upgrade
@@ -289,13 +289,20 @@ def status(
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh every two seconds until Ctrl-C.")
     ] = False,
+    batch: Annotated[
+        str | None,
+        typer.Option("--batch", help="One batch's progress (with --watch, until it ends)."),
+    ] = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """Queues (depth, oldest waiting, finished in the last minute), workers, recent failures."""
+    """Queues (depth, oldest waiting, finished in the last minute), lanes, workers, your running
+    batches, recent failures; or one batch's progress bar."""
     client = Client(url, api_key)
     try:
-        if as_json:
+        if batch is not None:
+            _watch_batch(client, batch, as_json=as_json, watch=watch)
+        elif as_json:
             typer.echo(json.dumps(client.status(), indent=2))
         elif watch:
             with Live(status_view(client.status()), refresh_per_second=1) as live:
@@ -310,6 +317,21 @@ def status(
         pass
     finally:
         client.close()
+
+
+def _watch_batch(client: Client, batch_id: str, *, as_json: bool, watch: bool) -> None:
+    """A batch's progress: once, or refreshed every second until it has ended."""
+    shown = client.batch(batch_id)
+    if as_json:
+        typer.echo(json.dumps(shown, indent=2))
+    elif not watch:
+        Console().print(batch_view(shown))
+    else:
+        with Live(batch_view(shown), refresh_per_second=2) as live:
+            while not batch_ended(shown):
+                time.sleep(1)
+                shown = client.batch(batch_id)
+                live.update(batch_view(shown))
 
 
 def _on_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:

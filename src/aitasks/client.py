@@ -86,15 +86,23 @@ class Client:
         return task, [self.http.get(url).raise_for_status().content for url in task["result"]]
 
     def status(self) -> dict[str, Any]:
-        """Queues, workers alive and recent failures, as `GET /v1/status` gives them."""
+        """Queues, lanes, workers alive, the caller's running batches and recent failures, as
+        `GET /v1/status` gives them."""
+        return self._get("/v1/status")
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        """One batch and how far it has come, as `GET /v1/batches/{id}` gives it."""
+        return self._get(f"/v1/batches/{batch_id}")
+
+    def _get(self, path: str) -> dict[str, Any]:
         try:
-            response = self.http.get("/v1/status")
+            response = self.http.get(path)
         except httpx.TransportError as exc:
             raise ClientError(f"cannot reach {self.http.base_url}: {exc}") from exc
         if response.status_code >= 400:
             raise ClientError(_error_message(response))
-        status: dict[str, Any] = response.json()
-        return status
+        answer: dict[str, Any] = response.json()
+        return answer
 
     @staticmethod
     def _follow(

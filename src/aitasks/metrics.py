@@ -46,3 +46,23 @@ OLDEST_WAITING = Gauge(
     "Age of the oldest PENDING task of a queue (0 when none).",
     ["queue"],
 )
+
+# Per lane and per tenant, measured as the gateway is scraped (from the database). Tenants are
+# bounded: the `TENANTS_SHOWN` with most waiting, the rest summed under "other".
+LANE_DEPTH = Gauge(
+    "aitasks_lane_depth", "Tasks waiting (PENDING) in a lane of a queue.", ["queue", "lane"]
+)
+LANE_OLDEST_WAITING = Gauge(
+    "aitasks_lane_oldest_waiting_seconds",
+    "Age of the oldest PENDING task of a lane of a queue (0 when none).",
+    ["queue", "lane"],
+)
+TENANT_DEPTH = Gauge(
+    "aitasks_tenant_depth", "Tasks a tenant has waiting (PENDING), by lane.", ["tenant", "lane"]
+)
+TENANT_OLDEST_WAITING = Gauge(
+    "aitasks_tenant_oldest_waiting_seconds",
+    "Age of a tenant's oldest PENDING task in a lane.",
+    ["tenant", "lane"],
+)
+TENANTS_SHOWN = 10

@@ -6,6 +6,7 @@ no model call."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from aitasks.providers.mock import MockProvider
 from tests.support.embedded import finished
+from tests.support.keyed_app import keyed_app
 
 CHAT = "/v1/chat/completions"
 MODEL = "gemini-2.5-flash"
@@ -100,3 +102,41 @@ async def test_service_tier_picks_the_lane_on_the_openai_surface(client: httpx.A
         lanes[tier] = (await client.get(f"/v1/tasks/{task_id}")).json()["priority"]
     assert lanes == {"flex": "batch", "priority": "interactive", "default": "default",
                      None: "interactive"}  # fmt: skip
+
+
+async def test_metrics_and_status_show_lanes_and_tenants_bounded(tmp_path: Path) -> None:
+    # No worker: every task stays waiting.
+    async with keyed_app("embedded", tmp_path) as app:
+        for n in range(12):
+            key = await app.key(f"tenant-{n:02}")
+            for _ in range(n + 1):
+                answer = await app.http.post(
+                    CHAT, headers=key, json={"model": MODEL, "prompt": "x", "priority": "batch"}
+                )
+                assert answer.status_code == 202, answer.text
+        mine = await app.key("me")
+        await app.http.post(CHAT, headers=mine, json={"model": MODEL, "prompt": "y"})
+        batch = await app.http.post("/v1/batches", headers=mine,
+                                    json=[{"prompt": "z", "model": MODEL}] * 3)  # fmt: skip
+        assert batch.status_code == 202
+        metrics = (await app.http.get("/metrics")).text
+        assert 'aitasks_lane_depth{lane="batch",queue="gemini"} 81.0' in metrics
+        assert 'aitasks_lane_depth{lane="default",queue="gemini"} 1.0' in metrics
+        assert 'aitasks_lane_oldest_waiting_seconds{lane="batch",queue="gemini"}' in metrics
+        tenants = {
+            line.split('tenant="')[1].split('"')[0]
+            for line in metrics.splitlines()
+            if line.startswith("aitasks_tenant_depth{")
+        }
+        # The ten with most waiting by name (me with 4), the rest (tenants 0 to 2) as "other".
+        assert tenants == {f"tenant-{n:02}" for n in range(3, 12)} | {"me", "other"}
+        assert 'aitasks_tenant_depth{lane="batch",tenant="other"} 6.0' in metrics
+        assert 'aitasks_tenant_depth{lane="batch",tenant="tenant-11"} 12.0' in metrics
+        status = (await app.http.get("/v1/status", headers=mine)).json()
+        assert {row["lane"]: row["depth"] for row in status["mine"]} == {
+            "interactive": 0, "default": 1, "batch": 3
+        }  # fmt: skip
+        lanes = {(r["queue"], r["lane"]): r["depth"] for r in status["lanes"]}
+        assert lanes[("gemini", "batch")] == 81 and lanes[("mock", "interactive")] == 0
+        assert [b["id"] for b in status["batches"]] == [batch.json()["id"]]
+        assert status["batches"][0]["counts"]["pending"] == 3

@@ -23,14 +23,25 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
+HURRIED_MODEL = """
+[models."mock-hurried"]
+kind = "chat"
+provider = "mock"
+queue = "mock"
+expires_after = 1
+"""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("web")
     port = free_port()
+    # A model whose tasks may wait a second to start, for the page to show one expire.
+    models = folder / "models.toml"
+    models.write_text(HURRIED_MODEL)
     # Replies take 1.5 s, so the test can watch one stream in.
-    process = Process(
-        ["up", "--port", str(port)], service_env(AITASKS_MOCK_LATENCY_MS="1500"), folder
-    )
+    env = service_env(AITASKS_MOCK_LATENCY_MS="1500", AITASKS_MODELS=str(models))
+    process = Process(["up", "--port", str(port)], env, folder)
     try:
         wait_until_up(f"http://127.0.0.1:{port}", process)
         yield f"http://127.0.0.1:{port}"
@@ -201,3 +212,34 @@ def test_a_count_of_one_reads_1_message(page: Page, tmp_path: Path) -> None:
     expect(one).not_to_contain_text("1 messages")
     expect(conversations.filter(has_text="Two messages")).to_contain_text("2 messages · mock-chat")
     shoot(page, tmp_path, "one-message")
+
+
+def test_a_batch_shows_its_progress_until_it_completes(
+    page: Page, site: str, tmp_path: Path
+) -> None:
+    requests = [{"prompt": f"line {n}", "model": "mock-chat"} for n in range(12)]
+    accepted = httpx.post(f"{site}/v1/batches", json=requests, timeout=10)
+    assert accepted.status_code == 202, accepted.text
+    page.reload()
+    batch = page.get_by_test_id("batch").first
+    expect(batch).to_contain_text(accepted.json()["id"][:8], timeout=5000)
+    expect(batch.locator("progress")).to_have_attribute("max", "12")
+    shoot(page, tmp_path, "batch-running")
+    expect(batch).to_contain_text("completed: 12/12", timeout=30000)
+    expect(batch.locator("progress")).to_have_attribute("value", "12")
+    shoot(page, tmp_path, "batch-completed")
+
+
+def test_a_turn_past_its_deadline_shows_expired(page: Page, site: str, tmp_path: Path) -> None:
+    # Every worker slot busy for a while, so the turn waits past its one-second deadline.
+    for n in range(8):
+        body = {"prompt": f"busy {n} [latency:5000]", "model": "mock-chat"}
+        busy = httpx.post(f"{site}/v1/chat/completions", json=body, timeout=10)
+        assert busy.status_code == 202
+    page.get_by_test_id("new-conversation").click()
+    page.get_by_test_id("model").select_option("mock-hurried")
+    page.get_by_test_id("prompt").fill("Too late for this")
+    page.get_by_test_id("send").click()
+    reply = page.get_by_test_id("message-assistant").last
+    expect(reply.locator(".status")).to_contain_text("expired", timeout=15000)
+    shoot(page, tmp_path, "expired")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from PIL import Image
 
 from aitasks.providers.base import ChatMessage
@@ -110,3 +111,23 @@ def test_status_shows_queues_workers_and_failures(server: str, tmp_path: Path) -
     assert status["recent_failures"][0]["error"]["type"] == "provider_bad_request"
     table = run_cli(["status", "--url", server], service_env(), tmp_path)
     assert table.returncode == 0 and "Queues" in table.stdout and "Workers alive" in table.stdout
+
+
+def test_status_watches_a_batch_to_its_end(server: str, tmp_path: Path) -> None:
+    requests = [{"prompt": f"line {n}", "model": "mock-chat"} for n in range(12)]
+    accepted = httpx.post(f"{server}/v1/batches", json=requests, timeout=10)
+    assert accepted.status_code == 202, accepted.text
+    batch_id = accepted.json()["id"]
+    shown = run_cli(["status", "--json", "--url", server], service_env(), tmp_path)
+    status = json.loads(shown.stdout)
+    assert {"queue", "lane", "depth", "oldest_waiting_seconds"} <= set(status["lanes"][0])
+    assert [row["lane"] for row in status["mine"]] == ["interactive", "default", "batch"]
+    watched = run_cli(["status", "--batch", batch_id, "--watch", "--url", server],
+                      service_env(), tmp_path)  # fmt: skip
+    assert watched.returncode == 0, watched.stderr
+    assert f"batch {batch_id}" in watched.stdout and "completed  12/12 (100%)" in watched.stdout
+    once = run_cli(["status", "--batch", batch_id, "--json", "--url", server], service_env(),
+                   tmp_path)  # fmt: skip
+    assert json.loads(once.stdout)["counts"]["succeeded"] == 12
+    missing = run_cli(["status", "--batch", "0" * 32, "--url", server], service_env(), tmp_path)
+    assert missing.returncode == 1 and "not found" in missing.stderr

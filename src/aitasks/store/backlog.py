@@ -58,3 +58,30 @@ async def stranded_tasks(
         .limit(limit)
     )
     return [queued_task(row) for row in rows]
+
+
+async def waiting_by_lane(session: AsyncSession) -> list[tuple[str, str, int, datetime]]:
+    """(queue, lane, tasks waiting, when the oldest was submitted) of every `PENDING` lane."""
+    rows = await session.execute(
+        select(Task.queue, Task.priority, func.count(), func.min(Task.created_at))
+        .where(Task.status == TaskStatus.PENDING)
+        .group_by(Task.queue, Task.priority)
+    )
+    return [(queue, lane, int(n), as_utc(oldest)) for queue, lane, n, oldest in rows]
+
+
+async def waiting_by_tenant(
+    session: AsyncSession, *, tenant: str | None = None
+) -> list[tuple[str, str, int, datetime]]:
+    """(tenant, lane, tasks waiting, when the oldest was submitted) of every tenant with
+    `PENDING` work (only `tenant`'s when given), most waiting first."""
+    query = (
+        select(Task.tenant, Task.priority, func.count(), func.min(Task.created_at))
+        .where(Task.status == TaskStatus.PENDING)
+        .group_by(Task.tenant, Task.priority)
+        .order_by(func.count().desc())
+    )
+    if tenant is not None:
+        query = query.where(Task.tenant == tenant)
+    rows = await session.execute(query)
+    return [(who, lane, int(n), as_utc(oldest)) for who, lane, n, oldest in rows]

@@ -213,6 +213,14 @@ async def still_going(session: AsyncSession) -> list[Batch]:
         return list(rows.all())
 
 
+async def going_of(session: AsyncSession, *, tenant: str, limit: int) -> list[Batch]:
+    """The tenant's batches still running, newest first."""
+    query = scoped(select(Batch).where(Batch.status.in_(RUNNING)), Batch, tenant=tenant).order_by(
+        Batch.created_at.desc()
+    )
+    return list((await session.scalars(query.limit(limit))).all())
+
+
 async def unfinished(session: AsyncSession, batch_id: str) -> bool:
     """Whether some task of the batch has not ended."""
     async with session.begin():

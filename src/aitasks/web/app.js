@@ -257,6 +257,39 @@ async function remove() {
   await openConversation(null);
 }
 
+// --- batches ----------------------------------------------------------------------------------
+
+// The caller's latest batches: those running with a progress bar, and the ones just ended.
+const BATCH_POLL_MS = 3000;
+
+async function showBatches() {
+  const listing = await (await api("/v1/batches?limit=5")).json();
+  const recent = listing.data.filter((b) => !["completed", "failed", "expired", "cancelled"].includes(b.status)
+    || Date.now() - Date.parse(b.finished_at) < 10 * 60 * 1000);
+  const list = $("batch-list");
+  list.replaceChildren();
+  for (const batch of recent) {
+    const done = batch.counts.succeeded + batch.counts.failed;
+    const item = document.createElement("li");
+    item.dataset.testid = "batch";
+    item.dataset.status = batch.status;
+    const bar = document.createElement("progress");
+    bar.max = Math.max(1, batch.counts.total);
+    bar.value = done;
+    const label = document.createElement("small");
+    const failed = batch.counts.failed ? `, ${batch.counts.failed} failed` : "";
+    label.textContent = `${batch.id.slice(0, 8)} ${batch.status}: ${done}/${batch.counts.total}${failed}`;
+    item.append(label, bar);
+    list.append(item);
+  }
+  $("batches").hidden = recent.length === 0;
+}
+
+function pollBatches() {
+  showBatches().catch(() => { /* shown again at the next poll */ })
+    .finally(() => setTimeout(pollBatches, BATCH_POLL_MS));
+}
+
 function guard(handler) {
   return (...args) => handler(...args).catch(showError);
 }
@@ -290,5 +323,6 @@ window.addEventListener("DOMContentLoaded", guard(async () => {
     await attach(imagesOf(event.dataTransfer));
   }));
   await loadModels();
+  pollBatches();
   await openConversation(localStorage.getItem("aitasks-conversation") || null).catch(() => openConversation(null));
 }));
