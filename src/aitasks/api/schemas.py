@@ -118,13 +118,21 @@ class ChatSubmitRequest(SubmitRequest):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"prompt": "Hello, who are you?", "model": "gemini-2.5-flash",
-                          "conversation_id": None}]
+                          "conversation_id": None}],
+            # A prompt (with images or not), or tool results (alone).
+            "oneOf": [
+                {"required": ["prompt"], "not": {"required": ["tool_results"]}},
+                {"required": ["tool_results"],
+                 "not": {"anyOf": [{"required": ["prompt"]}, {"required": ["images"]}]}},
+            ],
         }
     )  # fmt: skip
 
-    prompt: str | None = Field(  # type: ignore[assignment]
+    # Optional, but not nullable: left out when the turn answers tool calls.
+    prompt: str = Field(  # type: ignore[assignment]
         default=None,
         description="What to say to the model; left out when the turn answers tool calls.",
+        json_schema_extra={"minLength": 1, "pattern": r"\S"},
     )
     tools: list[ToolIn] | None = Field(
         default=None, max_length=128, description="Functions the model may call (OpenAI's shape)."
@@ -136,13 +144,13 @@ class ChatSubmitRequest(SubmitRequest):
     response_format: ResponseFormatIn | None = Field(
         default=None, description="json_object, or json_schema with a schema (OpenAI's shape)."
     )
-    images: list[str] | None = Field(
-        default=None,
+    images: list[str] = Field(
+        default=None,  # type: ignore[arg-type]  # optional, but not nullable
         max_length=64,
         description="Images for the model: file ids (POST /v1/files) or data: URLs.",
     )
-    tool_results: list[ToolResultIn] | None = Field(
-        default=None,
+    tool_results: list[ToolResultIn] = Field(
+        default=None,  # type: ignore[arg-type]  # optional, but not nullable
         min_length=1,
         max_length=128,
         description="The results of the conversation's pending tool calls (every one of them), "
@@ -160,7 +168,7 @@ class ChatSubmitRequest(SubmitRequest):
     def _prompt_or_results(self) -> ChatSubmitRequest:
         if (self.prompt is None) == (self.tool_results is None):
             raise ValueError("a chat turn has a prompt, or tool_results (not both)")
-        if self.tool_results is not None and self.images:
+        if self.tool_results is not None and self.images is not None:
             raise ValueError("images go with a prompt, not with tool_results")
         return self
 
