@@ -239,3 +239,35 @@ def test_a_resumed_stream_and_a_retry_link_to_the_tasks_trace(traced: Traced) ->
     # The retried run is in the task's own trace, failed as the first was.
     runs = [s for s in spans if s.name == "aitasks.run" and s.trace_id == trace_id]
     assert all(r.error and r.attributes["error.type"] == "provider_bad_request" for r in runs)
+
+
+def test_a_batchs_tasks_are_traces_of_their_own_linked_to_the_batch(traced: Traced) -> None:
+    """Not one trace of every line: each task's run starts its own, with a link to the request
+    that made the batch."""
+    traceparent, trace_id, _ = new_traceparent()
+    answer = traced.client.post(
+        "/v1/batches",
+        json=[{"prompt": f"line {n}", "model": "mock-chat"} for n in range(3)],
+        headers={"traceparent": traceparent},
+    )
+    assert answer.status_code == 202, answer.text
+    batch_id = answer.json()["id"]
+
+    def linked_runs(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        return [
+            s for s in spans
+            if s.name == "aitasks.run" and any(t == trace_id for t, _, _ in s.links)
+        ]  # fmt: skip
+
+    spans = traced.receiver.wait_for(lambda spans: len(linked_runs(spans)) == 3)
+    runs = linked_runs(spans)
+    assert len({r.trace_id for r in runs}) == 3 and trace_id not in {r.trace_id for r in runs}
+    assert all(r.parent_span_id == "" for r in runs)  # each the root of its own trace
+    request = one(spans, name="POST /v1/batches")
+    assert request.trace_id == trace_id
+    assert {span_id for r in runs for _, span_id, _ in r.links} == {request.span_id}
+    # A line's timeline names the batch's trace, as the one its runs link to.
+    listed = traced.client.get("/v1/tasks", params={"limit": 10}).json()["data"]
+    line = next(t for t in listed if t.get("batch_id") == batch_id)
+    timeline = traced.client.get(f"/v1/ops/tasks/{line['task_id']}").json()
+    assert (timeline["trace_id"], timeline["trace_linked"]) == (trace_id, True)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from aitasks import metrics
+from aitasks import metrics, telemetry
 from aitasks.auth.caller import Caller
 from aitasks.errors import AITasksError, RateLimited, RedisUnavailable
 from aitasks.files import file_key
@@ -223,6 +223,8 @@ async def create_batch(
         written = await store.insert_batch(
             session, row, lines, owner=Owner(caller.tenant, row["api_key_id"]),
             placement=placement, expires_at=expires_at,
+            # Each task's runs: a trace of its own, linked to this request's.
+            trace_context=telemetry.as_link(telemetry.traceparent()),
         )  # fmt: skip
     await _publish(services, written, placement)
     for line in lines:

@@ -16,6 +16,7 @@ from typing import Any
 from aitasks.errors import RedisUnavailable
 from aitasks.events.base import DELTA, STATUS, Event, EventLog
 from aitasks.store.models import Task, TaskStatus, as_utc
+from aitasks.telemetry import LINK_PREFIX
 
 ENDINGS = {
     TaskStatus.SUCCESS: "succeeded",
@@ -26,8 +27,9 @@ ENDINGS = {
 
 
 def trace_id_of(trace_context: str | None) -> str | None:
-    """The trace id of a W3C traceparent (`00-<trace id>-<span id>-<flags>`)."""
-    parts = (trace_context or "").split("-")
+    """The trace id of a W3C traceparent (`00-<trace id>-<span id>-<flags>`), stored as the
+    task's parent or (a batch's task) as the trace its runs link to."""
+    parts = (trace_context or "").removeprefix(LINK_PREFIX).split("-")
     return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
@@ -97,6 +99,8 @@ async def task_timeline(events: EventLog, task: Task) -> dict[str, Any]:
         "worker_id": task.worker_id,
         "error": task.error,
         "trace_id": trace_id_of(task.trace_context),
+        # A batch's task: the trace id is the batch request's, which its runs link to.
+        "trace_linked": bool(task.trace_context and task.trace_context.startswith(LINK_PREFIX)),
         "from_event_log": bool(logged),
         "steps": steps,
     }

@@ -80,10 +80,12 @@ async def insert_batch(
     owner: Owner,
     placement: Placement,
     expires_at: datetime | None,
+    trace_context: str | None = None,
 ) -> list[tuple[str, str]]:
     """Write the batch (`batch`: its row's values) and a `PENDING` task per line, each as its
     conversation's next turn (a new conversation unless the line names one), with the user's
-    message, in one transaction. Returns each line's (task id, queue), in line order."""
+    message, in one transaction. Returns each line's (task id, queue), in line order.
+    `trace_context` is stored with every task (the batch request's, as a link)."""
     now = utcnow()
     conversations: list[dict[str, Any]] = []
     tasks: list[dict[str, Any]] = []
@@ -114,6 +116,7 @@ async def insert_batch(
                     "weight": placement.weight, "expires_at": expires_at,
                     "batch_id": batch["id"], "batch_index": line.index,
                     "custom_id": line.custom_id, "created_at": now, "updated_at": now,
+                    "trace_context": trace_context,
                 }
             )  # fmt: skip
             messages.append(

@@ -35,6 +35,8 @@ R = TypeVar("R")
 
 # The values of AITASKS_TRACE_CONTENT (and OTEL_SDK_DISABLED) that mean yes.
 _YES = frozenset({"1", "true", "yes", "on"})
+# A stored trace context that names a trace to link to, not a parent (`as_link`).
+LINK_PREFIX = "link "
 
 
 class Span(Protocol):
@@ -242,6 +244,20 @@ def traceparent() -> str | None:
     if _backend is None:
         return None
     return _backend.traceparent()
+
+
+def as_link(traceparent: str | None) -> str | None:
+    """What to store with a task whose runs should start traces of their own, linked to this
+    context rather than its children (a batch's tasks: one trace per task, each linked to the
+    batch's request, not one trace of fifty thousand)."""
+    return LINK_PREFIX + traceparent if traceparent else None
+
+
+def parent_and_links(stored: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """A stored trace context as a span's `parent` and `links` (see `as_link`)."""
+    if stored and stored.startswith(LINK_PREFIX):
+        return None, (stored.removeprefix(LINK_PREFIX),)
+    return stored, ()
 
 
 def headers() -> dict[str, str]:

@@ -295,7 +295,8 @@ async function showTimeline(taskId) {
     const head = document.createElement("div");
     head.className = "head";
     const served = timeline.served_model && timeline.served_model !== timeline.model ? ` (served by ${timeline.served_model})` : "";
-    head.textContent = `${timeline.status} · ${timeline.attempts} attempt(s) · ${timeline.model}${served} · ${timeline.provider} · trace `;
+    const traceLabel = timeline.trace_linked ? "linked to the batch's trace" : "trace";
+    head.textContent = `${timeline.status} · ${timeline.attempts} attempt(s) · ${timeline.model}${served} · ${timeline.provider} · ${traceLabel} `;
     const trace = document.createElement("code");
     trace.dataset.testid = "trace-id";
     trace.textContent = timeline.trace_id || "(not traced)";

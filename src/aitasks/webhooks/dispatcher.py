@@ -183,7 +183,10 @@ def webhook_span(delivery: WebhookDelivery, trace: str | None) -> telemetry.Span
         "aitasks.webhook.id": delivery.id,
         "aitasks.webhook.attempt": delivery.attempts,
     }
-    return telemetry.span(f"webhook {delivery.event}", attributes, kind="client", parent=trace)
+    parent, links = telemetry.parent_and_links(trace)
+    return telemetry.span(
+        f"webhook {delivery.event}", attributes, kind="client", parent=parent, links=links
+    )
 
 
 async def local_webhook_secret(session: AsyncSession) -> str:

@@ -213,7 +213,7 @@ class Worker:
         if delivery.task_id in self._runs:
             return  # this worker runs it already (the entry came back to it); that run acks it
         async with (
-            telemetry.span("aitasks.claim") as claiming,
+            spans.claim(delivery) as claiming,
             self.services.db.session() as session,
         ):
             claim = await claims.claim_task(

@@ -1,8 +1,9 @@
 """The worker's spans, in the trace of the task's submit (see `aitasks.telemetry`).
 
-- `delivery`: a queue entry processed (a consumer span, the entry's `traceparent` its parent): the
-  claim, the run, the acknowledgement. An entry published without one (by the reconciler, or as a
-  conversation's next turn) has no such span; the run then joins the trace stored with the task.
+- `delivery`: a queue entry processed (a consumer span, the entry's `traceparent` its parent):
+  the claim (`claim`), the run, the acknowledgement. An entry published without one (by the
+  reconciler, a retry, a batch, or as a conversation's next turn) has no such span; the run then
+  joins the trace stored with the task (or, a batch's task, starts one linked to the batch).
 - `run`: what one claim of the task did: each attempt, fallbacks, the result write.
 - `attempt`: one try of one model, the wait for a concurrency slot included.
 - `rate_slot`: the wait for a slot in the model's shared `rpm` budget.
@@ -62,12 +63,22 @@ def delivery(entry: Delivery) -> telemetry.SpanScope:
     )
 
 
+def claim(entry: Delivery) -> telemetry.SpanScope:
+    """The span of claiming the entry's task, inside the entry's own span (an entry without a
+    trace has none, and its claim is not a trace of its own)."""
+    if not entry.trace or not telemetry.enabled():
+        return telemetry.NOTHING
+    return telemetry.span("aitasks.claim")
+
+
 def run(task_run: TaskRun, worker_id: str) -> telemetry.SpanScope:
     """The span of one claim's run: the delivery's child, or (an entry without a trace) the
-    child of the context stored with the task."""
+    child of the context stored with the task; a batch's task starts a trace of its own, linked
+    to the batch's request (`telemetry.as_link`)."""
     if not telemetry.enabled():
         return telemetry.NOTHING
     task = task_run.task
+    parent, links = telemetry.parent_and_links(task.trace_context)
     return telemetry.span(
         "aitasks.run",
         {
@@ -79,7 +90,8 @@ def run(task_run: TaskRun, worker_id: str) -> telemetry.SpanScope:
             "aitasks.attempt": task.attempts,
             "aitasks.worker_id": worker_id,
         },
-        parent=None if task_run.delivery.trace else task.trace_context,
+        parent=None if task_run.delivery.trace else parent,
+        links=links,
     )
 
 
