@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -87,6 +88,12 @@ class Settings(BaseSettings):
     redis_host: str | None = Field(default=None, validation_alias="REDIS_HOST")
     redis_port: int = Field(default=6379, validation_alias="REDIS_PORT")
     redis_prefix: str = Field(default="aitasks", validation_alias="AITASKS_REDIS_PREFIX")
+    # How a queue hands out its tasks: by lane and per-tenant fair share (`aitasks.priority`), or
+    # first in, first out for everyone (for comparison: benchmarks/fairness.py). Every gateway
+    # and worker of a deployment must say the same.
+    queue_order: Literal["fair", "fifo"] = Field(
+        default="fair", validation_alias="AITASKS_QUEUE_ORDER"
+    )
 
     # --- models --------------------------------------------------------------------------------
     models_file: Path | None = Field(default=None, validation_alias="AITASKS_MODELS")

@@ -22,6 +22,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
         ("polling", ["GET/s", "per GET"]),
         ("streaming", ["first token added", "sync chat.completions"]),
         ("purge", ["the longest", "load during the purge", "errors: 0", "left: 400 recent"]),
+        ("fairness", ["fair: B idle", "B under A's batch", "fifo: B under", "400 answered"]),
     ],
 )
 def test_quick_run(module: str, figures: list[str]) -> None:

@@ -114,3 +114,10 @@ async def test_a_waiting_entry_keeps_its_trace(queue: TaskQueue, trace: str | No
     await queue.publish("q", "t1", trace=trace, placement=placed(Lane.BATCH, "a"))
     (delivery,) = await queue.receive(["q"], "w", count=1, wait_seconds=1)
     assert (delivery.task_id, delivery.trace) == ("t1", trace)
+
+
+async def test_a_fifo_queue_ignores_lanes_and_tenants(queue: TaskQueue) -> None:
+    queue.fifo = True  # AITASKS_QUEUE_ORDER=fifo: for comparison, first in, first out
+    await queue.publish_many("q", [(f"b{n}", None) for n in range(3)], placed(Lane.BATCH, "a"))
+    await queue.publish("q", "i0", placement=placed(Lane.INTERACTIVE, "b"))
+    assert [d.task_id for d in await take(queue, 4)] == ["b0", "b1", "b2", "i0"]

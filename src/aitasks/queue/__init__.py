@@ -12,12 +12,16 @@ def open_queue(settings: Settings, *, in_process: bool = False) -> TaskQueue:
     """Redis Streams, or the in-process queue when asked for (the embedded default)."""
     # A delivery is handed out again when untouched for longer than a lease.
     redeliver_after = settings.lease_seconds
+    fifo = settings.queue_order == "fifo"
     if in_process:
         from aitasks.queue.memory import InProcessQueue
 
-        return InProcessQueue(redeliver_after=redeliver_after)
+        return InProcessQueue(redeliver_after=redeliver_after, fifo=fifo)
     from aitasks.queue.redis import RedisStreamQueue
 
     return RedisStreamQueue.from_url(
-        settings.effective_redis_url, prefix=settings.redis_prefix, redeliver_after=redeliver_after
+        settings.effective_redis_url,
+        prefix=settings.redis_prefix,
+        redeliver_after=redeliver_after,
+        fifo=fifo,
     )

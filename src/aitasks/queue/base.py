@@ -38,8 +38,14 @@ class RateSlot:
 class TaskQueue(ABC):
     """Named queues of task ids."""
 
-    def __init__(self, *, redeliver_after: float) -> None:
+    def __init__(self, *, redeliver_after: float, fifo: bool = False) -> None:
         self.redeliver_after = redeliver_after
+        # First in, first out for everyone: every task waits in one lane, unshared.
+        self.fifo = fifo
+
+    def placed(self, placement: Placement | None) -> Placement:
+        """Where a publish puts its tasks: their placement, or the one line of a FIFO queue."""
+        return Placement() if placement is None or self.fifo else placement
 
     @abstractmethod
     async def publish(

@@ -26,8 +26,8 @@ class InProcessQueue(TaskQueue):
     """Queues held in memory. What it held is lost with the process; the database is the record,
     and the worker re-publishes unfinished tasks at start-up."""
 
-    def __init__(self, *, redeliver_after: float) -> None:
-        super().__init__(redeliver_after=redeliver_after)
+    def __init__(self, *, redeliver_after: float, fifo: bool = False) -> None:
+        super().__init__(redeliver_after=redeliver_after, fifo=fifo)
         # What waits to be handed out, by queue, lane and tenant.
         self._ready: dict[str, FairLanes] = {}
         self._pending: dict[str, _Pending] = {}
@@ -47,11 +47,12 @@ class InProcessQueue(TaskQueue):
         trace: str | None = None,
         placement: Placement | None = None,
     ) -> None:
-        await self.publish_many(queue, [(task_id, trace)], placement or Placement())
+        await self.publish_many(queue, [(task_id, trace)], self.placed(placement))
 
     async def publish_many(
         self, queue: str, tasks: Sequence[tuple[str, str | None]], placement: Placement
     ) -> None:
+        placement = self.placed(placement)
         now = time.monotonic()
         entries = [
             Waiting(Delivery(queue, task_id, str(next(self._ids)), trace), placement.weight, now)

@@ -71,8 +71,10 @@ SCAN_PAGE = 1000
 class RedisStreamQueue(TaskQueue):
     """Task queues on Redis Streams."""
 
-    def __init__(self, redis: RedisClient, *, prefix: str, redeliver_after: float) -> None:
-        super().__init__(redeliver_after=redeliver_after)
+    def __init__(
+        self, redis: RedisClient, *, prefix: str, redeliver_after: float, fifo: bool = False
+    ) -> None:
+        super().__init__(redeliver_after=redeliver_after, fifo=fifo)
         self.redis = redis
         self.prefix = prefix
         self._groups: set[str] = set()
@@ -84,10 +86,12 @@ class RedisStreamQueue(TaskQueue):
         self._turn = 0
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str, redeliver_after: float) -> RedisStreamQueue:
+    def from_url(
+        cls, url: str, *, prefix: str, redeliver_after: float, fifo: bool = False
+    ) -> RedisStreamQueue:
         # The socket timeout outlasts any blocking read the workers make, or those would time out.
         redis = connect(url, socket_timeout=SOCKET_TIMEOUT_SECONDS)
-        return cls(redis, prefix=prefix, redeliver_after=redeliver_after)
+        return cls(redis, prefix=prefix, redeliver_after=redeliver_after, fifo=fifo)
 
     def _key(self, queue: str) -> str:
         return stream_key(self.prefix, queue)
@@ -113,11 +117,12 @@ class RedisStreamQueue(TaskQueue):
         trace: str | None = None,
         placement: Placement | None = None,
     ) -> None:
-        await self.publish_many(queue, [(task_id, trace)], placement or Placement())
+        await self.publish_many(queue, [(task_id, trace)], self.placed(placement))
 
     async def publish_many(
         self, queue: str, tasks: Sequence[tuple[str, str | None]], placement: Placement
     ) -> None:
+        placement = self.placed(placement)
         lane, tenant = placement.lane.value, placement.tenant
         keys = (
             lanes_key(self.prefix, queue),
