@@ -6,13 +6,14 @@ while auth is on. (The page in Chromium: tests/browser/test_ops_page.py.)"""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
 import pytest
 
 from aitasks.ops.sampler import percentile
-from tests.support.embedded import EmbeddedFactory, finished, make_settings, running
+from tests.support.embedded import EmbeddedFactory, finished, make_settings, reaches, running
 
 FAST_SAMPLES = {"ops_sample_seconds": 0.2}
 
@@ -58,8 +59,9 @@ async def test_the_series_counts_real_traffic(embedded: EmbeddedFactory) -> None
         assert mock["run_p95"] >= mock["run_p50"] >= 0
         assert mock["depth"] == 0 and mock["oldest_waiting"] == 0
         assert sample["seconds"] > 0
-        # Every queue of the table is there, busy or not.
+        # Every queue of the table is there, busy or not; and every priority lane.
         assert {"mock", "gemini", "sd"} <= set(sample["queues"])
+        assert set(sample["lanes"]) == {"interactive", "default", "batch"}
         # A reader that has the samples up to some moment asks only for the newer ones.
         newer = (await client.get("/v1/ops/series", params={"since": sample["at"]})).json()
         assert all(s["at"] > sample["at"] for s in newer["samples"])
@@ -128,3 +130,26 @@ async def test_each_worker_says_what_it_runs(
                 await asyncio.sleep(0.05)
         assert worker["running"] == [{"task_id": task_id, "model": "mock-chat", "attempt": 1}]
         await client.post(f"/v1/tasks/{task_id}/cancel")
+
+
+async def test_the_series_shows_what_waits_in_each_lane(embedded: EmbeddedFactory) -> None:
+    async with embedded(worker_concurrency=1, **FAST_SAMPLES) as client:
+        slow = await submit(client, "first, slowly [latency:3000]")
+        await reaches(client, slow, {"RUNNING"})
+        running_since = time.time()
+        waiting = await submit(client, "second, waiting")  # the one slot is taken
+        async with asyncio.timeout(10):
+            while True:
+                samples = (await client.get("/v1/ops/series")).json()["samples"]
+                lanes = samples[-1]["lanes"] if samples else {}
+                if (
+                    samples
+                    and samples[-1]["at"] > running_since
+                    and any(lane["depth"] for lane in lanes.values())
+                ):
+                    break
+                await asyncio.sleep(0.1)
+        (busy,) = [lane for lane in lanes.values() if lane["depth"]]
+        assert busy["depth"] == 1 and busy["oldest_waiting"] >= 0
+        for task_id in (slow, waiting):
+            await client.post(f"/v1/tasks/{task_id}/cancel")

@@ -128,7 +128,7 @@ def test_the_operations_page(browser: Browser, site: Site, tmp_path: Path) -> No
         timeout=15000,
     )
     assert finished_total(page) >= before + 7
-    for chart in ("chart-finished", "chart-wait", "chart-run"):
+    for chart in ("chart-finished", "chart-wait", "chart-run", "chart-lanes"):
         assert int(page.get_by_test_id(chart).get_attribute("data-points") or 0) > 0, chart
     expect(page.get_by_test_id("legend")).to_contain_text("mock")
     shoot(page, tmp_path, "1-charts")

@@ -4,8 +4,9 @@ into the operations page's series.
 Each sample covers the time since the one before it (whoever took it), so the charts count every
 finished task once: tasks finished (and failed, and cancelled) in that window, the depth and the
 oldest waiting task of each queue, and the median and 95th percentile of how long the window's
-tasks waited for a worker and then ran. Any number of gateways run a sampler; a lock in the queue
-lets one of them sample each interval.
+tasks waited for a worker and then ran; and for each priority lane, summed over the queues, the
+tasks waiting in it and its oldest. Any number of gateways run a sampler; a lock in the queue lets
+one of them sample each interval.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from aitasks.errors import RedisUnavailable
 from aitasks.ops.series import Sample, Series
+from aitasks.priority import LANES
 from aitasks.services import Services
 from aitasks.store import backlog
 from aitasks.store import ops as store
@@ -67,6 +69,7 @@ class Sampler:
             counts = await store.finished_between(session, start, now)
             timings = await store.timing_percentiles(session, start, now)
             oldest = await backlog.oldest_pending(session)
+            by_lane = await backlog.waiting_by_lane(session)
         nothing = dict.fromkeys(("wait_p50", "wait_p95", "run_p50", "run_p95"))
         queues: dict[str, dict[str, Any]] = {}
         for name in sorted({*self.services.models.queues, *(q for q, _ in counts)}):
@@ -85,4 +88,13 @@ class Sampler:
                 **nothing,
                 **timings.get(name, {}),
             }
-        return {"seconds": (now - start).total_seconds(), "queues": queues}
+        lanes: dict[str, dict[str, Any]] = {
+            lane.value: {"depth": 0, "oldest_waiting": 0.0} for lane in LANES
+        }
+        for _, lane, waiting, since in by_lane:
+            figures = lanes.setdefault(lane, {"depth": 0, "oldest_waiting": 0.0})
+            figures["depth"] += waiting
+            if since is not None:
+                age = max(0.0, (now - since).total_seconds())
+                figures["oldest_waiting"] = max(figures["oldest_waiting"], age)
+        return {"seconds": (now - start).total_seconds(), "queues": queues, "lanes": lanes}

@@ -5,6 +5,8 @@
 "use strict";
 
 const KEY = "aitasks-api-key";
+// The priority lanes, each a color of its own (the queues take the others).
+const LANES = { interactive: "#c2255c", default: "#3b5bdb", batch: "#868e96" };
 const COLORS = ["#3b5bdb", "#e8590c", "#2f9e44", "#c2255c", "#1098ad", "#7048e8", "#f08c00", "#495057"];
 const REFRESH_SECONDS = Number(new URLSearchParams(location.search).get("refresh")) || 3;
 const state = { samples: [], lastAt: null, now: null, span: 3600, status: null, colors: new Map(),
@@ -88,7 +90,7 @@ function drawChart(canvas, lines, tMin, tMax) {
   const ctx = canvas.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, width, height);
-  const left = 40, right = 8, top = 8, bottom = 18;
+  const left = 48, right = 8, top = 8, bottom = 18;
   const plotW = Math.max(10, width - left - right), plotH = Math.max(10, height - top - bottom);
   let max = 0, points = 0;
   for (const line of lines) for (const [, v] of line.points) if (v !== null) max = Math.max(max, v);
@@ -163,6 +165,11 @@ function drawCharts() {
   drawChart($("chart-oldest"), per((q) => q.oldest_waiting), tMin, tMax);
   drawChart($("chart-wait"), [...per((q) => q.wait_p50), ...per((q) => q.wait_p95, { dashed: true })], tMin, tMax);
   drawChart($("chart-run"), [...per((q) => q.run_p50), ...per((q) => q.run_p95, { dashed: true })], tMin, tMax);
+  const lane = (pick) => Object.entries(LANES).map(([name, color]) => ({
+    color, points: state.samples.map((s) => [s.at, s.lanes && s.lanes[name] ? pick(s.lanes[name]) : null]),
+  }));
+  drawChart($("chart-lanes"), lane((l) => l.depth), tMin, tMax);
+  drawChart($("chart-lane-oldest"), lane((l) => l.oldest_waiting), tMin, tMax);
   const legend = $("legend");
   legend.replaceChildren(...queues.map((name) => {
     const item = document.createElement("span");
@@ -219,15 +226,18 @@ function renderQueues(status) {
   const rows = status.queues.map((q) => {
     const tr = document.createElement("tr");
     tr.dataset.testid = "queue";
+    const lanes = (status.lanes || []).filter((l) => l.queue === q.name && l.depth)
+      .map((l) => `${l.lane} ${l.depth} (${seconds(l.oldest_waiting_seconds)})`).join(" · ");
     tr.append(
       cell(q.name), cell(q.depth === null ? "unknown" : String(q.depth)),
       cell(seconds(q.oldest_waiting_seconds)), cell(String(q.finished_last_minute)),
       cell(`${seconds(latestOf(q.name, "wait_p50"))} / ${seconds(latestOf(q.name, "wait_p95"))}`),
       cell(`${seconds(latestOf(q.name, "run_p50"))} / ${seconds(latestOf(q.name, "run_p95"))}`),
+      cell(lanes || "–"),
     );
     return tr;
   });
-  fill($("queues"), rows, 6, "No queues.");
+  fill($("queues"), rows, 7, "No queues.");
 }
 
 function renderWorkers(status) {
