@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from aitasks.errors import FileStoreUnavailable
 from aitasks.files import file_key
 from aitasks.lifecycle.retention import purge, would_purge
 from aitasks.services import Services
@@ -203,3 +204,26 @@ async def test_the_reconciler_purges_under_its_lock(services: Services) -> None:
         await running
     assert reconciler.next_purge > 0  # finished: the next one is minutes away
     assert old.status == TaskStatus.SUCCESS
+
+
+async def test_a_file_store_that_fails_keeps_the_files_and_the_rest_goes_on(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = await finish(services, "a red square", model="mock-image")
+    chat = await finish(services, "old words")
+    assert image.result is not None
+    [file_id] = image.result["files"]
+    await age(services, Task, [image.id, chat.id], 100, finished_at="x")
+    await age(services, StoredFile, [file_id], 100, created_at="x")
+    services.settings = services.settings.model_copy(update={"file_retention_days": 90})
+
+    async def down(keys: object) -> None:
+        raise FileStoreUnavailable("the store is down (on purpose)")
+
+    monkeypatch.setattr(services.storage, "delete", down)
+    purged = await purge(services)
+
+    assert (purged.counts["files"], purged.counts["tasks"], purged.finished) == (0, 1, False)
+    assert await count(services, StoredFile) == 1  # kept: its bytes could not be removed
+    assert await count(services, Task, Task.id == image.id) == 1
+    assert await count(services, Task, Task.id == chat.id) == 0

@@ -133,7 +133,13 @@ class _Purge:
 
         found = await self.timed(find)
         if found:
-            await self.storage.delete([key for _, key in found])
+            try:
+                await self.storage.delete([key for _, key in found])
+            except ServiceUnavailable as exc:
+                # Their rows stay, and so do their tasks; the next purge tries again.
+                log.warning("purge: the file store failed; files kept for now: %s", exc)
+                self.purged.finished = False
+                return 0
 
             async def remove() -> int:
                 async with db.session() as session:
