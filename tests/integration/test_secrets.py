@@ -43,7 +43,7 @@ def test_no_secret_shows_anywhere(deployment: Deployment) -> None:
             ),
             wrong.get("/v1/tasks"),
         ]
-    secrets = [key.secret, forged, key.secret.split("_")[2], key.webhook_secret, PROVIDER_SECRET]
+    secrets = [key.secret, forged, key.secret.split("_", 2)[2], key.webhook_secret, PROVIDER_SECRET]
     for answer in answers:
         for secret in secrets:
             assert secret not in answer.text, (answer.request.url, secret)
