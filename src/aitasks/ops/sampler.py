@@ -84,7 +84,10 @@ class Sampler:
                 "finished": count(*TERMINAL_STATUSES),
                 "failed": count(TaskStatus.FAILED),
                 "depth": depth,
-                "oldest_waiting": (now - oldest[name]).total_seconds() if name in oldest else 0.0,
+                # A task submitted since `now` was read is not waiting less than nothing.
+                "oldest_waiting": max(0.0, (now - oldest[name]).total_seconds())
+                if name in oldest
+                else 0.0,
                 **nothing,
                 **timings.get(name, {}),
             }
