@@ -19,15 +19,14 @@ from rich.console import Console
 from rich.live import Live
 
 from aitasks import logs
-from aitasks.cli_help import Command, Group
+from aitasks.cli_help import BatchId, Command, ExpiresAfter, Group, KeyWeight, MaxPriority
 from aitasks.client import DEFAULT_URL, Client, ClientError, ReplyLine
 from aitasks.config import Settings
 from aitasks.errors import AITasksError, ConfigError, DatabaseUnavailable
 from aitasks.files import check_file_store
 from aitasks.lifecycle.retention import purge_now
-from aitasks.priority import Lane
 from aitasks.services import Services
-from aitasks.status_view import batch_ended, batch_view, status_view
+from aitasks.status_view import follow_batch, status_view
 from aitasks.store import api_keys as store_keys
 from aitasks.store.database import Database, database_boundary
 from aitasks.store.migrate import schema_state, upgrade
@@ -289,19 +288,15 @@ def status(
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh every two seconds until Ctrl-C.")
     ] = False,
-    batch: Annotated[
-        str | None,
-        typer.Option("--batch", help="One batch's progress (with --watch, until it ends)."),
-    ] = None,
+    batch: BatchId = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """Queues (depth, oldest waiting, finished in the last minute), lanes, workers, your running
-    batches, recent failures; or one batch's progress bar."""
+    """Queues, lanes, workers, your running batches, recent failures; or one batch's progress."""
     client = Client(url, api_key)
     try:
         if batch is not None:
-            _watch_batch(client, batch, as_json=as_json, watch=watch)
+            follow_batch(lambda: client.batch(batch), as_json=as_json, watch=watch)
         elif as_json:
             typer.echo(json.dumps(client.status(), indent=2))
         elif watch:
@@ -317,21 +312,6 @@ def status(
         pass
     finally:
         client.close()
-
-
-def _watch_batch(client: Client, batch_id: str, *, as_json: bool, watch: bool) -> None:
-    """A batch's progress: once, or refreshed every second until it has ended."""
-    shown = client.batch(batch_id)
-    if as_json:
-        typer.echo(json.dumps(shown, indent=2))
-    elif not watch:
-        Console().print(batch_view(shown))
-    else:
-        with Live(batch_view(shown), refresh_per_second=2) as live:
-            while not batch_ended(shown):
-                time.sleep(1)
-                shown = client.batch(batch_id)
-                live.update(batch_view(shown))
 
 
 def _on_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
@@ -408,33 +388,19 @@ def keys_create(
     rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
     max_inflight: Annotated[int | None, typer.Option(min=1, help="Unfinished tasks.")] = None,
     daily_tokens: Annotated[int | None, typer.Option(min=1, help="Tokens per UTC day.")] = None,
-    weight: Annotated[
-        int | None,
-        typer.Option(min=1, help="Its share in a lane beside other tenants. \\[default: 1]"),
-    ] = None,
-    max_priority: Annotated[
-        Lane | None, typer.Option(help="The highest lane its tasks may use. \\[default: any]")
-    ] = None,
-    expires_after: Annotated[
-        float | None,
-        typer.Option(min=1, help="Seconds its tasks may wait to start when they name none."),
-    ] = None,
+    weight: KeyWeight = None,
+    max_priority: MaxPriority = None,
+    expires_after: ExpiresAfter = None,
 ) -> None:
     """Make a key. Its secret is the last line printed, shown this once; only a hash is kept."""
 
     async def create(db: Database) -> tuple[ApiKeyRow, str]:
         async with db.session() as session:
             return await store_keys.create_key(
-                session,
-                name=name,
-                tenant=tenant,
-                rpm=rpm,
-                max_inflight=max_inflight,
-                daily_tokens=daily_tokens,
-                weight=weight,
-                max_priority=max_priority.value if max_priority else None,
+                session, name=name, tenant=tenant, rpm=rpm, max_inflight=max_inflight,
+                daily_tokens=daily_tokens, weight=weight, max_priority=max_priority,
                 expires_after=expires_after,
-            )
+            )  # fmt: skip
 
     try:
         key, secret = _on_database(_settings(), create)

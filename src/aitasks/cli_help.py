@@ -3,9 +3,11 @@ shown beside a flag (`cli.py` builds every command on them)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer.core
+
+from aitasks.priority import Lane
 
 
 def _flags_take_no_value(params: list[Any]) -> list[Any]:
@@ -29,3 +31,20 @@ class Group(typer.core.TyperGroup):
 
     def get_params(self, ctx: Any) -> list[Any]:  # typer's own (vendored) click Context
         return _flags_take_no_value(super().get_params(ctx))
+
+
+# Options that several commands' signatures would otherwise spell out at length.
+KeyWeight = Annotated[
+    int | None,
+    typer.Option(min=1, help="Its share in a lane beside other tenants. \\[default: 1]"),
+]
+MaxPriority = Annotated[
+    Lane | None, typer.Option(help="The highest lane its tasks may use. \\[default: any]")
+]
+ExpiresAfter = Annotated[
+    float | None,
+    typer.Option(min=1, help="Seconds its tasks may wait to start when they name none."),
+]
+BatchId = Annotated[
+    str | None, typer.Option("--batch", help="One batch's progress (with --watch, until it ends).")
+]

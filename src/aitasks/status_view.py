@@ -3,9 +3,13 @@ and one batch's progress bar (`aitasks status --batch ID`)."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -106,3 +110,19 @@ def batch_view(batch: dict[str, Any]) -> Group:
 
 def batch_ended(batch: dict[str, Any]) -> bool:
     return batch["status"] in ENDED
+
+
+def follow_batch(fetch: Callable[[], dict[str, Any]], *, as_json: bool, watch: bool) -> None:
+    """Show a batch (`fetch` reads it): once, as JSON or a progress bar; or, with `watch`, a bar
+    refreshed every second until the batch has ended."""
+    shown = fetch()
+    if as_json:
+        print(json.dumps(shown, indent=2))
+    elif not watch:
+        Console().print(batch_view(shown))
+    else:
+        with Live(batch_view(shown), refresh_per_second=2) as live:
+            while not batch_ended(shown):
+                time.sleep(1)
+                shown = fetch()
+                live.update(batch_view(shown))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from aitasks.config import Settings
 from tests.support.embedded import EmbeddedFactory, finished
+from tests.support.keyed_app import keyed_app
 from tests.support.services import row_counts
 
 BATCHES = "/v1/batches"
@@ -131,3 +133,24 @@ async def test_ten_thousand_lines_are_accepted_in_seconds(embedded: EmbeddedFact
         assert len(some.splitlines()) == 10_000
         first = json.loads(some.splitlines()[0])
         await finished(client, first["task_id"], within=30)
+
+
+async def test_a_batch_over_the_limits_is_refused_whole(embedded: EmbeddedFactory) -> None:
+    async with embedded(max_batch_requests=3, max_batch_bytes=4000) as client:
+        four = await client.post(BATCHES, json=[{"prompt": "x", "model": "mock-chat"}] * 4)
+        assert four.status_code == 422
+        assert [e["code"] for e in four.json()["error"]["errors"]] == ["too_many_requests"]
+        big = await client.post(BATCHES, json=[{"prompt": "y" * 9000, "model": "mock-chat"}] * 3)
+        assert big.status_code == 413 and "AITASKS_MAX_BATCH_BYTES" in big.text
+
+
+async def test_a_batch_past_the_keys_daily_tokens_is_refused(tmp_path: Path) -> None:
+    async with keyed_app("embedded", tmp_path) as app:
+        key = await app.key("frugal", daily_tokens=5000)
+        lines = [{"prompt": "z" * 400, "model": "mock-chat"} for _ in range(10)]
+        refused = await app.http.post(BATCHES, headers=key, json=lines)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["limit"] == "daily_tokens"
+        assert await app.count("SELECT count(*) FROM tasks") == 0
+        fits = await app.http.post(BATCHES, headers=key, json=lines[:2])
+        assert fits.status_code == 202, fits.text

@@ -140,3 +140,18 @@ async def test_metrics_and_status_show_lanes_and_tenants_bounded(tmp_path: Path)
         assert lanes[("gemini", "batch")] == 81 and lanes[("mock", "interactive")] == 0
         assert [b["id"] for b in status["batches"]] == [batch.json()["id"]]
         assert status["batches"][0]["counts"]["pending"] == 3
+
+
+async def test_a_large_batch_waiting_never_refuses_interactive_work(tmp_path: Path) -> None:
+    async with keyed_app("embedded", tmp_path, max_queue_depth=5) as app:
+        key = await app.key("busy")
+        lines = [{"prompt": f"{n}", "model": MODEL} for n in range(20)]
+        batch = await app.http.post("/v1/batches", headers=key, json=lines)
+        assert batch.status_code == 202
+        for lane in ("interactive", "default"):
+            body = {"model": MODEL, "prompt": "hi", "priority": lane}
+            answer = await app.http.post(CHAT, headers=key, json=body)
+            assert answer.status_code == 202, answer.text
+        body = {"model": MODEL, "prompt": "more", "priority": "batch"}
+        full = await app.http.post(CHAT, headers=key, json=body)
+        assert full.status_code == 429 and full.json()["error"]["type"] == "queue_full"

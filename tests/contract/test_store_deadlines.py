@@ -20,8 +20,8 @@ async def submit(db: Database, *, expires_in: float, conversation_id: str | None
     async with db.session() as session:
         submission = await store.submit_task(
             session, owner=OWNER, spec=SPEC, prompt="hi", conversation_id=conversation_id,
-            placement=Placement(Lane.BATCH, OWNER.tenant, 2),
-            expires_at=utcnow() + timedelta(seconds=expires_in),
+            scheduling={"priority": Lane.BATCH, "weight": 2,
+                        "expires_at": utcnow() + timedelta(seconds=expires_in)},
         )  # fmt: skip
         return submission.task
 

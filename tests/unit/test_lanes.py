@@ -85,3 +85,16 @@ async def test_a_later_turn_in_a_higher_lane_never_runs_before_an_earlier_one(
     # ahead of the batch backlog still waiting.
     still_waiting = [t for t in ended[:4] if (as_utc(t.started_at) or started) > started]
     assert still_waiting, "the second turn ran after the whole batch backlog"
+
+
+async def test_a_keys_default_deadline_applies_when_a_submit_names_none(
+    services: Services,
+) -> None:
+    caller = keyed("hurried", expires_after=60)
+    task = await chat(services, caller, "soon")
+    assert task.expires_at is not None and task.created_at is not None
+    assert 59 <= (task.expires_at - task.created_at).total_seconds() <= 61
+    own = await chat(services, caller, "later", expires_after=600)
+    assert own.expires_at is not None and own.created_at is not None
+    assert (own.expires_at - own.created_at).total_seconds() > 590
+    assert (await chat(services, Caller(), "whenever")).expires_at is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from aitasks.auth.caller import Caller
 from aitasks.errors import InvalidRequest
@@ -26,6 +27,15 @@ class Scheduling:
     placement: Placement
     expires_at: datetime | None = None
     timeout_seconds: float | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """Its task's columns (`store.tasks.submit_task`'s `scheduling`)."""
+        return {
+            "priority": self.placement.lane.value,
+            "weight": self.placement.weight,
+            "expires_at": self.expires_at,
+            "timeout_seconds": self.timeout_seconds,
+        }
 
 
 def _seconds(value: float | None, name: str, most: float) -> float | None:

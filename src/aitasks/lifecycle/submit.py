@@ -211,9 +211,7 @@ async def submit_task(
                 trace_context=trace,
                 turn_input=turn.turn_input() if turn is not None else None,
                 files=turn.new_files if turn is not None else (),
-                placement=scheduled.placement,
-                expires_at=scheduled.expires_at,
-                timeout_seconds=scheduled.timeout_seconds,
+                scheduling=scheduled.columns(),
             )
     except BaseException:
         await unadmit(services, caller, [task_id])

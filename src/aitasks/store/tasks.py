@@ -6,7 +6,7 @@ is taken up front (a read-then-write transaction there can fail instead of waiti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,6 @@ from aitasks.errors import (
     LimitExceeded,
     TaskNotFound,
 )
-from aitasks.priority import Placement
 from aitasks.routing import ModelSpec
 from aitasks.store.file_records import INSERT_FILE
 from aitasks.store.models import (
@@ -54,6 +53,7 @@ TASK_FIELDS = (
     "provider", "prompt", "status", "attempts", "params", "context", "trace_context", "input",
     "priority", "weight", "expires_at", "timeout_seconds",
 )  # fmt: skip
+UNSCHEDULED = {"priority": "default", "weight": 1, "expires_at": None, "timeout_seconds": None}
 
 
 def _first_turn_statement() -> Insert:
@@ -151,9 +151,7 @@ async def submit_task(
     trace_context: str | None = None,
     turn_input: dict[str, Any] | None = None,
     files: Sequence[dict[str, Any]] = (),
-    placement: Placement | None = None,
-    expires_at: datetime | None = None,
-    timeout_seconds: float | None = None,
+    scheduling: Mapping[str, Any] | None = None,
 ) -> Submission:
     """Write the conversation (when new), the user's message and the `PENDING` task, atomically.
 
@@ -163,10 +161,8 @@ async def submit_task(
     `trace_context` is the submit's traceparent, kept with the task (None when not traced).
     `turn_input` is the turn's structure beyond its text (`providers.messages`); `files` are the
     records of images sent with it (their bytes already stored), which go with the task.
-    `placement` is its lane and its tenant's weight there, `expires_at` its deadline to start
-    and `timeout_seconds` the bound on its run (`lifecycle/placement.py`).
+    `scheduling` holds its lane, weight, deadline and run bound (`lifecycle/placement.py`).
     """
-    placement = placement or Placement()
     try:
         values: dict[str, Any] = {
             "id": task_id or new_id(),
@@ -185,10 +181,7 @@ async def submit_task(
             "context": context,
             "trace_context": trace_context,
             "input": turn_input,
-            "priority": placement.lane.value,
-            "weight": placement.weight,
-            "expires_at": expires_at,
-            "timeout_seconds": timeout_seconds,
+            **{**UNSCHEDULED, **(scheduling or {})},
         }
         task = await _insert_task(
             session, values, conversation_id, idempotency_key, request_hash, max_turns, files
