@@ -188,12 +188,12 @@ async def test_images_go_as_the_providers_own_blocks(
         ]
 
 
+# Gemini is only sent this service's files (it does not fetch URLs).
+@pytest.mark.parametrize("chat", ["openai", "anthropic"], indirect=True)
 async def test_a_remote_image_url_is_passed_to_providers_that_fetch_it(
     chat: tuple[str, FakeServer, Callable[[], Provider]],
 ) -> None:
     name, server, make = chat
-    if name == "gemini":
-        pytest.skip("Gemini is only sent this service's files (it does not fetch URLs)")
     url = "https://images.example/cat.png"
     message = ChatMessage("user", "and this?", images=(ImagePart(url=url),))
     await run(make(), request_of([message]))
@@ -204,12 +204,12 @@ async def test_a_remote_image_url_is_passed_to_providers_that_fetch_it(
         assert content[0] == {"type": "image", "source": {"type": "url", "url": url}}
 
 
+# Anthropic has no native response format: the worker instructs and validates.
+@pytest.mark.parametrize("chat", ["openai", "gemini"], indirect=True)
 async def test_structured_output_where_it_is_native(
     chat: tuple[str, FakeServer, Callable[[], Provider]],
 ) -> None:
     name, server, make = chat
-    if name == "anthropic":
-        pytest.skip("Anthropic has no native response format: the worker instructs and validates")
     schema = {"type": "object", "properties": {"answer": {"type": "integer"}},
               "required": ["answer"], "additionalProperties": False}  # fmt: skip
     wanted = ResponseFormat("json_schema", schema, "answer", strict=True)
