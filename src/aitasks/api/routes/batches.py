@@ -176,7 +176,7 @@ async def read_batch(
     return json_response(await batch_view(services, batch))
 
 
-@router.get("/batches", response_model=BatchList)
+@router.get("/batches", response_model=BatchList, responses=errors(400))
 async def list_batches(
     services: ServicesDep,
     session: SessionDep,
