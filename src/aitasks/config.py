@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     # --- limits and timing ---------------------------------------------------------------------
     max_prompt_chars: int = Field(default=32_000, gt=0, validation_alias="AITASKS_MAX_PROMPT_CHARS")
     worker_concurrency: int = Field(default=8, gt=0, validation_alias="AITASKS_WORKER_CONCURRENCY")
+    # Slots of each worker that batch work leaves free, so interactive and default work never
+    # waits for a slot behind a batch; unset: a quarter of the worker's concurrency (0: none).
+    batch_headroom: int | None = Field(
+        default=None, ge=0, validation_alias="AITASKS_BATCH_HEADROOM"
+    )
     max_queue_depth: int = Field(default=10_000, gt=0, validation_alias="AITASKS_MAX_QUEUE_DEPTH")
     lease_seconds: float = Field(default=15.0, gt=0, validation_alias="AITASKS_LEASE_SECONDS")
     reconcile_seconds: float = Field(

@@ -46,13 +46,14 @@ SCHEDULE: tuple[Lane, ...] = tuple(
 GUARANTEED = {Lane.DEFAULT: 2, Lane.BATCH: 1}
 
 
-def lane_at(pick: int, waiting: Collection[Lane]) -> Lane | None:
+def lane_at(pick: int, waiting: Collection[Lane], allowed: Collection[Lane] = LANES) -> Lane | None:
     """The lane the `pick`th task a queue hands out comes from, given the lanes with work
-    waiting (None when none has)."""
+    waiting (None when none has), among the `allowed` ones."""
+    waiting = [lane for lane in LANES if lane in waiting and lane in allowed]
     scheduled = SCHEDULE[pick % SHARE_CYCLE]
     if scheduled in waiting:
         return scheduled
-    return next((lane for lane in LANES if lane in waiting), None)
+    return waiting[0] if waiting else None
 
 
 def capped(lane: Lane, highest: Lane | None) -> Lane:

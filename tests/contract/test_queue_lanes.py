@@ -3,6 +3,8 @@ order `aitasks.priority` promises, kept by one shared state whichever consumer r
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from aitasks.priority import SHARE_CYCLE, Lane, Placement, lane_at
@@ -121,3 +123,17 @@ async def test_a_fifo_queue_ignores_lanes_and_tenants(queue: TaskQueue) -> None:
     await queue.publish_many("q", [(f"b{n}", None) for n in range(3)], placed(Lane.BATCH, "a"))
     await queue.publish("q", "i0", placement=placed(Lane.INTERACTIVE, "b"))
     assert [d.task_id for d in await take(queue, 4)] == ["b0", "b1", "b2", "i0"]
+
+
+async def test_a_receive_may_take_from_some_lanes_only(queue: TaskQueue) -> None:
+    await queue.publish_many("q", [(f"b{n}", None) for n in range(3)], placed(Lane.BATCH))
+    assert await queue.receive(["q"], "w", count=5, wait_seconds=0.05,
+                               lanes=[Lane.INTERACTIVE]) == []  # fmt: skip
+    waiting = asyncio.create_task(
+        queue.receive(["q"], "w", count=5, wait_seconds=2, lanes=[Lane.INTERACTIVE])
+    )
+    await asyncio.sleep(0.1)
+    await queue.publish("q", "i0", placement=placed(Lane.INTERACTIVE))
+    assert [d.task_id for d in await waiting] == ["i0"]
+    rest = await queue.receive(["q"], "w", count=5, wait_seconds=1)
+    assert [d.task_id for d in rest] == ["b0", "b1", "b2"]

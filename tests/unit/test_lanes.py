@@ -98,3 +98,26 @@ async def test_a_keys_default_deadline_applies_when_a_submit_names_none(
     assert own.expires_at is not None and own.created_at is not None
     assert (own.expires_at - own.created_at).total_seconds() > 590
     assert (await chat(services, Caller(), "whenever")).expires_at is None
+
+
+async def test_batch_work_leaves_a_workers_headroom_to_the_other_lanes(
+    services: Services,
+) -> None:
+    bulk = [await chat(services, keyed("bulk"), f"slow {n} [latency:1500]", priority=Lane.BATCH)
+            for n in range(10)]  # fmt: skip
+    worker = Worker(services, concurrency=4)  # a quarter kept: batch work fills 3 slots
+    assert worker.headroom == 1
+    stop = asyncio.Event()
+    loop = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.sleep(0.4)
+        running = [await stored(services, t.id) for t in bulk]
+        assert sum(t.status == TaskStatus.RUNNING for t in running) == 3
+        urgent = await chat(services, Caller(), "now", interactive=True)
+        done = await reaches(services, urgent.id, TERMINAL_STATUSES)
+        started, submitted = as_utc(done.started_at), as_utc(done.created_at)
+        assert started is not None and submitted is not None
+        assert (started - submitted).total_seconds() < 0.3  # no wait for a batch slot
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 10)

@@ -69,13 +69,20 @@ class TaskQueue(ABC):
 
     @abstractmethod
     async def receive(
-        self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
+        self,
+        queues: Sequence[str],
+        consumer: str,
+        *,
+        count: int,
+        wait_seconds: float,
+        lanes: Sequence[Lane] | None = None,
     ) -> list[Delivery]:
         """Up to `count` deliveries from any of `queues`, waiting at most `wait_seconds`.
 
         Deliveries abandoned by a dead consumer come first; then, one pick at a time, the
         queue whose next lane is highest, its lane as `aitasks.priority` schedules, and in it
-        the tenant whose turn it is (see `aitasks.priority`).
+        the tenant whose turn it is (see `aitasks.priority`). With `lanes`, new work comes only
+        from those lanes (a worker keeping its last slots for interactive work).
         """
 
     @abstractmethod

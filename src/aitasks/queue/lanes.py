@@ -68,8 +68,8 @@ class FairLanes:
         """The lanes with work waiting."""
         return {lane for lane, state in self._lanes.items() if state.ring}
 
-    def next_lane(self) -> Lane | None:
-        return lane_at(self.picks, self.waiting())
+    def next_lane(self, allowed: Collection[Lane] = LANES) -> Lane | None:
+        return lane_at(self.picks, self.waiting(), allowed)
 
     def pop(self, lane: Lane) -> Waiting:
         """Hand out the next entry of `lane` (which has work waiting)."""
@@ -88,14 +88,17 @@ class FairLanes:
         return min(heads) if heads else None
 
 
-def take(queues: Sequence[FairLanes], count: int) -> list[tuple[int, Waiting]]:
-    """Up to `count` entries from several queues' lanes, each pick from the queue whose next
-    lane is highest (the first such queue in the order given): (queue index, entry)."""
+def take(
+    queues: Sequence[FairLanes], count: int, allowed: Collection[Lane] = LANES
+) -> list[tuple[int, Waiting]]:
+    """Up to `count` entries from several queues' lanes (the `allowed` ones), each pick from
+    the queue whose next lane is highest (the first such queue in the order given): (queue
+    index, entry)."""
     taken: list[tuple[int, Waiting]] = []
     while len(taken) < count:
         best: tuple[int, Lane] | None = None
         for index, lanes in enumerate(queues):
-            lane = lanes.next_lane()
+            lane = lanes.next_lane(allowed)
             if lane is not None and (best is None or RANK[lane] < RANK[best[1]]):
                 best = (index, lane)
         if best is None:

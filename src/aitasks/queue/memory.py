@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aitasks.priority import Lane, Placement
+from aitasks.priority import LANES, Lane, Placement
 from aitasks.queue.base import Delivery, RateSlot, TaskQueue
 from aitasks.queue.lanes import FairLanes, Waiting, take
 
@@ -63,7 +63,9 @@ class InProcessQueue(TaskQueue):
         async with self._arrived:
             self._arrived.notify_all()
 
-    def _take(self, queues: Sequence[str], consumer: str, count: int) -> list[Delivery]:
+    def _take(
+        self, queues: Sequence[str], consumer: str, count: int, lanes: Sequence[Lane]
+    ) -> list[Delivery]:
         now = time.monotonic()
         taken: list[Delivery] = []
         for pending in self._pending.values():
@@ -72,8 +74,8 @@ class InProcessQueue(TaskQueue):
             if pending.delivery.queue in queues and now - pending.touched > self.redeliver_after:
                 pending.consumer, pending.touched = consumer, now
                 taken.append(pending.delivery)
-        lanes = [self._ready.setdefault(queue, FairLanes()) for queue in queues]
-        for _, waiting in take(lanes, count - len(taken)):
+        ready = [self._ready.setdefault(queue, FairLanes()) for queue in queues]
+        for _, waiting in take(ready, count - len(taken), lanes):
             delivery = waiting.item
             assert isinstance(delivery, Delivery)
             self._pending[delivery.message_id] = _Pending(delivery, consumer, now)
@@ -81,12 +83,18 @@ class InProcessQueue(TaskQueue):
         return taken
 
     async def receive(
-        self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
+        self,
+        queues: Sequence[str],
+        consumer: str,
+        *,
+        count: int,
+        wait_seconds: float,
+        lanes: Sequence[Lane] | None = None,
     ) -> list[Delivery]:
         deadline = time.monotonic() + wait_seconds
         async with self._arrived:
             while True:
-                taken = self._take(queues, consumer, count)
+                taken = self._take(queues, consumer, count, lanes or LANES)
                 left = deadline - time.monotonic()
                 if taken or left <= 0:
                     return taken

@@ -140,7 +140,13 @@ class RedisStreamQueue(TaskQueue):
             )
 
     async def receive(
-        self, queues: Sequence[str], consumer: str, *, count: int, wait_seconds: float
+        self,
+        queues: Sequence[str],
+        consumer: str,
+        *,
+        count: int,
+        wait_seconds: float,
+        lanes: Sequence[Lane] | None = None,
     ) -> list[Delivery]:
         if count <= 0:
             return []
@@ -156,13 +162,14 @@ class RedisStreamQueue(TaskQueue):
             self._turn = (self._turn + 1) % len(queues)
             ordered = list(queues)[self._turn :] + list(queues)[: self._turn]
             slots = self._by_slot(ordered)
-            deliveries, last = await self._take(slots, consumer, count)
+            allowed = "".join("1" if lanes is None or lane in lanes else "0" for lane in LANES)
+            deliveries, last = await self._take(slots, consumer, count, allowed)
             if not deliveries:
                 woken = await self._wait_for_bells(slots, last, max(1, int(wait_seconds * 1000)))
                 if woken:
                     # The slots that woke first: they hold what the wait was for.
                     rest = [queues for queues in slots if queues not in woken]
-                    deliveries, _ = await self._take(woken + rest, consumer, count)
+                    deliveries, _ = await self._take(woken + rest, consumer, count, allowed)
             return deliveries
         except redis_errors.ResponseError as exc:
             if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
@@ -182,7 +189,7 @@ class RedisStreamQueue(TaskQueue):
         return list(slots.values())
 
     async def _take(
-        self, slots: list[list[str]], consumer: str, count: int
+        self, slots: list[list[str]], consumer: str, count: int, allowed: str
     ) -> tuple[list[Delivery], dict[str, str]]:
         """Up to `count` deliveries in all, slot after slot, not waiting (see `TAKE_SCRIPT`);
         when none came, each queue's bell's last id, to wait from."""
@@ -200,7 +207,7 @@ class RedisStreamQueue(TaskQueue):
             bases = [queue_key_base(self.prefix, queue) for queue in queues]
             answer: Any = await redis_call(
                 lambda keys=keys, bases=bases, wanted=wanted: self.redis.eval(  # type: ignore[misc]
-                    TAKE_SCRIPT, len(keys), *keys, CONSUMER_GROUP, consumer, wanted, *bases
+                    TAKE_SCRIPT, len(keys), *keys, CONSUMER_GROUP, consumer, wanted, allowed, *bases
                 )
             )
             read, bells = answer

@@ -41,18 +41,20 @@ _SCHEDULE = ", ".join(str(LANES.index(lane) + 1) for lane in SCHEDULE)
 # lane the tenant with the lowest pass, whose oldest entry is moved into the stream. The moved
 # entries are then read through the group (they are the only new ones), so they are pending
 # under this consumer like any delivery.
-# KEYS: for each queue, its stream, lanes hash and bell. ARGV: group, consumer, count, then each
-# queue's key base. Returns {read, last}: `read` holds {queue number, entries} per stream that
-# gave some; when none did, `last` holds each queue's bell's last id ('0-0' when it has none),
-# from which an XREAD can wait for the next publish.
+# KEYS: for each queue, its stream, lanes hash and bell. ARGV: group, consumer, count, the lanes
+# it may take from (a mask of 1s and 0s in `LANES` order; with some left out, entries already in
+# a stream, of any lane, are left for another read), then each queue's key base. Returns
+# {read, last}: `read` holds {queue number, entries} per stream that gave some; when none did,
+# `last` holds each queue's bell's last id ('0-0' when it has none), from which an XREAD can wait
+# for the next publish.
 TAKE_SCRIPT = f"""
-local group, consumer, left = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local group, consumer, left, allowed = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local LANES = {{{_LANE_NAMES}}}
 local SCHEDULE = {{{_SCHEDULE}}}
 local queues = #KEYS / 3
 local read, moved = {{}}, {{}}
 for q = 1, queues do
-  if left <= 0 then break end
+  if left <= 0 or string.find(allowed, '0') then break end
   local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left,
                          'STREAMS', KEYS[3 * q - 2], '>')
   if got then
@@ -61,7 +63,8 @@ for q = 1, queues do
   end
 end
 local function waiting(q, lane)
-  return redis.call('EXISTS', ARGV[3 + q] .. 'ring:' .. LANES[lane]) == 1
+  return string.sub(allowed, lane, lane) == '1'
+    and redis.call('EXISTS', ARGV[4 + q] .. 'ring:' .. LANES[lane]) == 1
 end
 while left > 0 do
   local best, best_lane = nil, nil
@@ -78,10 +81,10 @@ while left > 0 do
   end
   if not best then break end
   local lanes, name = KEYS[3 * best - 1], LANES[best_lane]
-  local ring = ARGV[3 + best] .. 'ring:' .. name
+  local ring = ARGV[4 + best] .. 'ring:' .. name
   local top = redis.call('ZRANGE', ring, 0, 0, 'WITHSCORES')
   local tenant, pass = top[1], tonumber(top[2])
-  local list = ARGV[3 + best] .. 'wait:' .. name .. ':' .. tenant
+  local list = ARGV[4 + best] .. 'wait:' .. name .. ':' .. tenant
   local entry = redis.call('LPOP', list)
   local weight = 1
   redis.call('HINCRBY', lanes, 'picks', 1)

@@ -22,6 +22,7 @@ from aitasks import __version__, logs, metrics, telemetry
 from aitasks.errors import DatabaseUnavailable, FileStoreUnavailable, RedisUnavailable
 from aitasks.events.base import STATUS
 from aitasks.lifecycle import turns
+from aitasks.priority import Lane
 from aitasks.queue import Delivery
 from aitasks.services import Services
 from aitasks.store import claims
@@ -45,8 +46,10 @@ HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_TTL_SECONDS = 15.0
 # How many of the tasks it runs a heartbeat names.
 RUNNING_SHOWN = 20
-# How long one receive call blocks before the loop looks around again.
+# How long one receive call blocks before the loop looks around again; and, while only its
+# headroom is free, how soon it looks again whether batch work may have a slot.
 RECEIVE_WAIT_SECONDS = 5.0
+HEADROOM_WAIT_SECONDS = 0.05
 
 
 def default_worker_id() -> str:
@@ -68,6 +71,9 @@ class Worker:
         self.settings = services.settings
         self.queues = list(queues) if queues else services.models.queues
         self.concurrency = concurrency
+        # Its last slots, which batch work leaves free for the other lanes (see `_lanes`).
+        headroom = self.settings.batch_headroom
+        self.headroom = min(concurrency - 1, concurrency // 4 if headroom is None else headroom)
         self.worker_id = worker_id or default_worker_id()
         self.reconciler = Reconciler(services)
         self.webhooks = WebhookDispatcher(services)
@@ -99,7 +105,8 @@ class Worker:
                     await self._until_a_slot_frees(stop)
                     continue
                 try:
-                    deliveries = await self._receive(free, stop)
+                    count, lanes = self._room(free)
+                    deliveries = await self._receive(count, stop, lanes)
                 except RedisUnavailable as exc:
                     log.warning("%s; retrying in %.0fs", exc.message, QUEUE_RETRY_SECONDS)
                     with contextlib.suppress(TimeoutError):
@@ -159,11 +166,25 @@ class Worker:
                 run.cancel()
             await asyncio.wait(unfinished)
 
-    async def _receive(self, count: int, stop: asyncio.Event) -> list[Delivery]:
+    def _room(self, free: int) -> tuple[int, tuple[Lane, ...] | None]:
+        """How many to take, and from which lanes: every lane, as many as batch work may still
+        have (what is not yet claimed counted as batch work); once batch work fills all but
+        its headroom, only the other lanes, up to every free slot. So a chat turn never waits
+        for a slot behind a batch."""
+        settled = sum(1 for r in self._runs.values() if r.task.priority != Lane.BATCH)
+        room = self.concurrency - self.headroom - (len(self._in_flight) - settled)
+        if room > 0:
+            return min(free, room), None
+        return free, (Lane.INTERACTIVE, Lane.DEFAULT)
+
+    async def _receive(
+        self, count: int, stop: asyncio.Event, lanes: tuple[Lane, ...] | None = None
+    ) -> list[Delivery]:
         """Wait for deliveries, but return at once (with none) when asked to stop."""
+        wait = RECEIVE_WAIT_SECONDS if lanes is None else HEADROOM_WAIT_SECONDS
         receiving = asyncio.ensure_future(
             self.services.queue.receive(
-                self.queues, self.worker_id, count=count, wait_seconds=RECEIVE_WAIT_SECONDS
+                self.queues, self.worker_id, count=count, wait_seconds=wait, lanes=lanes
             )
         )
         stopping = asyncio.ensure_future(stop.wait())
