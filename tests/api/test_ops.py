@@ -124,10 +124,12 @@ async def test_each_worker_says_what_it_runs(
         task_id = await submit(client, "slowly [latency:3000]")
         async with asyncio.timeout(10):
             while True:
-                (worker,) = (await client.get("/v1/status")).json()["workers"]
-                if worker["running"]:
+                # Until its first heartbeat lands, the worker is not listed at all.
+                workers = (await client.get("/v1/status")).json()["workers"]
+                if workers and workers[0]["running"]:
                     break
                 await asyncio.sleep(0.05)
+        (worker,) = workers
         assert worker["running"] == [{"task_id": task_id, "model": "mock-chat", "attempt": 1}]
         await client.post(f"/v1/tasks/{task_id}/cancel")
 
