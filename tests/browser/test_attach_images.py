@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.test_web_page import browser, shoot, site  # noqa: F401  (fixtures)
+from tests.browser.test_web_page import site  # noqa: F401  (a fixture)
+from tests.support.browser import shoot
 
 
 def png(width: int, height: int) -> bytes:

@@ -4,24 +4,18 @@ Screenshots of each step are saved in the test's folder."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
 from aitasks.routing import ModelTable
+from tests.support.browser import shoot
 from tests.support.processes import Process, free_port, service_env, wait_until_up
-
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
 
 HURRIED_MODEL = """
 [models."mock-hurried"]
@@ -49,17 +43,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is not installed (scripts/test installs it)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def page(browser: Browser, site: str) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1100, "height": 800})
@@ -68,10 +51,6 @@ def page(browser: Browser, site: str) -> Iterator[Page]:
     opened.goto(site)
     yield opened
     context.close()
-
-
-def shoot(page: Page, folder: Path, name: str) -> None:
-    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 def test_a_chat_reply_streams_in(page: Page, tmp_path: Path) -> None:

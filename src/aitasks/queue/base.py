@@ -47,7 +47,6 @@ class TaskQueue(ABC):
         """Where a publish puts its tasks: their placement, or the one line of a FIFO queue."""
         return Placement() if placement is None or self.fifo else placement
 
-    @abstractmethod
     async def publish(
         self,
         queue: str,
@@ -59,13 +58,13 @@ class TaskQueue(ABC):
         """Append a task id to a queue, in its lane and its tenant's share (`placement`; the
         default lane, unshared, when None); `trace` (the task's `traceparent`) rides along with
         it, so whoever it is delivered to, first or again, joins the task's trace."""
+        await self.publish_many(queue, [(task_id, trace)], self.placed(placement))
 
+    @abstractmethod
     async def publish_many(
         self, queue: str, tasks: Sequence[tuple[str, str | None]], placement: Placement
     ) -> None:
         """Append many (task id, trace) of one placement at once, in their order (a batch)."""
-        for task_id, trace in tasks:
-            await self.publish(queue, task_id, trace=trace, placement=placement)
 
     @abstractmethod
     async def receive(

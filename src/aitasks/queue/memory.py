@@ -39,16 +39,6 @@ class InProcessQueue(TaskQueue):
         self._beats: dict[str, tuple[float, dict[str, Any]]] = {}
         self._cancel_listeners: set[asyncio.Queue[str]] = set()
 
-    async def publish(
-        self,
-        queue: str,
-        task_id: str,
-        *,
-        trace: str | None = None,
-        placement: Placement | None = None,
-    ) -> None:
-        await self.publish_many(queue, [(task_id, trace)], self.placed(placement))
-
     async def publish_many(
         self, queue: str, tasks: Sequence[tuple[str, str | None]], placement: Placement
     ) -> None:

@@ -109,16 +109,6 @@ class RedisStreamQueue(TaskQueue):
                 raise
         self._groups.add(key)
 
-    async def publish(
-        self,
-        queue: str,
-        task_id: str,
-        *,
-        trace: str | None = None,
-        placement: Placement | None = None,
-    ) -> None:
-        await self.publish_many(queue, [(task_id, trace)], self.placed(placement))
-
     async def publish_many(
         self, queue: str, tasks: Sequence[tuple[str, str | None]], placement: Placement
     ) -> None:
