@@ -124,6 +124,7 @@ async def submit_task(
     interactive: bool = False,
     expires_after: float | None = None,
     run_timeout: float | None = None,
+    response: dict[str, Any] | None = None,
 ) -> tuple[Task, bool]:
     """Validate, route, admit, commit the task, then publish it: an answered task is always
     stored, and a refused one leaves nothing behind.
@@ -135,7 +136,8 @@ async def submit_task(
     model before anything is written; its images' bytes are stored just before the commit.
     `priority` is the lane asked for, `interactive` says someone waits on the answer (the lane
     when none is asked for), `expires_after` and `run_timeout` the task's deadline to start and
-    bound on its run, in seconds (`lifecycle/placement.py`).
+    bound on its run, in seconds (`lifecycle/placement.py`). `response` is what a Responses API
+    task keeps beside (`Task.response`).
     """
     refuse_lone_surrogates(
         [
@@ -212,6 +214,7 @@ async def submit_task(
                 turn_input=turn.turn_input() if turn is not None else None,
                 files=turn.new_files if turn is not None else (),
                 scheduling=scheduled.columns(),
+                response=response,
             )
     except BaseException:
         await unadmit(services, caller, [task_id])

@@ -118,6 +118,8 @@ class Conversation(Base):
     # fit its window, and reused until more turns need folding in.
     summary: Mapped[str | None] = mapped_column(Text)
     summary_turn: Mapped[int | None] = mapped_column(Integer)
+    # The client's own key-value pairs (OpenAI's `metadata`); named apart from SQLAlchemy's.
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -192,6 +194,10 @@ class Task(Base):
     batch_id: Mapped[str | None] = mapped_column(String(32))
     batch_index: Mapped[int | None] = mapped_column(Integer)
     custom_id: Mapped[str | None] = mapped_column(String(200))
+    # A task made by OpenAI's Responses API: the request's echo a response object carries back
+    # (instructions, metadata, store, text, tools, ...), its previous_response_id and its
+    # conversation (`api/openai/response_view.py`); null for every other task.
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Message(Base):

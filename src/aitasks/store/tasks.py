@@ -51,7 +51,7 @@ INSERT_IDEMPOTENCY_KEY = insert(table_of(IdempotencyKey))
 TASK_FIELDS = (
     "id", "tenant", "api_key_id", "callback_url", "callback_events", "kind", "model", "queue",
     "provider", "prompt", "status", "attempts", "params", "context", "trace_context", "input",
-    "priority", "weight", "expires_at", "timeout_seconds",
+    "priority", "weight", "expires_at", "timeout_seconds", "response",
 )  # fmt: skip
 UNSCHEDULED = {"priority": "default", "weight": 1, "expires_at": None, "timeout_seconds": None}
 
@@ -152,6 +152,7 @@ async def submit_task(
     turn_input: dict[str, Any] | None = None,
     files: Sequence[dict[str, Any]] = (),
     scheduling: Mapping[str, Any] | None = None,
+    response: dict[str, Any] | None = None,
 ) -> Submission:
     """Write the conversation (when new), the user's message and the `PENDING` task, atomically.
 
@@ -161,7 +162,8 @@ async def submit_task(
     `trace_context` is the submit's traceparent, kept with the task (None when not traced).
     `turn_input` is the turn's structure beyond its text (`providers.messages`); `files` are the
     records of images sent with it (their bytes already stored), which go with the task.
-    `scheduling` holds its lane, weight, deadline and run bound (`lifecycle/placement.py`).
+    `scheduling` holds its lane, weight, deadline and run bound (`lifecycle/placement.py`);
+    `response` what a Responses API task keeps beside (`Task.response`).
     """
     try:
         values: dict[str, Any] = {
@@ -181,6 +183,7 @@ async def submit_task(
             "context": context,
             "trace_context": trace_context,
             "input": turn_input,
+            "response": response,
             **{**UNSCHEDULED, **(scheduling or {})},
         }
         task = await _insert_task(

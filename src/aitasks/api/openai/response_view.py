@@ -1,0 +1,204 @@
+"""A task of the Responses API as OpenAI's `Response` object, in the state the task is in now.
+
+A response is a task: its id is `resp_` + the task's id (no table maps one to the other), its
+status the task's (`STATUSES`), its `output` items the task's result (reasoning, the message,
+its function calls), and what only a response has (instructions, metadata, text format, tools
+as sent, ...) is the task's `response` column, echoed back (`lifecycle/responses.py` writes it).
+The same object answers create, retrieve, cancel, the stream's `response.*` events and, by id
+only, the webhooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aitasks.store.models import Task, TaskStatus, as_utc
+
+RESPONSE_PREFIX = "resp_"
+# OpenAI's statuses, by the task's.
+STATUSES = {
+    TaskStatus.PENDING: "queued",
+    TaskStatus.RUNNING: "in_progress",
+    TaskStatus.SUCCESS: "completed",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.CANCELLED: "cancelled",
+    # Not started before its deadline (`expires_after`): it ended without an answer.
+    TaskStatus.EXPIRED: "failed",
+}
+# A provider that stopped for its token limit (when the result records why it stopped).
+LENGTH_STOPS = frozenset({"length", "max_tokens", "max_output_tokens"})
+
+
+def response_id(task_id: str) -> str:
+    return RESPONSE_PREFIX + task_id
+
+
+def task_id_of(response_id: str) -> str | None:
+    """The task a response id names, or None for an id this service never made."""
+    task_id = response_id.removeprefix(RESPONSE_PREFIX)
+    if task_id == response_id or len(task_id) != 32:
+        return None
+    if any(c not in "0123456789abcdef" for c in task_id):
+        return None
+    return task_id
+
+
+def response_status(task: Task) -> str:
+    if task.status == TaskStatus.SUCCESS and incomplete_reason(task) is not None:
+        return "incomplete"
+    return STATUSES[TaskStatus(task.status)]
+
+
+def incomplete_reason(task: Task) -> str | None:
+    """Why a finished response is incomplete: the provider stopped at `max_output_tokens`."""
+    stop = (task.result or {}).get("finish_reason")
+    return "max_output_tokens" if stop in LENGTH_STOPS else None
+
+
+def _unix(task: Task, name: str) -> int | None:
+    moment = as_utc(getattr(task, name))
+    return int(moment.timestamp()) if moment is not None else None
+
+
+def usage_of(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The task's token counts in the Responses API's shape, with the details the SDK reads."""
+    if not usage:
+        return None
+    details = usage.get("completion_tokens_details") or {}
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    input_tokens = int(usage.get("prompt_tokens") or 0)
+    output_tokens = int(usage.get("completion_tokens") or 0)
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": int(prompt_details.get("cached_tokens") or 0)},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": int(details.get("reasoning_tokens") or 0)},
+        "total_tokens": int(usage.get("total_tokens") or input_tokens + output_tokens),
+    }
+
+
+def function_call_item(call: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored tool call (`{"id", "name", "arguments"}`) as a `function_call` item."""
+    call_id = str(call["id"])
+    return {
+        "type": "function_call", "id": f"fc_{call_id.removeprefix('call_')}",
+        "call_id": call_id, "name": call["name"], "arguments": call.get("arguments") or "{}",
+        "status": "completed",
+    }  # fmt: skip
+
+
+def output_text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def output_items(task: Task) -> list[dict[str, Any]]:
+    """The response's output, from the task's result: its reasoning, its message, its calls."""
+    result = task.result or {}
+    items: list[dict[str, Any]] = []
+    if result.get("reasoning"):
+        items.append(
+            {"type": "reasoning", "id": f"rs_{task.id}", "summary": [], "status": "completed",
+             "content": [{"type": "reasoning_text", "text": result["reasoning"]}]}
+        )  # fmt: skip
+    text = result.get("text") or ""
+    calls = result.get("tool_calls") or []
+    if text or (task.status == TaskStatus.SUCCESS and not calls):
+        status = "incomplete" if incomplete_reason(task) else "completed"
+        items.append(
+            {"type": "message", "id": f"msg_{task.id}", "status": status, "role": "assistant",
+             "content": [output_text_part(text)]}
+        )  # fmt: skip
+    items.extend(function_call_item(c) for c in calls)
+    return items
+
+
+def _error(task: Task) -> dict[str, Any] | None:
+    if task.status not in (TaskStatus.FAILED, TaskStatus.EXPIRED):
+        return None
+    error = task.error or {}
+    return {
+        "code": str(error.get("type") or "server_error"),
+        "message": str(error.get("message") or "the response failed"),
+    }
+
+
+def response_object(task: Task, *, status: str | None = None) -> dict[str, Any]:
+    """The whole `Response` for a task in its current state (`status` overrides its status,
+    for the stream's events that tell of a state the task has already left)."""
+    echo = task.response or {}
+    items = output_items(task) if task.status == TaskStatus.SUCCESS else []
+    text = "".join(
+        part["text"] for item in items if item["type"] == "message" for part in item["content"]
+    )
+    reason = incomplete_reason(task) if task.status == TaskStatus.SUCCESS else None
+    conversation = echo.get("conversation")
+    return {
+        "id": response_id(task.id),
+        "object": "response",
+        "created_at": _unix(task, "created_at"),
+        "status": status or response_status(task),
+        "background": bool(echo.get("background")),
+        "completed_at": _unix(task, "finished_at") if task.status == TaskStatus.SUCCESS else None,
+        "error": _error(task),
+        "incomplete_details": {"reason": reason} if reason else None,
+        "instructions": echo.get("instructions"),
+        "max_output_tokens": echo.get("max_output_tokens"),
+        "metadata": echo.get("metadata") or {},
+        "model": task.served_model or task.model,
+        "output": items,
+        "output_text": text,
+        "parallel_tool_calls": echo.get("parallel_tool_calls", True) is not False,
+        "previous_response_id": echo.get("previous_response_id"),
+        "conversation": {"id": conversation} if conversation else None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": echo.get("store", True) is not False,
+        "temperature": echo.get("temperature"),
+        "text": {"format": echo.get("text_format") or {"type": "text"}},
+        "tool_choice": echo.get("tool_choice") or "auto",
+        "tools": echo.get("tools") or [],
+        "top_p": echo.get("top_p"),
+        "truncation": "disabled",
+        "usage": usage_of(task.usage) if task.status == TaskStatus.SUCCESS else None,
+        "user": echo.get("user"),
+    }
+
+
+def message_items(messages: Iterable[Mapping[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """Stored messages (`providers.messages` shape: a client's context, a turn's input, a
+    reply) as input items: messages, `function_call` items for an assistant's tool calls and
+    `function_call_output` items for tool results. Ids are made from `prefix` and the place."""
+    items: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        role = str(message.get("role"))
+        item_id = f"{prefix}_{index}"
+        if role == "tool":
+            items.append(
+                {"type": "function_call_output", "id": f"fco_{item_id}",
+                 "call_id": message.get("tool_call_id"), "output": message.get("content") or "",
+                 "status": "completed"}
+            )  # fmt: skip
+            continue
+        if role == "assistant":
+            if message.get("content"):
+                items.append(
+                    {"type": "message", "id": f"msg_{item_id}", "role": "assistant",
+                     "status": "completed",
+                     "content": [output_text_part(str(message["content"]))]}
+                )  # fmt: skip
+            items.extend(function_call_item(c) for c in message.get("tool_calls") or ())
+            continue
+        content: list[dict[str, Any]] = []
+        if message.get("content"):
+            content.append({"type": "input_text", "text": message["content"]})
+        for image in message.get("images") or ():
+            content.append(
+                {"type": "input_image", "detail": "auto", "file_id": image.get("file_id"),
+                 "image_url": image.get("url")}
+            )  # fmt: skip
+        items.append(
+            {"type": "message", "id": f"msg_{item_id}", "role": role, "status": "completed",
+             "content": content}
+        )  # fmt: skip
+    return items
