@@ -118,6 +118,8 @@ class Conversation(Base):
     # fit its window, and reused until more turns need folding in.
     summary: Mapped[str | None] = mapped_column(Text)
     summary_turn: Mapped[int | None] = mapped_column(Integer)
+    # The client's own key-value pairs (OpenAI's `metadata`); named apart from SQLAlchemy's.
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -49,6 +49,10 @@ def _turn_as_chat(messages: Sequence[Message], keep_reasoning: bool = False) -> 
         if message.role == Role.USER:
             chat.extend(input_messages(content, message.data))
             continue
+        if message.role != Role.ASSISTANT:
+            # A system or developer message added as a conversation item (its own turn).
+            chat.append(ChatMessage("system", content))
+            continue
         if message.files:
             content = " ".join([f"[image: {prompt}]"] * len(message.files) + [content]).rstrip()
         reply = assistant_message(content, message.data)

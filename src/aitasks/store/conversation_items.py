@@ -1,0 +1,211 @@
+"""A conversation's messages as the Conversations API reads and changes them: new turns of
+messages without a task, a page of messages from a given one, one message, its metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aitasks.errors import ConversationNotFound, LimitExceeded
+from aitasks.store.file_records import INSERT_FILE
+from aitasks.store.models import Conversation, Message, new_id, table_of, utcnow
+from aitasks.store.scope import get_owned, one_of, require
+
+INSERT_MESSAGE = insert(table_of(Message)).returning(table_of(Message).c.id)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A message to write: its turn within the request (from 1) and its columns."""
+
+    turn: int
+    role: str
+    content: str
+    data: dict[str, Any] | None
+
+
+async def add_turns(
+    session: AsyncSession,
+    conversation_id: str | None,
+    rows: Sequence[StoredRow],
+    *,
+    tenant: str,
+    max_turns: int,
+    files: Sequence[dict[str, Any]] = (),
+    metadata: dict[str, str] | None = None,
+    title: str | None = None,
+) -> tuple[Conversation, list[int]]:
+    """Write `rows` as the conversation's next turns (a new conversation when `conversation_id`
+    is None), with the records of the images they hold, in one transaction: the conversation and
+    the ids of the new messages, in order."""
+    now = utcnow()
+    count = max((r.turn for r in rows), default=0)
+    async with session.begin():
+        if conversation_id is None:
+            conversation_id, first = new_id(), 1
+            session.add(
+                Conversation(
+                    id=conversation_id,
+                    tenant=tenant,
+                    title=title,
+                    turns=count,
+                    meta=metadata,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await session.flush()
+        else:
+            # The row lock this takes orders these turns among concurrent submits.
+            taken = await session.execute(
+                one_of(update(Conversation), Conversation, conversation_id, tenant=tenant)
+                .values(turns=Conversation.turns + count, updated_at=now)
+                .returning(Conversation.turns)
+            )
+            last = taken.first()
+            if last is None:
+                raise ConversationNotFound(conversation_id)
+            first = last[0] - count + 1
+        if first + count - 1 > max_turns:
+            raise LimitExceeded(
+                f"the conversation would have {first + count - 1} turns; the limit is "
+                f"{max_turns} (AITASKS_MAX_TURNS)",
+                param="items",
+                limit=max_turns,
+            )
+        if files:
+            await session.execute(INSERT_FILE, list(files))
+        ids = []
+        for row in rows:
+            written = await session.execute(
+                INSERT_MESSAGE,
+                {
+                    "conversation_id": conversation_id,
+                    "turn": first + row.turn - 1,
+                    "role": row.role,
+                    "content": row.content,
+                    "files": [],
+                    "data": row.data,
+                    "task_id": None,
+                    "created_at": now,
+                },
+            )
+            ids.append(int(written.scalar_one()))
+    return await owned(session, conversation_id, tenant=tenant), ids
+
+
+async def owned(session: AsyncSession, conversation_id: str, *, tenant: str) -> Conversation:
+    """The tenant's conversation, freshly read, or 404."""
+    return await get_owned(session, Conversation, conversation_id, tenant=tenant)
+
+
+async def set_metadata(
+    session: AsyncSession, conversation_id: str, metadata: dict[str, str], *, tenant: str
+) -> Conversation:
+    async with session.begin():
+        changed = await session.execute(
+            one_of(update(Conversation), Conversation, conversation_id, tenant=tenant)
+            .values(meta=metadata, updated_at=utcnow())
+            .returning(Conversation.id)
+        )
+        if changed.first() is None:
+            raise ConversationNotFound(conversation_id)
+    return await owned(session, conversation_id, tenant=tenant)
+
+
+async def messages_by_id(
+    session: AsyncSession, conversation_id: str, ids: Sequence[int]
+) -> list[Message]:
+    """The conversation's messages of `ids`, in conversation order."""
+    query = select(Message).where(
+        Message.conversation_id == conversation_id, Message.id.in_(list(ids))
+    )
+    return list(await session.scalars(query.order_by(Message.turn, Message.id)))
+
+
+async def one_message(
+    session: AsyncSession, conversation_id: str, message_id: int, *, tenant: str
+) -> Message | None:
+    """The message, if it is one of the tenant's conversation's (404 for the conversation)."""
+    await require(session, Conversation, conversation_id, tenant=tenant)
+    query = select(Message).where(
+        Message.conversation_id == conversation_id, Message.id == message_id
+    )
+    row: Message | None = (
+        await session.scalars(query.execution_options(populate_existing=True))
+    ).first()
+    return row
+
+
+async def page_from(
+    session: AsyncSession,
+    conversation_id: str,
+    *,
+    start: Message | None,
+    descending: bool,
+    limit: int,
+) -> list[Message]:
+    """Up to `limit` of the conversation's messages in conversation order (or its reverse),
+    from `start` itself on (from the first when None)."""
+    query = select(Message).where(Message.conversation_id == conversation_id)
+    if start is not None:
+        if descending:
+            query = query.where(
+                or_(
+                    Message.turn < start.turn,
+                    and_(Message.turn == start.turn, Message.id <= start.id),
+                )
+            )
+        else:
+            query = query.where(
+                or_(
+                    Message.turn > start.turn,
+                    and_(Message.turn == start.turn, Message.id >= start.id),
+                )
+            )
+    if descending:
+        query = query.order_by(Message.turn.desc(), Message.id.desc())
+    else:
+        query = query.order_by(Message.turn, Message.id)
+    return list(await session.scalars(query.limit(limit)))
+
+
+async def edit_message(
+    session: AsyncSession,
+    conversation_id: str,
+    message_id: int,
+    edit: Callable[[Message], dict[str, Any] | None],
+    *,
+    tenant: str,
+) -> bool:
+    """Change one of the tenant's conversation's messages to what `edit` makes of it (its new
+    columns, or None to delete it), read and written under the row's lock in one transaction;
+    False when there is no such message (404 for the conversation)."""
+    async with session.begin():
+        await require(session, Conversation, conversation_id, tenant=tenant)
+        where = and_(Message.conversation_id == conversation_id, Message.id == message_id)
+        row = (
+            await session.scalars(
+                select(Message)
+                .where(where)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        if row is None:
+            return False
+        changes = edit(row)
+        if changes is None:
+            await session.execute(delete(Message).where(where))
+        else:
+            await session.execute(update(Message).where(where).values(**changes))
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(updated_at=utcnow())
+        )
+    return True
