@@ -26,6 +26,7 @@ from aitasks.store import api_keys as store_keys
 from aitasks.store import webhooks as store
 from aitasks.store.models import Task, WebhookDelivery, utcnow
 from aitasks.views import task_view
+from aitasks.webhooks import openai_events
 from aitasks.webhooks.signing import signed_headers
 from aitasks.webhooks.targets import RefusedTarget, check_resolved
 
@@ -158,7 +159,12 @@ class WebhookDispatcher:
         return payload, secret, trace
 
     def _payload(self, delivery: WebhookDelivery, task: Task) -> str:
-        """The message's body: its event, when it was made, and the task as the API shows it."""
+        """The message's body: its event, when it was made, and the task as the API shows it;
+        for a response, OpenAI's thin event instead (`openai_events.py`)."""
+        if openai_events.is_response(task):
+            thin = openai_events.event_body(delivery.id, delivery.event, task)
+            if thin is not None:
+                return thin
         links = Links(
             self.settings.public_url, self.services.file_signer, self.services.store_links
         )

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aitasks.store.models import Task, TaskStatus, as_utc
+from aitasks.webhooks.openai_events import LENGTH_STOPS, RESPONSE_PREFIX
 
-RESPONSE_PREFIX = "resp_"
 # OpenAI's statuses, by the task's.
 STATUSES = {
     TaskStatus.PENDING: "queued",
@@ -26,8 +26,6 @@ STATUSES = {
     # Not started before its deadline (`expires_after`): it ended without an answer.
     TaskStatus.EXPIRED: "failed",
 }
-# A provider that stopped for its token limit (when the result records why it stopped).
-LENGTH_STOPS = frozenset({"length", "max_tokens", "max_output_tokens"})
 
 
 def response_id(task_id: str) -> str:

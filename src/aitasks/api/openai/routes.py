@@ -60,7 +60,7 @@ FAILURE_STATUS = {
 PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "user")
 
 
-def _refuse_oversized(body: ChatCompletionRequest, settings: Settings) -> None:
+def refuse_oversized(body: ChatCompletionRequest, settings: Settings) -> None:
     count, most = len(body.messages), settings.max_messages
     if count > most:
         raise PayloadTooLarge(
@@ -101,7 +101,7 @@ def _refuse_unsupported(body: ChatCompletionRequest) -> None:
         raise InvalidRequest("n > 1 is not supported: ask once per choice", param="n")
 
 
-def _lane(service_tier: str | None, expires_after: float | None) -> dict[str, Any]:
+def lane_of(service_tier: str | None, expires_after: float | None) -> dict[str, Any]:
     """The lane and deadline of a request here: its `service_tier`'s lane, else interactive
     (someone waits on the answer)."""
     return {
@@ -156,7 +156,7 @@ async def chat_completions(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     _refuse_unsupported(body)
-    _refuse_oversized(body, services.settings)
+    refuse_oversized(body, services.settings)
     prompt, turn = chat_turn(body, services.settings)
     if body.conversation_id:
         turn.context = None  # the conversation's history is the context
@@ -177,7 +177,7 @@ async def chat_completions(
         # A repeat (the SDK's retry of a call that timed out) gets the first request's task.
         idempotency_key=idempotency_key,
         request=body.model_dump() if idempotency_key else None,
-        **_lane(body.service_tier, body.expires_after),
+        **lane_of(body.service_tier, body.expires_after),
     )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -319,7 +319,7 @@ async def images_generations(
         params=params,
         idempotency_key=idempotency_key,
         request=body.model_dump() if idempotency_key else None,
-        **_lane(body.service_tier, body.expires_after),
+        **lane_of(body.service_tier, body.expires_after),
     )
     task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS, tenant=caller.tenant)
     if task.status != TaskStatus.SUCCESS:
