@@ -9,16 +9,13 @@ services' addresses can be reached from.
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +23,7 @@ import httpx
 import redis
 
 from tests.support.netns import Host, Network
-from tests.support.postgres_cluster import SERVER_USER, PostgresCluster, postgres_bin
+from tests.support.postgres_cluster import SERVER_USER, PostgresCluster, started_cluster
 from tests.support.processes import service_env
 from tests.support.s3_server import S3Server, running_s3_server
 
@@ -58,22 +55,8 @@ class HostPostgres(PostgresCluster):
             hba.write(f"host all all {subnet} trust\n")
 
 
-@contextmanager
-def host_postgres(host: Host) -> Iterator[HostPostgres]:
-    postgres_bin()  # fails the test when PostgreSQL is not installed
-    folder = Path(tempfile.mkdtemp(prefix="aitasks-xhost-pg-"))
-    server = pwd.getpwnam(SERVER_USER)
-    os.chown(folder, server.pw_uid, server.pw_gid)
-    cluster = HostPostgres(folder, host)
-    try:
-        cluster.init()
-        cluster.start()
-        yield cluster
-    finally:
-        try:
-            cluster.stop()
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+def host_postgres(host: Host) -> AbstractContextManager[HostPostgres]:
+    return started_cluster(lambda folder: HostPostgres(folder, host), "aitasks-xhost-pg-")
 
 
 @contextmanager

@@ -14,9 +14,10 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -120,12 +121,18 @@ class PostgresCluster:
         run_async(run())
 
 
+ClusterT = TypeVar("ClusterT", bound=PostgresCluster)
+
+
 @contextmanager
-def own_postgres() -> Iterator[PostgresCluster]:
-    """A started cluster of its own, stopped and removed afterwards whatever happens."""
+def started_cluster(
+    make: Callable[[Path], ClusterT], prefix: str = "aitasks-pg-"
+) -> Iterator[ClusterT]:
+    """A cluster `make` builds in a fresh folder, started, then stopped and removed afterwards
+    whatever happens."""
     postgres_bin()  # fail before making anything when PostgreSQL is not installed
-    folder = Path(tempfile.mkdtemp(prefix="aitasks-pg-"))
-    cluster = PostgresCluster(folder, free_port())
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    cluster = make(folder)
     try:
         # The folder of pytest's tmp_path is root's alone; the server's user needs one it owns.
         if os.geteuid() == 0:
@@ -139,3 +146,8 @@ def own_postgres() -> Iterator[PostgresCluster]:
             cluster.stop()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def own_postgres() -> AbstractContextManager[PostgresCluster]:
+    """A started cluster of its own on a free loopback port."""
+    return started_cluster(lambda folder: PostgresCluster(folder, free_port()))
