@@ -146,6 +146,8 @@ def stored_messages(message: Message) -> list[dict[str, Any]]:
         return [reply]
     if data.get("tool_results"):
         return [{"role": "tool", **r} for r in data["tool_results"]]
+    if message.role != Role.USER:  # a system or developer message added as an item
+        return [{"role": "system", "content": message.content}]
     user: dict[str, Any] = {"role": "user", "content": message.content}
     if data.get("images"):
         user["images"] = data["images"]

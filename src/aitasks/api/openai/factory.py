@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from aitasks.api.openai import batches, conversations, files
+from aitasks.api.openai import batches, conversations, files, responses
 from aitasks.api.openai.error_shape import install_openai_error_handlers
 from aitasks.api.openai.routes import router
 
@@ -20,5 +20,6 @@ def create_openai_app() -> FastAPI:
     app.include_router(router)
     app.include_router(files.router)
     app.include_router(batches.router)
+    app.include_router(responses.router)
     app.include_router(conversations.router)
     return app
