@@ -121,6 +121,21 @@ async def test_the_sdk_manages_a_conversation_the_seed_api_shows(
             ]
             assert len(history[0]["images"]) == 1
 
+            # An image an item brought goes with its message, and the rest with the conversation.
+            picture_item: Any = {
+                "role": "user",
+                "content": [{"type": "input_image", "image_url": png_data_url(), "detail": "auto"}],
+            }
+            more = await sdk.conversations.items.create(conversation.id, items=[picture_item])
+            (extra,) = more.data
+            assert extra.type == "message" and extra.content[0].type == "input_image"
+            extra_url = extra.content[0].image_url
+            assert extra_url and (await app.http.get(extra_url)).status_code == 200
+            assert await app.count("SELECT count(*) FROM files") == 2
+            await sdk.conversations.items.delete(extra.id, conversation_id=conversation.id)
+            assert (await app.http.get(extra_url)).status_code == 404
+            assert await app.count("SELECT count(*) FROM files") == 1
+
             deleted = await sdk.conversations.delete(conversation.id)
             assert (deleted.id, deleted.object, deleted.deleted) == (
                 conversation.id,
@@ -132,6 +147,8 @@ async def test_the_sdk_manages_a_conversation_the_seed_api_shows(
             gone = await app.http.get(f"/v1/conversations/{conversation.id}", headers=headers)
             assert gone.status_code == 404
             assert await app.count("SELECT count(*) FROM messages") == 0
+            assert await app.count("SELECT count(*) FROM files") == 0
+            assert (await app.http.get(image.image_url)).status_code == 404
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -144,7 +161,7 @@ async def test_added_items_are_turns_the_next_turn_is_given(app_on: Factory, mod
             added = await sdk.conversations.items.create(
                 conversation_id,
                 items=[
-                    {"role": "developer", "content": "Be brief."},
+                    {"role": "developer", "content": "Be brief.", "id": "msg_mine"},
                     {"role": "user", "content": "What is 2+2?"},
                     {"type": "message", "role": "assistant",
                      "content": [{"type": "output_text", "text": "Let me check.",
@@ -159,6 +176,7 @@ async def test_added_items_are_turns_the_next_turn_is_given(app_on: Factory, mod
             ]  # fmt: skip
             developer, _, reply, call, output = added.data
             assert developer.type == "message" and developer.role == "developer"
+            assert developer.id != "msg_mine"  # ids are the service's own
             assert reply.type == "message" and call.type == "function_call"
             assert call.id.startswith("fc_") and call.call_id == "c1" and call.name == "calc"
             assert output.type == "function_call_output" and output.output == "4"
@@ -292,7 +310,7 @@ BAD_CREATES: list[dict[str, Any]] = [
 
 
 async def test_bad_input_is_refused_with_nothing_written(app_on: Factory) -> None:
-    async with app_on("embedded", max_prompt_chars=100) as app:
+    async with app_on("embedded", max_prompt_chars=100, max_turns=3) as app:
         headers = await app.key("alice")
         async with sdk_with(app, headers) as sdk:
             conversation = await sdk.conversations.create(items=[{"role": "user", "content": "a"}])
@@ -311,5 +329,10 @@ async def test_bad_input_is_refused_with_nothing_written(app_on: Factory) -> Non
                 await sdk.conversations.items.create(
                     "0" * 32, items=[{"role": "user", "content": "a"}]
                 )
+            three: Any = [{"role": "user", "content": "b"}] * 3  # past AITASKS_MAX_TURNS (3)
+            with pytest.raises(openai.BadRequestError, match="AITASKS_MAX_TURNS"):
+                await sdk.conversations.items.create(conversation.id, items=three)
+            with pytest.raises(openai.BadRequestError, match="AITASKS_MAX_TURNS"):
+                await sdk.conversations.create(items=[*three, *three[:1]])
             assert await app.count(COUNT) == before
             assert await app.count("SELECT count(*) FROM files") == 0

@@ -115,12 +115,7 @@ async def _write(
             )
             return owned, await store.messages_by_id(session, owned.id, ids)
     except BaseException:
-        # Bytes no record names are only space: removed on a best effort.
-        if new_files:
-            try:
-                await services.storage.delete([f["storage_key"] for f in new_files])
-            except Exception as exc:
-                log.warning("the bytes of %d image(s) were not removed: %s", len(new_files), exc)
+        await _forget(services, [f["storage_key"] for f in new_files])
         raise
 
 
@@ -153,8 +148,8 @@ async def _find_images(services: Services, caller: Caller, images: list[PendingI
 async def _store_images(
     services: Services, caller: Caller, images: list[PendingImage]
 ) -> list[dict[str, Any]]:
-    """The bytes of each `data:` image into file storage, as an upload of the caller's (no task
-    holds it): the records to write with the turns."""
+    """The bytes of each `data:` image into file storage, a file of the caller's that no task
+    holds and its conversation's delete removes: the records to write with the turns."""
     records = []
     for image in images:
         if image.data is None or image.decoded is None:
@@ -167,7 +162,8 @@ async def _store_images(
                         "width": image.decoded.width, "height": image.decoded.height}  # fmt: skip
         records.append(
             {"id": file_id, "task_id": None, "tenant": caller.tenant, "content_type": media_type,
-             "size": len(image.data), "storage_key": key, "created_at": utcnow()}
+             "size": len(image.data), "storage_key": key, "created_at": utcnow(),
+             "purpose": store.ITEM_IMAGE}
         )  # fmt: skip
     return records
 
@@ -246,9 +242,20 @@ async def delete_item(
         return without_item(row, ref)
 
     async with services.db.session() as session:
-        edited = await store.edit_message(
+        dropped = await store.edit_message(
             session, conversation_id, ref.row_id, edit, tenant=caller.tenant
         )
-        if not edited:
+        if dropped is None:
             raise ItemNotFound(item_id)
-        return await store.owned(session, conversation_id, tenant=caller.tenant)
+        conversation = await store.owned(session, conversation_id, tenant=caller.tenant)
+    await _forget(services, dropped)
+    return conversation
+
+
+async def _forget(services: Services, keys: list[str]) -> None:
+    """Remove bytes no record names any more (best effort: left behind, they are only space)."""
+    if keys:
+        try:
+            await services.storage.delete(keys)
+        except Exception as exc:
+            log.warning("the bytes of %d image(s) were not removed: %s", len(keys), exc)

@@ -12,10 +12,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aitasks.errors import ConversationNotFound, LimitExceeded
 from aitasks.store.file_records import INSERT_FILE
-from aitasks.store.models import Conversation, Message, new_id, table_of, utcnow
+from aitasks.store.models import Conversation, Message, StoredFile, new_id, table_of, utcnow
 from aitasks.store.scope import get_owned, one_of, require
 
 INSERT_MESSAGE = insert(table_of(Message)).returning(table_of(Message).c.id)
+# The purpose of an image sent as a `data:` URL in an item: a file no task holds, which goes
+# with its message or its conversation.
+ITEM_IMAGE = "conversation_item"
+
+
+def image_ids(data: dict[str, Any] | None) -> list[str]:
+    """The ids of this service's files among a message's images."""
+    return [str(i["file_id"]) for i in (data or {}).get("images") or () if i.get("file_id")]
+
+
+async def delete_item_images(session: AsyncSession, file_ids: Sequence[str]) -> list[str]:
+    """Delete the rows of those of `file_ids` that items brought (in the caller's transaction):
+    their storage keys, for the store to forget after the commit."""
+    if not file_ids:
+        return []
+    gone = await session.scalars(
+        delete(StoredFile)
+        .where(StoredFile.id.in_(list(file_ids)), StoredFile.purpose == ITEM_IMAGE)
+        .returning(StoredFile.storage_key)
+    )
+    return list(gone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +202,11 @@ async def edit_message(
     edit: Callable[[Message], dict[str, Any] | None],
     *,
     tenant: str,
-) -> bool:
+) -> list[str] | None:
     """Change one of the tenant's conversation's messages to what `edit` makes of it (its new
     columns, or None to delete it), read and written under the row's lock in one transaction;
-    False when there is no such message (404 for the conversation)."""
+    None when there is no such message (404 for the conversation), else the storage keys of
+    the images it no longer holds that items brought."""
     async with session.begin():
         await require(session, Conversation, conversation_id, tenant=tenant)
         where = and_(Message.conversation_id == conversation_id, Message.id == message_id)
@@ -197,15 +219,18 @@ async def edit_message(
             )
         ).first()
         if row is None:
-            return False
+            return None
         changes = edit(row)
         if changes is None:
             await session.execute(delete(Message).where(where))
         else:
             await session.execute(update(Message).where(where).values(**changes))
+        kept = set(image_ids(changes["data"])) if changes is not None else set()
+        dropped = [i for i in image_ids(row.data) if i not in kept]
+        keys = await delete_item_images(session, dropped)
         await session.execute(
             update(Conversation)
             .where(Conversation.id == conversation_id)
             .values(updated_at=utcnow())
         )
-    return True
+    return keys

@@ -11,6 +11,7 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aitasks.errors import ConversationNotFound
+from aitasks.store.conversation_items import delete_item_images, image_ids
 from aitasks.store.models import (
     UNFINISHED_STATUSES,
     Conversation,
@@ -142,10 +143,24 @@ async def delete_conversation(
             .join(Task, StoredFile.task_id == Task.id)
             .where(Task.conversation_id == conversation_id)
         )
-        deleted = Deleted(unfinished=list(unfinished), file_keys=list(keys))
+        deleted = Deleted(
+            unfinished=list(unfinished),
+            file_keys=[*keys, *await _item_images(session, conversation_id)],
+        )
         # Tasks, messages, files' rows and idempotency keys go with it (ON DELETE CASCADE).
         await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
     return deleted
+
+
+async def _item_images(session: AsyncSession, conversation_id: str) -> list[str]:
+    """Delete the rows of the images the conversation's items brought as `data:` URLs (they go
+    with it, as a turn's images go with its task): their storage keys."""
+    held = await session.scalars(
+        select(Message.data).where(
+            Message.conversation_id == conversation_id, Message.task_id.is_(None)
+        )
+    )
+    return await delete_item_images(session, [i for d in held for i in image_ids(d)])
 
 
 # What a chat turn's context starts with: the system prompt, and the stored summary with the last
