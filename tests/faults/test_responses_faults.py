@@ -1,0 +1,60 @@
+"""Background responses survive their faults like any task: a worker SIGKILLed while it runs
+them, then Redis restarted empty (every lane, stream and group gone), and still each response
+ends `completed` exactly once, polled through the official SDK against real processes."""
+
+from __future__ import annotations
+
+import time
+
+import openai
+
+from tests.support.faults import MakeSystem
+from tests.support.processes import Background
+from tests.support.services import query
+
+RESPONSES = 8
+
+
+def running_on(database_url: str, worker_pid: int, task_ids: list[str]) -> int:
+    ids = ", ".join(f"'{i}'" for i in task_ids)
+    rows = query(
+        database_url,
+        f"SELECT count(*) FROM tasks WHERE status = 'RUNNING' AND id IN ({ids}) "
+        f"AND worker_id LIKE '%-{worker_pid}-%'",
+    )
+    return int(rows[0][0])
+
+
+def test_background_responses_survive_a_killed_worker_and_an_empty_redis(
+    make_system: MakeSystem, postgres_url: str, redis_prefix: str, redis_server: Background
+) -> None:
+    system = make_system(
+        database_url=postgres_url, redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
+        redis_prefix=redis_prefix, AITASKS_MOCK_LATENCY_MS="1500", AITASKS_WORKER_CONCURRENCY="4",
+    )  # fmt: skip
+    _, base_url = system.gateway()
+    doomed, _ = system.worker(), system.worker()
+    sdk = openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0)
+    queued = [
+        sdk.responses.create(model="mock-chat", input=f"question {n}", background=True)
+        for n in range(RESPONSES)
+    ]
+    assert {r.status for r in queued} == {"queued"}
+    task_ids = [r.id.removeprefix("resp_") for r in queued]
+    deadline = time.monotonic() + 20
+    while running_on(system.database_url, doomed.popen.pid, task_ids) < 1:
+        assert time.monotonic() < deadline, "no response ran on the worker to kill"
+        time.sleep(0.05)
+    doomed.kill()  # SIGKILL, mid-reply
+    redis_server.kill()
+    time.sleep(0.5)
+    redis_server.start()  # back, and empty
+
+    report = system.report(task_ids, within=90)
+    assert report.succeeded == RESPONSES and not report.lost and not report.doubled
+    for n, response in enumerate(queued):
+        done = sdk.responses.retrieve(response.id)
+        assert done.status == "completed", done
+        assert done.output_text.startswith(f'Mock reply to "question {n}"')
+        assert len(done.output) == 1
+    print(f"{RESPONSES} background responses, each completed once; {report}")
