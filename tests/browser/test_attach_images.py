@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser.test_web_page import site  # noqa: F401  (a fixture)
 from tests.support.browser import shoot
 
 
@@ -21,15 +18,6 @@ def png(width: int, height: int) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (30, 120, 200)).save(out, format="PNG")
     return out.getvalue()
-
-
-@pytest.fixture
-def page(browser: Browser, site: str) -> Iterator[Page]:  # noqa: F811
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    opened = context.new_page()
-    opened.goto(site)
-    yield opened
-    context.close()
 
 
 def loaded(page: Page, selector: str) -> None:
