@@ -336,3 +336,31 @@ async def test_bad_input_is_refused_with_nothing_written(app_on: Factory) -> Non
                 await sdk.conversations.create(items=[*three, *three[:1]])
             assert await app.count(COUNT) == before
             assert await app.count("SELECT count(*) FROM files") == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_responses_in_a_conversation_are_its_items(app_on: Factory, mode: str) -> None:
+    async with app_on(mode) as app:
+        headers = await app.key("alice")
+        async with sdk_with(app, headers) as sdk:
+            conversation = await sdk.conversations.create(metadata={"app": "joint"})
+            first = await sdk.responses.create(
+                model="mock-chat", input="first question", conversation=conversation.id
+            )
+            second = await sdk.responses.create(
+                model="mock-chat", input="second question", conversation=conversation.id
+            )
+            assert (first.status, second.status) == ("completed", "completed")
+            assert "I was given 1 earlier turn" in second.output_text  # the first was its context
+            listed = await sdk.conversations.items.list(conversation.id, order="asc")
+            messages = [i for i in listed.data if i.type == "message"]
+            assert [(m.role, m.content[0].type) for m in messages] == [
+                ("user", "input_text"), ("assistant", "output_text"),
+                ("user", "input_text"), ("assistant", "output_text"),
+            ]  # fmt: skip
+            texts = [getattr(m.content[0], "text", None) for m in messages]
+            assert texts == [
+                "first question", first.output_text, "second question", second.output_text,
+            ]  # fmt: skip
+            newest = await sdk.conversations.items.list(conversation.id, limit=1)
+            assert newest.data[0].id == messages[-1].id and newest.has_more is True
