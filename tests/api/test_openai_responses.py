@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from sqlalchemy import text
 
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
 from tests.support.webhook_receiver import Receiver
@@ -32,6 +33,10 @@ WEATHER = {
         "required": ["city"],
     },
 }
+BUILT_IN_TOOLS = (
+    "web_search", "file_search", "computer_use_preview", "code_interpreter", "image_generation",
+    "mcp",
+)  # fmt: skip
 COUNTS = (
     "SELECT count(*) FROM tasks",
     "SELECT count(*) FROM messages",
@@ -130,6 +135,20 @@ async def test_a_response_waited_for_is_answered_completed(app_on: Factory) -> N
         assert [i.role for i in rest.data] == ["user"] and not rest.has_more  # type: ignore[union-attr]
         again = await sdk.responses.retrieve(answered.id)
         assert again.output_text == answered.output_text
+        failed = await sdk.responses.create(model="mock-chat", input="[fail:fatal] refuse")
+        assert failed.status == "failed" and failed.output == []
+        assert failed.error is not None and failed.error.code == "provider_bad_request"
+
+
+async def test_a_response_has_the_chat_paths_limits(app_on: Factory) -> None:
+    async with app_on("embedded", max_messages=2) as app, sdk_for(app, "ada") as sdk:
+        before = await counts(app)
+        with pytest.raises(openai.APIStatusError, match="AITASKS_MAX_MESSAGES") as refused:
+            await sdk.responses.create(
+                model="mock-chat", input=[{"role": "user", "content": str(n)} for n in range(3)]
+            )
+        assert refused.value.status_code == 413
+        assert await counts(app) == before
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -164,6 +183,7 @@ async def test_a_function_call_is_answered_in_a_second_response_with_previous_re
     async with app_on(mode) as app, sdk_for(app, "ada") as sdk:
         asked = await sdk.responses.create(
             model="mock-chat", input="What does get_weather say for Paris?", tools=[WEATHER],  # type: ignore[list-item]
+            instructions="Use the tools.",
         )  # fmt: skip
         assert asked.status == "completed"
         (call,) = asked.output
@@ -178,6 +198,17 @@ async def test_a_function_call_is_answered_in_a_second_response_with_previous_re
         assert answered.status == "completed", answered.error
         assert answered.previous_response_id == asked.id
         assert 'Mock reply to the tool results "sunny"' in answered.output_text
+        # The context it was given: the first response's input and call, not its instructions
+        # (they applied to that response alone).
+        async with app.db.engine.connect() as connection:
+            stored = await connection.execute(
+                text("SELECT context FROM tasks WHERE id = :id"),
+                {"id": answered.id.removeprefix("resp_")},
+            )
+            context = stored.scalar_one()
+        context = json.loads(context) if isinstance(context, str) else context
+        assert [m["role"] for m in context] == ["user", "assistant"]
+        assert context[1]["tool_calls"][0]["id"] == call.call_id
         # The chain goes on: the next response sees both earlier turns.
         third = await sdk.responses.create(
             model="mock-chat", previous_response_id=answered.id, input="thanks"
@@ -220,6 +251,17 @@ async def test_structured_output_and_a_conversation_of_the_seed_api(app_on: Fact
         history = await app.http.get(f"/v1/conversations/{conversation}/history", headers=headers)
         contents = [m["content"] for m in history.json()["messages"]]
         assert contents[2:] == ["and again", joined.output_text]
+        slow = await sdk.responses.create(
+            model="mock-chat", input="[latency:3000] slow", background=True,
+            conversation={"id": conversation},
+        )  # fmt: skip
+        before = await counts(app)
+        with pytest.raises(openai.BadRequestError, match="in progress"):
+            await sdk.responses.create(model="mock-chat", input="x", conversation=conversation)
+        with pytest.raises(openai.BadRequestError, match="has not finished"):
+            await sdk.responses.create(model="mock-chat", input="x", previous_response_id=slow.id)
+        assert await counts(app) == before
+        await sdk.responses.cancel(slow.id)
 
 
 async def test_store_false_keeps_nothing_and_delete_removes_a_response(app_on: Factory) -> None:
@@ -232,6 +274,14 @@ async def test_store_false_keeps_nothing_and_delete_removes_a_response(app_on: F
         assert await counts(app) == before
         with pytest.raises(openai.BadRequestError, match="store"):
             await sdk.responses.create(model="mock-chat", input="x", store=False, background=True)
+        streamed = await sdk.responses.create(
+            model="mock-chat", input="stream and forget", store=False, stream=True
+        )
+        events = [event async for event in streamed]
+        assert events[-1].type == "response.completed"
+        with pytest.raises(openai.NotFoundError):
+            await sdk.responses.retrieve(events[-1].response.id)
+        assert await counts(app) == before
         kept = await sdk.responses.create(model="mock-chat", input="keep me")
         deleted = await sdk.responses.delete(kept.id)  # type: ignore[func-returns-value]
         assert deleted is None  # the SDK reads no body; the answer says deleted (below)
@@ -286,11 +336,16 @@ async def test_bad_input_is_refused_in_openais_shape_and_writes_nothing(app_on: 
             await ada.responses.create(
                 model="mock-chat", input=[{"type": "item_reference", "id": "msg_1"}]
             )
-        for tool in ("web_search", "file_search", "code_interpreter"):
+        for tool in BUILT_IN_TOOLS:
             with pytest.raises(openai.BadRequestError, match=tool):
                 await ada.responses.create(
                     model="mock-chat", input="hi", tools=[{"type": tool}],  # type: ignore[list-item]
                 )  # fmt: skip
+        with pytest.raises(openai.BadRequestError, match="input_file"):
+            await ada.responses.create(
+                model="mock-chat",
+                input=[{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}],
+            )
         with pytest.raises(openai.BadRequestError, match="input_audio"):
             await ada.responses.create(
                 model="mock-chat",
@@ -339,5 +394,12 @@ async def test_a_background_responses_webhook_is_unwrapped_by_the_sdk(app_on: Fa
             _, second = await asyncio.to_thread(receiver.wait_for, 2)
             cancelled = sdk.webhooks.unwrap(second.body, second.headers, secret=secret)
             assert cancelled.type == "response.cancelled" and cancelled.data.id == slow.id
+            failing = await sdk.responses.create(
+                model="mock-chat", input="[fail:fatal] no", background=True,
+                extra_body={"callback_url": receiver.url},
+            )  # fmt: skip
+            *_, third = await asyncio.to_thread(receiver.wait_for, 3)
+            failed = sdk.webhooks.unwrap(third.body, third.headers, secret=secret)
+            assert failed.type == "response.failed" and failed.data.id == failing.id
     finally:
         receiver.close()

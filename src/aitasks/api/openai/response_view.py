@@ -69,7 +69,10 @@ def usage_of(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
     output_tokens = int(usage.get("completion_tokens") or 0)
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": int(prompt_details.get("cached_tokens") or 0)},
+        "input_tokens_details": {
+            "cached_tokens": int(prompt_details.get("cached_tokens") or 0),
+            "cache_write_tokens": 0,
+        },
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": int(details.get("reasoning_tokens") or 0)},
         "total_tokens": int(usage.get("total_tokens") or input_tokens + output_tokens),
@@ -115,6 +118,8 @@ def _error(task: Task) -> dict[str, Any] | None:
     if task.status not in (TaskStatus.FAILED, TaskStatus.EXPIRED):
         return None
     error = task.error or {}
+    # The task's own error type as the code: more telling than OpenAI's fixed set, and the SDK
+    # reads any string there.
     return {
         "code": str(error.get("type") or "server_error"),
         "message": str(error.get("message") or "the response failed"),

@@ -1,0 +1,109 @@
+"""A task as OpenAI's Response object and its webhook events (pure): every status the SDK parses
+into its `Response`, output items from the result (reasoning, message, function calls),
+`incomplete` when a provider stopped at the token limit, ids that map back to the task, and the
+thin webhook bodies the SDK's `UnwrapWebhookEvent` union reads."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from openai.types.responses import Response
+from openai.types.webhooks import UnwrapWebhookEvent
+from pydantic import TypeAdapter
+
+from aitasks.api.openai.response_view import response_object, task_id_of
+from aitasks.store.models import Task, TaskStatus
+from aitasks.webhooks.openai_events import event_body
+
+TASK_ID = "0123456789abcdef0123456789abcdef"
+CALL = {"id": "call_abc", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+USAGE = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+
+
+def task(status: TaskStatus, result: dict[str, Any] | None = None, **fields: Any) -> Task:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    return Task(
+        id=TASK_ID, tenant="local", conversation_id="c" * 32, turn=1, kind="chat",
+        model="mock-chat", queue="chat", provider="mock", prompt="hello", status=status,
+        result=result, usage=USAGE if result else None, created_at=now, finished_at=now,
+        response={"instructions": "Be brief.", "metadata": {"k": "v"}, "background": True,
+                  "tools": [{"type": "function", "name": "get_weather", "parameters": {}}]},
+        **fields,
+    )  # fmt: skip
+
+
+def error_of(error: dict[str, str]) -> dict[str, str]:
+    return {"code": error["type"], "message": error["message"]}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (TaskStatus.PENDING, "queued"),
+        (TaskStatus.RUNNING, "in_progress"),
+        (TaskStatus.SUCCESS, "completed"),
+        (TaskStatus.FAILED, "failed"),
+        (TaskStatus.CANCELLED, "cancelled"),
+        (TaskStatus.EXPIRED, "failed"),
+    ],
+)
+def test_every_status_is_one_the_sdk_reads(status: TaskStatus, expected: str) -> None:
+    result = {"text": "hi"} if status == TaskStatus.SUCCESS else None
+    error = {"type": "provider_bad_request", "message": "no"}
+    shown = response_object(task(status, result, error=error))
+    # The code is the task's own error type (the SDK reads any string; its strict type does not).
+    assert shown.pop("error") == (error_of(error) if expected == "failed" else None)
+    made = Response.model_validate(shown)
+    assert made.status == expected and made.id == f"resp_{TASK_ID}"
+    assert made.background is True and made.instructions == "Be brief."
+    assert made.output_text == ("hi" if expected == "completed" else "")
+
+
+def test_output_items_come_from_the_result() -> None:
+    result = {"text": "Let me look.", "reasoning": "thinking", "tool_calls": [CALL]}
+    made = Response.model_validate(response_object(task(TaskStatus.SUCCESS, result)))
+    assert [item.type for item in made.output] == ["reasoning", "message", "function_call"]
+    call = made.output[2]
+    assert call.type == "function_call" and call.call_id == "call_abc"
+    assert made.output_text == "Let me look."
+    assert made.usage is not None and made.usage.total_tokens == 12
+    only_call = response_object(task(TaskStatus.SUCCESS, {"text": "", "tool_calls": [CALL]}))
+    assert only_call["status"] == "completed"
+    assert [item["type"] for item in only_call["output"]] == ["function_call"]
+
+
+def test_a_reply_stopped_at_the_token_limit_is_incomplete() -> None:
+    stopped = task(TaskStatus.SUCCESS, {"text": "Once upon", "finish_reason": "length"})
+    made = Response.model_validate(response_object(stopped))
+    assert made.status == "incomplete"
+    assert made.incomplete_details is not None
+    assert made.incomplete_details.reason == "max_output_tokens"
+    body = event_body("msg_1", "task.succeeded", stopped)
+    assert body is not None and json.loads(body)["type"] == "response.incomplete"
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ("task.succeeded", "response.completed"),
+        ("task.failed", "response.failed"),
+        ("task.expired", "response.failed"),
+        ("task.cancelled", "response.cancelled"),
+    ],
+)
+def test_webhook_bodies_are_openais_thin_events(event: str, expected: str) -> None:
+    body = event_body("msg_abc", event, task(TaskStatus.SUCCESS, {"text": "hi"}))
+    assert body is not None
+    parsed = TypeAdapter(UnwrapWebhookEvent).validate_json(body)
+    assert parsed.type == expected and parsed.id == "evt_abc"
+    assert parsed.data.id == f"resp_{TASK_ID}"
+    assert event_body("msg_abc", "task.running", task(TaskStatus.RUNNING)) is None
+
+
+def test_only_ids_this_service_made_name_a_task() -> None:
+    assert task_id_of(f"resp_{TASK_ID}") == TASK_ID
+    for other in (TASK_ID, "resp_", "resp_nonsense", f"resp_{TASK_ID}0", "resp_" + "G" * 32):
+        assert task_id_of(other) is None
