@@ -92,7 +92,8 @@ class _Item:
     kind: str  # "reasoning", "message" or "function_call"
     index: int
     id: str
-    sent: str = ""  # text sent so far, in pieces
+    # The text sent so far, in pieces (joined only when it closes: a long reply has many).
+    sent: list[str] = field(default_factory=list)
     held: str = ""  # text received and not yet sent (its last piece may still grow)
     open: bool = True
 
@@ -223,7 +224,7 @@ class ResponseStreamView:
         extra: dict[str, Any] = {"logprobs": []} if item.kind == "message" else {}
         out = []
         for piece in found:
-            item.sent += piece
+            item.sent.append(piece)
             out.append(self._event(name, **self._at(item), delta=piece, **extra))
         return out
 
@@ -235,12 +236,13 @@ class ResponseStreamView:
         item.open = False
         if item.kind == "function_call":
             return []
-        text = item.sent + item.held
+        sent = "".join(item.sent)
+        text = sent + item.held
         if final_item is not None:
             final_text = "".join(str(p.get("text") or "") for p in final_item.get("content") or ())
-            if final_text.startswith(item.sent):
+            if final_text.startswith(sent):
                 text = final_text
-        found, _ = pieces(text[len(item.sent) :], final=True)
+        found, _ = pieces(text[len(sent) :], final=True)
         out = self._pieces(item, found)
         item.held = ""
         if item.kind == "message":
