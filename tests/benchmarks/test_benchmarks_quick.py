@@ -23,6 +23,18 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
         ("streaming", ["first token added", "sync chat.completions"]),
         ("purge", ["the longest", "load during the purge", "errors: 0", "left: 400 recent"]),
         ("fairness", ["fair: B idle", "B under A's batch", "fifo: B under", "400 answered"]),
+        (
+            "soak",
+            [
+                "completed/s",
+                "first window",
+                "last full window",
+                "criterion",
+                "tasks.",
+                "HOT upd",
+                "last autovacuum",
+            ],
+        ),
     ],
 )
 def test_quick_run(module: str, figures: list[str]) -> None:

@@ -64,11 +64,13 @@ async def expire_claimed(
 
 async def expire_due(session: AsyncSession, now: datetime) -> list[Task]:
     """Expire up to `SWEEP_BATCH` `PENDING` tasks never started whose deadline has passed
-    (found through `ix_tasks_status_expires`), with their webhooks: the tasks expired."""
+    (found through `ix_tasks_unfinished_expires`), with their webhooks: the tasks expired."""
     async with session.begin():
         due = (
             select(Task.id)
             .where(
+                # Implied by the status; said so the planner uses `ix_tasks_unfinished_expires`.
+                Task.finished_at.is_(None),
                 Task.status == TaskStatus.PENDING,
                 Task.expires_at <= now,
                 Task.started_at.is_(None),

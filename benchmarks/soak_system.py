@@ -1,0 +1,88 @@
+"""The soak's system: aitasks (one gateway, one worker) on a PostgreSQL cluster of its own, set up
+as PostgreSQL ships (autovacuum on, fsync and synchronous commit on, 128 MB of shared buffers),
+and a private Redis. Not the suite's shared server: that one runs with autovacuum off (a CI
+setting, so that vacuum does not disturb the tests), and whether vacuum keeps up as the tables
+grow is part of what the soak measures."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks.harness import TICKS_PER_SECOND, System, _start_aitasks, private_redis, warm_up
+from tests.support.postgres_cluster import PostgresCluster, started_cluster
+from tests.support.processes import free_port
+
+
+class DefaultCluster(PostgresCluster):
+    """A cluster with PostgreSQL's own defaults, but for where it listens (the test clusters turn
+    fsync and synchronous commit off)."""
+
+    def init(self) -> None:
+        self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+            "-E", "UTF8", "--locale=C",
+        )  # fmt: skip
+        settings = (
+            "listen_addresses = '127.0.0.1'\n"
+            f"port = {self.port}\n"
+            f"unix_socket_directories = '{self.folder}'\n"
+        )
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(settings)
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+
+@contextlib.contextmanager
+def soak_system() -> Iterator[tuple[System, DefaultCluster]]:
+    """aitasks started on its own cluster and Redis; everything stopped and removed after."""
+    folder = Path(tempfile.mkdtemp(prefix="aitasks-soak-"))
+
+    def make(where: Path) -> DefaultCluster:
+        return DefaultCluster(where, free_port())
+
+    with started_cluster(make, prefix="aitasks-soak-pg-") as cluster, private_redis() as redis:
+        redis_url, redis_pid = redis
+        system = System("aitasks", [], cluster.url, redis_url, folder, redis_pid)
+        failed = False
+        try:
+            _start_aitasks(system, folder, redis_url, 1, 1, 0, None, {})
+            warm_up(system)
+            yield system, cluster
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            for process in [*system.gateways, *system.workers]:
+                process.stop()
+            if failed:
+                print(f"the soak's processes' logs are kept in {folder}", file=sys.stderr)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def cluster_cpu(cluster: DefaultCluster) -> float:
+    """CPU seconds the cluster used so far: the postmaster and every process it started (its
+    backends, autovacuum workers, checkpointer...), with those that ended and were reaped."""
+    pid = cluster.postmaster_pid()
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(entry.name) == pid:
+            # utime, stime, and the reaped children's cutime, cstime
+            total += sum(int(f) for f in fields[11:15]) / TICKS_PER_SECOND
+        elif int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+    return total
