@@ -106,6 +106,10 @@ async def test_a_background_response_is_queued_at_once_and_polled_to_completed(
         assert done.usage.total_tokens == done.usage.input_tokens + done.usage.output_tokens
         assert done.usage.output_tokens_details.reasoning_tokens == 0
         assert done.error is None and done.incomplete_details is None
+        # The response is its task, by the same id.
+        headers = {"Authorization": f"Bearer {sdk.api_key}"}
+        seen = await app.http.get(f"/v1/tasks/{queued.id.removeprefix('resp_')}", headers=headers)
+        assert seen.json()["status"] == "SUCCESS" and seen.json()["result"] == done.output_text
         items = await sdk.responses.input_items.list(queued.id)
         (item,) = items.data
         assert item.type == "message" and item.role == "user"
