@@ -139,6 +139,12 @@ async def test_a_response_waited_for_is_answered_completed(app_on: Factory) -> N
         assert [i.role for i in rest.data] == ["user"] and not rest.has_more  # type: ignore[union-attr]
         again = await sdk.responses.retrieve(answered.id)
         assert again.output_text == answered.output_text
+        streamed = await sdk.responses.create(
+            model="mock-chat", input="in the background", background=True, stream=True
+        )
+        events = [event async for event in streamed]
+        assert events[0].type == "response.created" and events[0].response.background is True
+        assert events[-1].type == "response.completed"
         failed = await sdk.responses.create(model="mock-chat", input="[fail:fatal] refuse")
         assert failed.status == "failed" and failed.output == []
         assert failed.error is not None and failed.error.code == "provider_bad_request"
@@ -407,3 +413,45 @@ async def test_a_background_responses_webhook_is_unwrapped_by_the_sdk(app_on: Fa
             assert failed.type == "response.failed" and failed.data.id == failing.id
     finally:
         receiver.close()
+
+
+MALFORMED: list[Any] = [
+    {"input": ""},
+    {"input": "   "},
+    {"input": [1, 2]},
+    {"input": [{"type": "reasoning", "summary": []}]},
+    {"input": [{"role": "user", "content": None}]},
+    {"input": [{"role": "tool", "content": "x"}]},
+    {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+    {"input": [{"type": "function_call", "call_id": "c", "name": "f" * 80, "arguments": "{}"},
+               {"type": "function_call_output", "call_id": "c", "output": "o"}]},
+    {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {"a": 1}},
+               {"type": "function_call_output", "call_id": "c", "output": "o"}]},
+    {"input": [{"type": "function_call_output", "call_id": "c", "output": 7}]},
+    {"input": "hi", "metadata": {"k" * 65: "v"}},
+    {"input": "hi", "tool_choice": {"type": "web_search"}},
+    {"input": "hi", "tool_choice": "sometimes"},
+    {"input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}},
+    {"input": "hi", "tools": [{"type": "function"}]},
+    {"input": "hi", "conversation": {"nope": 1}},
+    '{"model": "mock-chat", "input": "hi", "metadata": {"k": "\\ud800"}}',
+]  # fmt: skip
+
+
+async def test_malformed_requests_are_400_and_write_nothing(app_on: Factory) -> None:
+    async with app_on("embedded") as app:
+        headers = await app.key("ada")
+        before = await counts(app)
+        for body in MALFORMED:
+            if isinstance(body, str):
+                answer = await app.http.post(
+                    "/openai/v1/responses", content=body,
+                    headers={**headers, "content-type": "application/json"},
+                )  # fmt: skip
+            else:
+                sent = {"model": "mock-chat", **body}
+                answer = await app.http.post("/openai/v1/responses", json=sent, headers=headers)
+            assert answer.status_code == 400, (body, answer.text)
+            error = answer.json()["error"]
+            assert error["type"] == "invalid_request_error" and error["message"]
+        assert await counts(app) == before

@@ -35,6 +35,7 @@ from aitasks.auth.caller import Caller
 from aitasks.errors import Conflict, InvalidRequest
 from aitasks.lifecycle import cancel_task, submit_task
 from aitasks.lifecycle import responses as lifecycle
+from aitasks.lifecycle.submit import refuse_lone_surrogates
 from aitasks.routing import ModelKind
 from aitasks.services import Services
 from aitasks.store.models import TERMINAL_STATUSES, Task, TaskStatus
@@ -81,6 +82,7 @@ async def create_response(
     before = [*instructions, *lifecycle.as_context(prior.messages, "previous_response_id")]
     turn.context = [*before, *own[len(instructions) :]]
     kept = echo(body) | {"input_from": len(before)}
+    refuse_lone_surrogates(kept.items())  # what only the response keeps is checked here
     task, _ = await submit_task(
         services,
         caller,
@@ -97,10 +99,10 @@ async def create_response(
         response=kept,
         **(lane_of(body.service_tier, body.expires_after) | {"interactive": not body.background}),
     )
+    if body.stream:  # (in the background too: the response goes on when its reader leaves)
+        return _stream(services, caller, task, None, forget=body.store is False)
     if body.background:
         return JSONResponse(response_object(task))
-    if body.stream:
-        return _stream(services, caller, task, None, forget=body.store is False)
     task = await wait_for_task(services, task.id, SYNC_WAIT_SECONDS, tenant=caller.tenant)
     answer = JSONResponse(response_object(task))
     if body.store is False and task.status in TERMINAL_STATUSES:

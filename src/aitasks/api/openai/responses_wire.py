@@ -9,9 +9,9 @@ earlier output) are passed over; any other item type is a 400 naming it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aitasks.api.openai.wire import (
     ChatCompletionRequest,
@@ -87,7 +87,9 @@ class ResponseCreate(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_output_tokens: int | None = Field(default=None, ge=1)
-    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(default=None, max_length=16)
     store: bool | None = None
     stream: bool = False
     background: bool = False
@@ -238,7 +240,18 @@ def _response_format(text: TextConfig | None) -> ResponseFormatIn | None:
 
 
 def chat_request(body: ResponseCreate) -> ChatCompletionRequest:
-    """The chat path's request for this response (its context before it is added later)."""
+    """The chat path's request for this response (its context before it is added later); a
+    part of the input the chat path's shapes refuse (a name too long, arguments not text) is a
+    400 naming it."""
+    try:
+        return _chat_request(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidRequest(f"input: {where}: {first['msg']}", param="input") from None
+
+
+def _chat_request(body: ResponseCreate) -> ChatCompletionRequest:
     return ChatCompletionRequest(
         model=body.model,
         messages=chat_messages(body),
