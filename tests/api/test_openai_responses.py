@@ -8,6 +8,8 @@ verifies, and every bad input refused in OpenAI's error shape with nothing writt
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +19,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from PIL import Image
 from sqlalchemy import text
 
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
@@ -455,3 +458,28 @@ async def test_malformed_requests_are_400_and_write_nothing(app_on: Factory) -> 
             error = answer.json()["error"]
             assert error["type"] == "invalid_request_error" and error["message"]
         assert await counts(app) == before
+
+
+async def test_an_image_sent_once_stays_in_the_context_of_the_responses_after(
+    app_on: Factory,
+) -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (40, 30), "red").save(png, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+    async with app_on("embedded") as app, sdk_for(app, "ada") as sdk:
+        first = await sdk.responses.create(
+            model="mock-chat",
+            input=[{"role": "user", "content": [
+                {"type": "input_text", "text": "what is this"},
+                {"type": "input_image", "image_url": url},
+            ]}],
+        )  # fmt: skip
+        assert "Image 1 is 40x30." in first.output_text
+        later = await sdk.responses.create(
+            model="mock-chat", previous_response_id=first.id, input="and again?"
+        )
+        assert "1 earlier turn " in later.output_text and "Image 1 is 40x30." in later.output_text
+        (sent,) = (await sdk.responses.input_items.list(first.id)).data
+        assert sent.type == "message"
+        image = sent.content[1]
+        assert image.type == "input_image" and image.file_id
