@@ -432,6 +432,8 @@ MALFORMED: list[Any] = [
                {"type": "function_call_output", "call_id": "c", "output": "o"}]},
     {"input": [{"type": "function_call_output", "call_id": "c", "output": 7}]},
     {"input": "hi", "metadata": {"k" * 65: "v"}},
+    {"input": "hi", "metadata": {"k": "v" * 513}},
+    {"input": "hi", "metadata": {f"k{n}": "v" for n in range(17)}},
     {"input": "hi", "tool_choice": {"type": "web_search"}},
     {"input": "hi", "tool_choice": "sometimes"},
     {"input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}},
