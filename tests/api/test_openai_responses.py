@@ -485,3 +485,25 @@ async def test_an_image_sent_once_stays_in_the_context_of_the_responses_after(
         assert sent.type == "message"
         image = sent.content[1]
         assert image.type == "input_image" and image.file_id
+
+
+async def test_deleting_a_response_leaves_the_conversation_it_joined(app_on: Factory) -> None:
+    async with app_on("embedded") as app, sdk_for(app, "ada") as sdk:
+        conversation = await sdk.conversations.create()
+        joined = await sdk.responses.create(
+            model="mock-chat", input="hello", conversation=conversation.id
+        )
+        await sdk.responses.delete(joined.id)
+        with pytest.raises(openai.NotFoundError):
+            await sdk.responses.retrieve(joined.id)
+        assert (await sdk.conversations.retrieve(conversation.id)).id == conversation.id
+        assert (await sdk.conversations.items.list(conversation.id)).data == []
+        # One that started its own conversation takes it along once nothing is left in it.
+        alone = await sdk.responses.create(model="mock-chat", input="alone")
+        after = await sdk.responses.create(
+            model="mock-chat", input="more", previous_response_id=alone.id
+        )
+        await sdk.responses.delete(alone.id)
+        assert await app.count("SELECT count(*) FROM conversations") == 2
+        await sdk.responses.delete(after.id)
+        assert await app.count("SELECT count(*) FROM conversations") == 1

@@ -170,10 +170,14 @@ def _pending(image: Mapping[str, Any], param: str) -> PendingImage:
 
 
 async def delete_response(services: Services, caller: Caller, task: Task) -> None:
-    """Delete a response: its task with its messages and files (and its conversation when it
-    was its only turn). An unfinished one's worker is told to stop, and its key's slot freed."""
+    """Delete a response: its task with its messages and files, and the conversation it
+    started when nothing else is left in it (a conversation it was asked to join stays). An
+    unfinished one's worker is told to stop, and its key's slot freed."""
+    joined = (task.response or {}).get("conversation")
     async with services.db.session() as session:
-        deleted = await store.delete_task(session, task.id, tenant=caller.tenant)
+        deleted = await store.delete_task(
+            session, task.id, tenant=caller.tenant, drop_empty_conversation=not joined
+        )
     if task.status in UNFINISHED_STATUSES:
         try:
             await stop_task(services, task.id, DELETED)

@@ -59,13 +59,16 @@ async def conversation_state(
 class DeletedTask:
     # Its files' bytes, for the storage to forget.
     file_keys: list[str]
-    # Whether its conversation went with it (it was the conversation's only task).
+    # Whether its conversation went with it (nothing else was left in it).
     conversation_deleted: bool
 
 
-async def delete_task(session: AsyncSession, task_id: str, *, tenant: str) -> DeletedTask:
-    """Delete the tenant's task with its messages and files' records (ON DELETE CASCADE), and
-    its conversation when no other task is left in it, in one transaction."""
+async def delete_task(
+    session: AsyncSession, task_id: str, *, tenant: str, drop_empty_conversation: bool
+) -> DeletedTask:
+    """Delete the tenant's task with its messages and files' records (ON DELETE CASCADE), in
+    one transaction; with `drop_empty_conversation`, its conversation too when no task and no
+    message is left in it."""
     async with session.begin():
         task = await session.execute(
             one_of(select(Task.conversation_id), Task, task_id, tenant=tenant)
@@ -88,9 +91,12 @@ async def delete_task(session: AsyncSession, task_id: str, *, tenant: str) -> De
         )
         file_keys = list(keys)
         await session.execute(delete(Task).where(Task.id == task_id))
-        others = await session.scalar(
-            select(exists().where(Task.conversation_id == conversation_id))
+        empty = drop_empty_conversation and not await session.scalar(
+            select(
+                exists().where(Task.conversation_id == conversation_id)
+                | exists().where(Message.conversation_id == conversation_id)
+            )
         )
-        if not others:
+        if empty:
             await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
-    return DeletedTask(file_keys, conversation_deleted=not others)
+    return DeletedTask(file_keys, conversation_deleted=empty)
