@@ -1,0 +1,75 @@
+"""A background response's stream under faults, with real processes, through the official SDK: read
+on one gateway until a few pieces of its reply came, then the worker running it SIGKILLed and
+Redis restarted empty (its event log gone with it); resumed on another gateway with
+`starting_after`, the stream goes on from where the reader was: no number missed or repeated, and
+the joined text is the response's `output_text`, made by the attempt that replaced the killed one.
+
+The report of what became of the response ends the test (lost and doubled must be 0)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import openai
+from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
+
+from tests.support.faults import MakeSystem
+from tests.support.processes import Background
+from tests.support.services import query
+
+
+def client(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0)
+
+
+def test_a_stream_resumes_on_another_gateway_after_its_worker_died_and_redis_was_emptied(
+    make_system: MakeSystem, postgres_url: str, redis_prefix: str, redis_server: Background
+) -> None:
+    system = make_system(
+        database_url=postgres_url, redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
+        redis_prefix=redis_prefix, AITASKS_MOCK_LATENCY_MS="5000",
+        AITASKS_SSE_HEARTBEAT_SECONDS="1",
+    )  # fmt: skip
+    _, one_url = system.gateway()
+    _, two_url = system.gateway()
+    doomed = system.worker()
+    with client(one_url) as one, client(two_url) as two:
+        stream = one.responses.create(
+            model="mock-chat", input="a story to outlive its worker", stream=True, background=True
+        )
+        first: list[Any] = []
+        for event in stream:
+            first.append(event)
+            if sum(isinstance(e, ResponseTextDeltaEvent) for e in first) == 3:
+                break
+        stream.close()
+        response_id = first[0].response.id
+        task_id = response_id.removeprefix("resp_")
+
+        doomed.kill()  # SIGKILL, mid-reply
+        redis_server.kill()
+        time.sleep(0.5)
+        redis_server.start()  # back, and empty: the response's event log is gone
+        system.worker()
+
+        rest = list(
+            two.responses.retrieve(
+                response_id, stream=True, starting_after=first[-1].sequence_number
+            )
+        )
+        events = first + rest
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        assert isinstance(events[-1], ResponseCompletedEvent)
+        final = two.responses.retrieve(response_id)
+        text = "".join(e.delta for e in events if isinstance(e, ResponseTextDeltaEvent))
+        assert final.status == "completed" and text == final.output_text
+        assert text.startswith('Mock reply to "a story to outlive its worker')
+        ((attempts,),) = query(
+            system.database_url, f"SELECT attempts FROM tasks WHERE id = '{task_id}'"
+        )
+        assert attempts >= 2  # run again after the kill, not finished by the killed worker
+
+    report = system.report([task_id], within=30)
+    assert report.succeeded == 1 and not report.lost and not report.doubled
+    print(f"stream resumed after {first[-1].sequence_number} of {len(events)} events; {report}")
