@@ -507,3 +507,24 @@ async def test_deleting_a_response_leaves_the_conversation_it_joined(app_on: Fac
         assert await app.count("SELECT count(*) FROM conversations") == 2
         await sdk.responses.delete(after.id)
         assert await app.count("SELECT count(*) FROM conversations") == 1
+
+
+async def test_a_keys_tasks_in_flight_limit_counts_responses(app_on: Factory) -> None:
+    async with app_on("redis") as app:
+        headers = await app.key("carl", max_inflight=1)
+        sdk = openai.AsyncOpenAI(
+            base_url="http://testserver/openai/v1", max_retries=0,
+            api_key=headers["Authorization"].removeprefix("Bearer "),
+            http_client=httpx.AsyncClient(transport=app.http._transport, timeout=30),
+        )  # fmt: skip
+        slow = await sdk.responses.create(
+            model="mock-chat", input="[latency:3000] slow", background=True
+        )
+        before = await counts(app)
+        with pytest.raises(openai.RateLimitError):
+            await sdk.responses.create(model="mock-chat", input="one more", background=True)
+        assert await counts(app) == before
+        await sdk.responses.cancel(slow.id)  # its slot is free again
+        again = await sdk.responses.create(model="mock-chat", input="one more", background=True)
+        assert (await until_ended(sdk, again.id)).status == "completed"
+        await sdk.close()
