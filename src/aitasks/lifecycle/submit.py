@@ -18,13 +18,14 @@ from typing import Any
 from aitasks import metrics, telemetry
 from aitasks.auth.caller import Caller
 from aitasks.config import Settings
-from aitasks.errors import InvalidRequest, PayloadTooLarge, QueueFull, RedisUnavailable
+from aitasks.errors import InvalidRequest, PayloadTooLarge, RedisUnavailable
 from aitasks.events.base import STATUS
 from aitasks.lifecycle import placement
 from aitasks.lifecycle.admission import admit, confirm, unadmit
+from aitasks.lifecycle.backpressure import refuse_when_full
 from aitasks.lifecycle.chat_input import ChatTurn
 from aitasks.limits.tokens import chat_estimate
-from aitasks.priority import Lane, priority_lanes
+from aitasks.priority import Lane
 from aitasks.routing import ModelKind
 from aitasks.services import Services
 from aitasks.store import tasks as store
@@ -33,9 +34,6 @@ from aitasks.store.tasks import Callback, Owner
 from aitasks.webhooks.targets import check_url
 
 log = logging.getLogger(__name__)
-
-# How long a client told "queue full" should wait before trying again, in seconds.
-QUEUE_FULL_RETRY_AFTER = 5
 
 
 def _holds_lone_surrogate(value: object) -> bool:
@@ -84,23 +82,6 @@ def callback_of(
         return None
     checked = check_url(url, allow_private=settings.webhook_allow_private)
     return Callback(url=checked, events=sorted(set(events or ())))
-
-
-async def _refuse_when_full(services: Services, queue: str, lane: Lane) -> None:
-    """Backpressure: a queue past its depth limit takes no more until workers catch up. The
-    batch lane is counted apart from the others, so a large batch waiting never refuses
-    interactive work (see `priority_lanes`)."""
-    limit = services.settings.max_queue_depth
-    try:
-        depth = await services.queue.depth(queue, priority_lanes(lane))
-    except RedisUnavailable:
-        return  # the task is still stored, and runs once the queue is back
-    if depth >= limit:
-        raise QueueFull(
-            f"queue {queue!r} holds {depth} tasks, its limit is {limit}; retry later",
-            retry_after=QUEUE_FULL_RETRY_AFTER,
-            limit=limit,
-        )
 
 
 @telemetry.traced("aitasks.submit")
@@ -183,7 +164,9 @@ async def submit_task(
             )
         if earlier is not None:
             return earlier, False
-    await _refuse_when_full(services, spec.queue, scheduled.placement.lane)
+    await refuse_when_full(
+        services.queue, spec.queue, scheduled.placement.lane, services.settings.max_queue_depth
+    )
     key = caller.key
     task_id = new_id()
     if key is not None:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from aitasks.errors import (
     Conflict,
@@ -38,9 +38,8 @@ from aitasks.store.models import (
 )
 from aitasks.store.paging import newest_first
 from aitasks.store.scope import get_owned, one_of, owned_by
+from aitasks.store.submit_batch import TITLE_CHARS, FirstTurn, write_first_turn
 from aitasks.store.webhooks import add_delivery
-
-TITLE_CHARS = 80
 
 INSERT_CONVERSATION = insert(table_of(Conversation))
 INSERT_TASK = insert(table_of(Task))
@@ -54,61 +53,6 @@ TASK_FIELDS = (
     "priority", "weight", "expires_at", "timeout_seconds", "response",
 )  # fmt: skip
 UNSCHEDULED = {"priority": "default", "weight": 1, "expires_at": None, "timeout_seconds": None}
-
-
-def _first_turn_statement() -> Insert:
-    """A new conversation, its first task and the user's message as one PostgreSQL statement
-    (data-modifying CTEs): atomic by itself, so it needs no BEGIN and COMMIT around it, and the
-    foreign keys between the three rows are checked at its end. One round trip, not five."""
-    conversations, tasks, messages = table_of(Conversation), table_of(Task), table_of(Message)
-
-    def bind(column: Any, key: str | None = None) -> Any:
-        # Prefixed: a bind parameter may not be named like a column of its INSERT.
-        return bindparam(f"p_{key or column.name}", type_=column.type)
-
-    now = bind(tasks.c.created_at, "now")
-    conversation = (
-        insert(conversations)
-        .values(
-            id=bind(conversations.c.id, "conversation_id"),
-            tenant=bind(conversations.c.tenant),
-            title=bind(conversations.c.title),
-            turns=1,
-            created_at=now,
-            updated_at=now,
-        )
-        .cte("new_conversation")
-    )
-    task = (
-        insert(tasks)
-        .values(
-            {name: bind(tasks.c[name]) for name in TASK_FIELDS}
-            | {
-                "conversation_id": bind(tasks.c.conversation_id),
-                "turn": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        .cte("new_task")
-    )
-    return (
-        insert(messages)
-        .values(
-            conversation_id=bind(messages.c.conversation_id),
-            turn=1,
-            role=Role.USER.value,
-            content=bind(messages.c.content, "prompt"),
-            files=[],
-            data=bind(messages.c.data, "input"),
-            task_id=bind(messages.c.task_id, "id"),
-            created_at=now,
-        )
-        .add_cte(conversation, task)
-    )
-
-
-FIRST_TURN = _first_turn_statement()
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +179,11 @@ async def _insert_task(
     """
     now = utcnow()
     prompt, tenant = values["prompt"], values["tenant"]
-    if (
-        conversation_id is None
-        and idempotency_key is None
-        and not files
-        and _is_postgresql(session)
-    ):
-        return await _insert_first_turn(session, values, now)
+    engine = session.bind
+    grouped = isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql"
+    if conversation_id is None and not files and grouped:
+        assert isinstance(engine, AsyncEngine)
+        return await _insert_first_turn(engine, values, now, idempotency_key, request_hash)
     async with session.begin():
         if conversation_id is None:
             conversation_id, turn = new_id(), 1
@@ -307,22 +249,22 @@ async def _insert_task(
     return Task(**row)
 
 
-def _is_postgresql(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-async def _insert_first_turn(session: AsyncSession, values: dict[str, Any], now: datetime) -> Task:
-    """The most common submit, a new conversation's first turn, as `FIRST_TURN`."""
+async def _insert_first_turn(
+    engine: AsyncEngine,
+    values: dict[str, Any],
+    now: datetime,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> Task:
+    """The most common submit, a new conversation's first turn, written with the others
+    submitted meanwhile (`submit_batch`): answered once its rows are committed."""
     conversation_id = new_id()
-    params = {
-        **values,
-        "conversation_id": conversation_id,
-        "title": values["prompt"][:TITLE_CHARS],
-        "now": now,
-    }
-    # One statement is its own transaction: no BEGIN, no COMMIT.
-    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    await session.execute(FIRST_TURN, {f"p_{name}": value for name, value in params.items()})
+    key = None
+    if idempotency_key is not None:
+        key = {"tenant": values["tenant"], "key": idempotency_key, "request_hash": request_hash,
+               "task_id": values["id"], "created_at": now}  # fmt: skip
+    turn = FirstTurn({**values, "conversation_id": conversation_id}, now, key)
+    await write_first_turn(engine, turn)
     return Task(**values, conversation_id=conversation_id, turn=1, created_at=now, updated_at=now)
 
 
@@ -332,8 +274,26 @@ READ_TASK = select(table_of(Task)).where(
 )
 
 
+# The same on PostgreSQL, for the driver itself: SQLAlchemy's work per statement (the compiled
+# cache's lookup, binding, the result's rows) cost several times the driver's.
+READ_TASK_SQL = (
+    f"SELECT {', '.join(table_of(Task).c.keys())} FROM tasks WHERE id = $1 AND tenant = $2"
+)
+
+
 async def read_task(connection: AsyncConnection, task_id: str, *, tenant: str) -> Task:
     """The tenant's task, for reading only: a detached row, not tracked by any session."""
+    if connection.dialect.name == "postgresql":
+        # asyncpg, with the JSON codecs SQLAlchemy set on the connection when it opened.
+        driver = (await connection.get_raw_connection()).driver_connection
+        try:
+            found = await driver.fetchrow(READ_TASK_SQL, task_id, tenant)  # type: ignore[union-attr]
+        except Exception:
+            found = None  # read again below, where SQLAlchemy tells an outage from the rest
+        else:
+            if found is None:
+                raise TaskNotFound(task_id)
+            return Task(**found)
     row = (await connection.execute(READ_TASK, {"task_id": task_id, "tenant": tenant})).first()
     if row is None:
         raise TaskNotFound(task_id)
