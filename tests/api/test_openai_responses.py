@@ -222,6 +222,13 @@ async def test_a_function_call_is_answered_in_a_second_response_with_previous_re
         context = json.loads(context) if isinstance(context, str) else context
         assert [m["role"] for m in context] == ["user", "assistant"]
         assert context[1]["tool_calls"][0]["id"] == call.call_id
+        # Another answer to the same call, from the same response: a branch of its own.
+        branch = await sdk.responses.create(
+            model="mock-chat", previous_response_id=asked.id, tools=[WEATHER],  # type: ignore[list-item]
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rainy"}],
+        )  # fmt: skip
+        assert 'the tool results "rainy"' in branch.output_text
+        assert "sunny" not in branch.output_text
         # The chain goes on: the next response sees both earlier turns.
         third = await sdk.responses.create(
             model="mock-chat", previous_response_id=answered.id, input="thanks"

@@ -152,6 +152,9 @@ class ChatTurn:
     context: list[dict[str, Any]] | None = None
     # The records of the new images stored (`store`), written with the task.
     new_files: list[dict[str, Any]] = field(default_factory=list)
+    # Tool results answer the calls of the context's last reply, even in a conversation (a
+    # response continuing an earlier one than its conversation's latest).
+    results_answer_context: bool = False
 
     def __post_init__(self) -> None:
         self._check_tools()
@@ -232,7 +235,7 @@ class ChatTurn:
             await self._check_images(services, caller, spec, images)
         self._check_context_results()
         if self.tool_results:
-            if conversation_id is not None:
+            if conversation_id is not None and not self.results_answer_context:
                 async with services.db.session() as session:
                     calls = await pending_tool_calls(session, conversation_id, tenant=caller.tenant)
             else:

@@ -81,6 +81,8 @@ async def create_response(
     # The instructions, what it continues, then the client's earlier items (its own input).
     before = [*instructions, *lifecycle.as_context(prior.messages, "previous_response_id")]
     turn.context = [*before, *own[len(instructions) :]]
+    # Its results answer the calls of the reply it continues (the context is explicit).
+    turn.results_answer_context = True
     kept = echo(body) | {"input_from": len(before)}
     refuse_lone_surrogates(kept.items())  # what only the response keeps is checked here
     task, _ = await submit_task(
