@@ -162,7 +162,7 @@ async def test_a_reply_made_again_after_some_went_out_ends_in_stream_interrupted
 ) -> None:
     async with sdk(app) as client:
         stream = await client.responses.create(
-            model="mock-chat", input="midway [fail-after:4]", stream=True
+            model="mock-chat", input="midway [fail-after:4] [latency:2000]", stream=True
         )
         events = [event async for event in stream]
         *before, error = events
