@@ -45,6 +45,8 @@ class Prior:
 
     conversation_id: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
+    # The request's field it comes from, for errors about its messages.
+    param: str = "previous_response_id"
 
 
 async def read_response(
@@ -131,7 +133,7 @@ async def prior_of_conversation(services: Services, caller: Caller, conversation
         messages.append({"role": "system", "content": state.system_prompt})
     for message in state.messages:
         messages.extend(stored_messages(message))
-    return Prior(conversation_id, messages)
+    return Prior(conversation_id, messages, param="conversation")
 
 
 def stored_messages(message: Message) -> list[dict[str, Any]]:

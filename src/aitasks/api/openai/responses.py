@@ -79,7 +79,7 @@ async def create_response(
     own = turn.context or []
     instructions = own[:1] if body.instructions else []
     # The instructions, what it continues, then the client's earlier items (its own input).
-    before = [*instructions, *lifecycle.as_context(prior.messages, "previous_response_id")]
+    before = [*instructions, *lifecycle.as_context(prior.messages, prior.param)]
     turn.context = [*before, *own[len(instructions) :]]
     # Its results answer the calls of the reply it continues (the context is explicit).
     turn.results_answer_context = True
