@@ -177,6 +177,25 @@ async def test_a_reply_made_again_after_some_went_out_ends_in_stream_interrupted
         assert skeleton(before[:3] + rest) == skeleton(await resumed(client, response_id, None))
 
 
+async def test_a_reader_resuming_among_items_is_told_when_the_reply_is_made_again(
+    app: KeyedApp,
+) -> None:
+    async with sdk(app) as client:
+        slow = await client.responses.create(
+            model="mock-chat", input="midway [fail-after:12] [latency:3000]", background=True
+        )
+        await until_in_progress(client, slow.id)
+        # A reader that had items up to 4 (on an earlier connection) while the first attempt
+        # streams: the second attempt's items would not follow on from its, so it is told.
+        *events, error = await resumed(client, slow.id, 4)
+        assert isinstance(error, ResponseErrorEvent) and error.code == "stream_interrupted"
+        assert [e.sequence_number for e in events] == list(range(5, 5 + len(events)))
+        assert error.sequence_number == (events[-1].sequence_number if events else 4)
+        rest = await resumed(client, slow.id, 2)
+        final = await client.responses.retrieve(slow.id)
+        assert final.status == "completed" and joined(rest) == final.output_text
+
+
 async def all_of(stream: Any) -> list[Any]:
     return [event async for event in await stream]
 
