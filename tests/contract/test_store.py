@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 
 from aitasks.errors import ConversationNotFound, InvalidRequest, TaskNotFound
 from aitasks.routing import ModelTable
-from aitasks.store import claims, webhooks
+from aitasks.store import claims, finishes, webhooks
 from aitasks.store import conversations as history
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
@@ -111,7 +111,7 @@ async def test_a_turn_submitted_while_the_earlier_one_finishes_is_not_left_waiti
             update(Task).where(Task.id == first.id).values(status=TaskStatus.SUCCESS)
         )
         looked = {"conversation_id": first.conversation_id, "turn": first.turn}
-        assert (await finishing.execute(claims.NEXT_TURN, looked)).first() is None
+        assert (await finishing.execute(finishes.NEXT_TURN, looked)).first() is None
         second = await submit(db, first.conversation_id)
         claiming = asyncio.ensure_future(claim(db, second.id))
         await asyncio.sleep(0.3)

@@ -14,6 +14,7 @@ it. The gateway's own events (PENDING at submit, CANCELLED) carry no fence.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +79,16 @@ class Fence:
         return Fence(self.run, ENDED_ATTEMPT)
 
 
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One `append_many` call, as `append_batch` takes several."""
+
+    task_id: str
+    events: list[tuple[str, dict[str, Any]]]
+    first: bool = True
+    fence: Fence | None = None
+
+
 class EventLog(ABC):
     async def append(self, task_id: str, event_type: str, data: dict[str, Any]) -> str | None:
         """Add one unfenced event (the gateway's own) to the task's log; returns its id, or None
@@ -99,6 +110,20 @@ class EventLog(ABC):
         one, or a `done` since the last reset; otherwise it becomes the log's fence. `first=False`
         says an earlier call already started this log (its expiry is set; a `done` event still
         shortens it). Events after a `done` in the same call are dropped."""
+
+    async def append_batch(self, appends: Sequence[Append]) -> list[list[str] | Exception]:
+        """Several `append_many`s (of different tasks) at once: in one round trip where the log
+        can (a pipeline on Redis). Each gives what its `append_many` would, or the error that
+        stopped it, alone."""
+        results: list[list[str] | Exception] = []
+        for a in appends:
+            try:
+                results.append(
+                    await self.append_many(a.task_id, a.events, first=a.first, fence=a.fence)
+                )
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     @abstractmethod
     async def read(self, task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:

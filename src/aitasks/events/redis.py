@@ -9,6 +9,7 @@ nothing can be appended between a newer claim's fence and the check of an older 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -18,6 +19,7 @@ from aitasks.events.base import (
     ENDED_ATTEMPT,
     FINISHED_LOG_TTL,
     MAX_EVENTS,
+    Append,
     Event,
     EventLog,
     Fence,
@@ -97,20 +99,54 @@ class RedisEventLog(EventLog):
         first: bool = True,
         fence: Fence | None = None,
     ) -> list[str]:
+        keys, args = self._script_call(Append(task_id, events, first, fence))
+        ids: Any = await redis_call(lambda: self._append(keys=keys, args=args))
+        return [str(event_id) for event_id in ids]
+
+    async def append_batch(self, appends: Sequence[Append]) -> list[list[str] | Exception]:
+        # One pipeline of EVALSHAs; one that finds the script missing (Redis restarted) is sent
+        # again alone once the script is loaded, so none is written twice.
+        calls = [self._script_call(a) for a in appends]
+
+        async def send() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+                return list(await pipe.execute(raise_on_error=False))
+
+        answers = await redis_call(send)
+        results: list[list[str] | Exception] = []
+        for (keys, args), answer in zip(calls, answers, strict=True):
+            if isinstance(answer, redis_errors.NoScriptError):
+                try:
+                    answer = await self._append_alone(keys, args)
+                except Exception as exc:
+                    answer = exc
+            if isinstance(answer, Exception):
+                results.append(answer)
+            else:
+                results.append([str(event_id) for event_id in answer])
+        return results
+
+    async def _append_alone(self, keys: list[str], args: list[Any]) -> Any:
+        return await redis_call(lambda: self._append(keys=keys, args=args))
+
+    def _script_call(self, a: Append) -> tuple[list[str], list[Any]]:
+        """The APPEND script's keys and arguments for one call."""
         # Every log expires; a finished task's sooner, once nobody is likely to read it. The
         # expiry is set by a log's first write and shortened by its `done`: the writes between
         # (a long reply's many deltas) need not send it again.
-        keys = [events_key(self.prefix, task_id), events_fence_key(self.prefix, task_id)]
+        fence = a.fence
+        keys = [events_key(self.prefix, a.task_id), events_fence_key(self.prefix, a.task_id)]
         args: list[Any] = [
-            EVENT_TYPE_FIELD, EVENT_DATA_FIELD, MAX_EVENTS, "1" if first else "0",
+            EVENT_TYPE_FIELD, EVENT_DATA_FIELD, MAX_EVENTS, "1" if a.first else "0",
             LIVE_EVENTS_TTL_SECONDS, FINISHED_LOG_TTL,
             "" if fence is None else fence.run, "" if fence is None else fence.attempt,
             DONE, ENDED_ATTEMPT,
         ]  # fmt: skip
-        for event_type, data in events:
+        for event_type, data in a.events:
             args += [event_type, json.dumps(data, ensure_ascii=False)]
-        ids: Any = await redis_call(lambda: self._append(keys=keys, args=args))
-        return [str(event_id) for event_id in ids]
+        return keys, args
 
     async def read(self, task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:
         key = events_key(self.prefix, task_id)

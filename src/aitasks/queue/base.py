@@ -92,6 +92,11 @@ class TaskQueue(ABC):
     async def ack(self, delivery: Delivery) -> None:
         """Finish with a delivery for good."""
 
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Finish with several deliveries for good, in one round trip where the queue can."""
+        for delivery in deliveries:
+            await self.ack(delivery)
+
     @abstractmethod
     async def depth(self, queue: str, lanes: Sequence[Lane] | None = None) -> int:
         """How many entries the queue holds, delivered or not; with `lanes`, those delivered

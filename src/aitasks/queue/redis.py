@@ -84,6 +84,9 @@ class RedisStreamQueue(TaskQueue):
         self._reclaim_from: dict[str, str] = {}
         # Which queue a read of several starts at, turning each call so none waits behind another.
         self._turn = 0
+        # Sent by their SHA (EVALSHA), loaded when Redis lacks them: not the whole text each call.
+        self._take_script = redis.register_script(TAKE_SCRIPT)
+        self._publish_script = redis.register_script(PUBLISH_SCRIPT)
 
     @classmethod
     def from_url(
@@ -123,11 +126,8 @@ class RedisStreamQueue(TaskQueue):
         entries = [f"{task_id}|{trace or ''}|{placement.weight}" for task_id, trace in tasks]
         for start in range(0, len(entries), PUBLISH_CHUNK):
             chunk = entries[start : start + PUBLISH_CHUNK]
-            await redis_call(
-                lambda chunk=chunk: self.redis.eval(  # type: ignore[misc]
-                    PUBLISH_SCRIPT, len(keys), *keys, lane, tenant, *chunk
-                )
-            )
+            args = [lane, tenant, *chunk]
+            await redis_call(lambda args=args: self._publish_script(keys=keys, args=args))  # type: ignore[misc]
 
     async def receive(
         self,
@@ -195,10 +195,9 @@ class RedisStreamQueue(TaskQueue):
                 )
             ]  # fmt: skip
             bases = [queue_key_base(self.prefix, queue) for queue in queues]
+            args = [CONSUMER_GROUP, consumer, wanted, allowed, *bases]
             answer: Any = await redis_call(
-                lambda keys=keys, bases=bases, wanted=wanted: self.redis.eval(  # type: ignore[misc]
-                    TAKE_SCRIPT, len(keys), *keys, CONSUMER_GROUP, consumer, wanted, allowed, *bases
-                )
+                lambda keys=keys, args=args: self._take_script(keys=keys, args=args)  # type: ignore[misc]
             )
             read, bells = answer
             deliveries += [
@@ -285,15 +284,22 @@ class RedisStreamQueue(TaskQueue):
         )
 
     async def ack(self, delivery: Delivery) -> None:
-        key = self._key(delivery.queue)
+        await self.ack_many([delivery])
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for delivery in deliveries:
+            by_stream.setdefault(self._key(delivery.queue), []).append(delivery.message_id)
 
         async def ack_and_delete() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xack(key, CONSUMER_GROUP, delivery.message_id)
-                pipe.xdel(key, delivery.message_id)  # keeps the stream as short as its backlog
+                for key, ids in by_stream.items():
+                    pipe.xack(key, CONSUMER_GROUP, *ids)
+                    pipe.xdel(key, *ids)  # keeps the stream as short as its backlog
                 await pipe.execute()
 
-        await redis_call(ack_and_delete)
+        if by_stream:
+            await redis_call(ack_and_delete)
 
     async def depth(self, queue: str, lanes: Sequence[Lane] | None = None) -> int:
         key, state = self._key(queue), lanes_key(self.prefix, queue)

@@ -8,22 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from aitasks.priority import Placement, QueuedTask
+from aitasks.priority import QueuedTask
 from aitasks.store import deadlines
 from aitasks.store.conversations import ContextHeader, header_of
+from aitasks.store.finishes import (
+    QUEUED,
+    Finished,
+    NewFile,
+    complete_task,
+    fail_task,
+    next_waiting_turn,
+    queued_task,
+)
 from aitasks.store.models import (
     UNFINISHED_STATUSES,
     Conversation,
-    Message,
-    Role,
-    StoredFile,
     Task,
     TaskStatus,
     Timestamp,
@@ -31,6 +37,16 @@ from aitasks.store.models import (
     utcnow,
 )
 from aitasks.store.webhooks import add_delivery
+
+__all__ = [  # the finishing side lives in `finishes.py`; these names are the worker's from here
+    "QUEUED",
+    "Finished",
+    "NewFile",
+    "complete_task",
+    "fail_task",
+    "next_waiting_turn",
+    "queued_task",
+]
 
 
 class ClaimOutcome(Enum):
@@ -58,8 +74,6 @@ class Claim:
 # The worker's hot-path statements run as Core on the session's connection: the ORM's unit of
 # work (flush, identity map, bulk-update evaluation) cost more CPU per task than the SQL itself.
 TASKS = table_of(Task)
-MESSAGES = table_of(Message)
-FILES = table_of(StoredFile)
 CONVERSATIONS = table_of(Conversation)
 
 
@@ -73,10 +87,11 @@ def earlier_turn_unfinished() -> Any:
     )
 
 
-def _claim_statement() -> Any:
-    """The claim's UPDATE, built once with bound parameters: building the expression (its NOT
-    EXISTS most of all) cost more Python time per task than running it. It returns the task and
-    its conversation's context header, so a chat turn needs no second transaction to start."""
+def _claim_statement(which: Any) -> Any:
+    """The claim's UPDATE of the tasks `which` picks, built once with bound parameters: building
+    the expression (its NOT EXISTS most of all) cost more Python time per task than running it.
+    It returns the tasks and their conversations' context headers, so a chat turn needs no second
+    transaction to start."""
     now = bindparam("now", type_=Timestamp)
     conversation = TASKS.c.conversation_id == CONVERSATIONS.c.id
 
@@ -86,7 +101,7 @@ def _claim_statement() -> Any:
     return (
         update(TASKS)
         .where(
-            TASKS.c.id == bindparam("task_id"),
+            which,
             or_(
                 TASKS.c.status == TaskStatus.PENDING,
                 and_(TASKS.c.status == TaskStatus.RUNNING, TASKS.c.lease_until < now),
@@ -110,10 +125,16 @@ def _claim_statement() -> Any:
     )
 
 
-CLAIM = _claim_statement()
+CLAIM = _claim_statement(TASKS.c.id == bindparam("task_id"))
+# Many at once (the deliveries of one receive). Rows are locked in the index's order of the ids,
+# so two workers claiming overlapping sets (a redelivered entry) wait on each other, never in a
+# cycle.
+CLAIM_MANY = _claim_statement(TASKS.c.id.in_(bindparam("task_ids", expanding=True)))
 TASK_COLUMNS = tuple(column.key for column in TASKS.c)
 # Why a claim failed: the task's status, and where it stands in its conversation.
-STATE = select(Task.status, Task.conversation_id, Task.turn).where(Task.id == bindparam("task_id"))
+STATES = select(TASKS.c.id, TASKS.c.status, TASKS.c.conversation_id, TASKS.c.turn).where(
+    TASKS.c.id.in_(bindparam("task_ids", expanding=True))
+)
 # An earlier turn still unfinished; FOR SHARE waits for a transaction finishing one (PostgreSQL;
 # SQLite has one writer at a time, so there is none to wait for).
 EARLIER_UNFINISHED = (
@@ -128,86 +149,102 @@ EARLIER_UNFINISHED = (
 )
 
 
-# The terminal UPDATE; its SET columns come from the parameters, so success and failure share it.
-FINISH = update(TASKS).where(
-    TASKS.c.id == bindparam("held_id"),
-    TASKS.c.worker_id == bindparam("held_worker"),
-    TASKS.c.attempts == bindparam("held_attempts"),
-    TASKS.c.status == TaskStatus.RUNNING,
-)
-ADD_MESSAGE = insert(MESSAGES)
-ADD_FILES = insert(FILES)
-# What a task is published with: `QueuedTask`'s fields.
-QUEUED = (TASKS.c.id, TASKS.c.queue, TASKS.c.priority, TASKS.c.tenant, TASKS.c.weight)
-NEXT_TURN = (
-    select(*QUEUED)
-    .where(
-        TASKS.c.conversation_id == bindparam("conversation_id"),
-        TASKS.c.turn > bindparam("turn"),
-        TASKS.c.status == TaskStatus.PENDING,
-    )
-    .order_by(TASKS.c.turn)
-    .limit(1)
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """A task's outcome was written; `next_turn` is its conversation's next turn that waited on
-    it, to publish now (None when no turn waits)."""
-
-    next_turn: QueuedTask | None = None
-
-
 async def claim_task(
     session: AsyncSession, task_id: str, *, worker_id: str, lease_seconds: float
 ) -> Claim:
-    """Take a task for this worker with one conditional update, so only one worker ever wins.
+    """Take one task for this worker (see `claim_tasks`)."""
+    return (
+        await claim_tasks(session, [task_id], worker_id=worker_id, lease_seconds=lease_seconds)
+    )[0]
+
+
+async def claim_tasks(
+    session: AsyncSession, task_ids: Sequence[str], *, worker_id: str, lease_seconds: float
+) -> list[Claim]:
+    """Take tasks for this worker with one conditional update, so only one worker ever wins
+    each; one `Claim` per id, in order (an id given twice is claimed once, the later one BUSY).
 
     A task can be taken when it is `PENDING`, or `RUNNING` under a lease that ran out (its worker
     died), and no earlier turn of its conversation is still unfinished.
     """
     now = utcnow()
-    values = {
-        "task_id": task_id,
+    values: dict[str, Any] = {
         "now": now,
         "worker_id": worker_id,
         "lease_until": now + timedelta(seconds=lease_seconds),
     }
+    unique = list(dict.fromkeys(task_ids))
     async with session.begin():
         connection = await session.connection()
-        # The claimed row comes back with the update itself: one statement, not two.
-        row = (await connection.execute(CLAIM, values)).first()
+        # The claimed rows come back with the update itself: one statement for all of them.
+        if len(unique) == 1:
+            rows = (await connection.execute(CLAIM, {**values, "task_id": unique[0]})).all()
+        else:
+            rows = (await connection.execute(CLAIM_MANY, {**values, "task_ids": unique})).all()
+        claimed = {row._mapping["id"]: row for row in rows}
+        missed = [task_id for task_id in unique if task_id not in claimed]
+        found: dict[str, Claim] = {}
+        if missed:
+            found = await _why_not(session, connection, missed, values)
+        for task_id, row in claimed.items():
+            found[task_id] = await _claimed(session, connection, row, now)
+    claims, seen = [], set()
+    for task_id in task_ids:
+        claims.append(found[task_id] if task_id not in seen else Claim(ClaimOutcome.BUSY))
+        seen.add(task_id)
+    return claims
+
+
+async def _why_not(
+    session: AsyncSession, connection: AsyncConnection, task_ids: list[str], values: dict[str, Any]
+) -> dict[str, Claim]:
+    """The claims of tasks the update did not take: finished or gone, held, or waiting on an
+    earlier turn (claimed after all when that turn was just finishing)."""
+    states = {
+        row[0]: row[1:]
+        for row in (await connection.execute(STATES, {"task_ids": task_ids})).all()
+    }  # fmt: skip
+    found: dict[str, Claim] = {}
+    for task_id in task_ids:
+        state = states.get(task_id)
+        if state is None or state[0] not in UNFINISHED_STATUSES:
+            found[task_id] = Claim(ClaimOutcome.FINISHED)
+            continue
+        if state[0] == TaskStatus.RUNNING:
+            found[task_id] = Claim(ClaimOutcome.BUSY)
+            continue
+        # An earlier turn looked unfinished. It may be finishing right now, in a transaction
+        # that looked for its next turn before this one was submitted: wait for its row lock
+        # and look again, or this turn would wait for the reconciler.
+        blocking = {"conversation_id": state[1], "turn": state[2]}
+        row = None
+        if (await session.execute(EARLIER_UNFINISHED, blocking)).first() is None:
+            row = (await connection.execute(CLAIM, {**values, "task_id": task_id})).first()
         if row is None:
-            found = (await session.execute(STATE, {"task_id": task_id})).first()
-            if found is None or found[0] not in UNFINISHED_STATUSES:
-                return Claim(ClaimOutcome.FINISHED)
-            if found[0] == TaskStatus.RUNNING:
-                return Claim(ClaimOutcome.BUSY)
-            # An earlier turn looked unfinished. It may be finishing right now, in a transaction
-            # that looked for its next turn before this one was submitted: wait for its row lock
-            # and look again, or this turn would wait for the reconciler.
-            blocking = {"conversation_id": found[1], "turn": found[2]}
-            if (await session.execute(EARLIER_UNFINISHED, blocking)).first() is not None:
-                return Claim(ClaimOutcome.WAITING)
-            row = (await connection.execute(CLAIM, values)).first()
-            if row is None:
-                return Claim(ClaimOutcome.WAITING)
-        fields = row._mapping
-        # A plain (transient) Task: the worker only reads it, and the ORM's loading cost more
-        # than the claim's SQL.
-        task = Task(**{name: fields[name] for name in TASK_COLUMNS})
-        if deadlines.overdue(task, now):
-            await deadlines.expire_claimed(session, connection, task, now)
-            return Claim(ClaimOutcome.EXPIRED, task, None, await next_waiting_turn(session, task))
-        if task.attempts == 1:
-            add_delivery(
-                session, task.id, task.callback_url, task.callback_events, TaskStatus.RUNNING
-            )
-        header = header_of(
-            fields["header_system_prompt"], fields["header_summary"], fields["header_summary_turn"]
-        )
-        return Claim(ClaimOutcome.CLAIMED, task, header)
+            found[task_id] = Claim(ClaimOutcome.WAITING)
+        else:
+            found[task_id] = await _claimed(session, connection, row, values["now"])
+    return found
+
+
+async def _claimed(
+    session: AsyncSession, connection: AsyncConnection, row: Any, now: datetime
+) -> Claim:
+    """The claim of a row the update took: the run to start, or its expiry when its first claim
+    came past its deadline (then it never ran)."""
+    fields = row._mapping
+    # A plain (transient) Task: the worker only reads it, and the ORM's loading cost more than
+    # the claim's SQL.
+    task = Task(**{name: fields[name] for name in TASK_COLUMNS})
+    if deadlines.overdue(task, now):
+        await deadlines.expire_claimed(session, connection, task, now)
+        return Claim(ClaimOutcome.EXPIRED, task, None, await next_waiting_turn(connection, task))
+    if task.attempts == 1:
+        add_delivery(session, task.id, task.callback_url, task.callback_events, TaskStatus.RUNNING)
+    header = header_of(
+        fields["header_system_prompt"], fields["header_summary"], fields["header_summary_turn"]
+    )
+    return Claim(ClaimOutcome.CLAIMED, task, header)
 
 
 def _held_by(task: Task, worker_id: str) -> Any:
@@ -234,92 +271,6 @@ async def renew_lease(
             .returning(Task.id)
         )
         return renewed.first() is not None
-
-
-@dataclass(frozen=True, slots=True)
-class NewFile:
-    """A file the worker has already put in storage, to be recorded with the task's result."""
-
-    id: str
-    content_type: str
-    size: int
-    storage_key: str
-
-
-async def complete_task(
-    session: AsyncSession,
-    task: Task,
-    *,
-    worker_id: str,
-    text: str,
-    files: Sequence[NewFile] = (),
-    usage: dict[str, int] | None = None,
-    served_model: str | None = None,
-    provider: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> Finished | None:
-    """Write the result and the assistant's message in one transaction (`data`: the reply's tool
-    calls and reasoning, kept in both).
-
-    Only the worker that holds the task can complete it; None means the lease was lost and
-    another worker owns the task now, so nothing was written.
-    """
-    now = utcnow()
-    result: dict[str, Any] = {"files": [f.id for f in files]} if files else {"text": text}
-    result.update(data or {})
-    async with session.begin():
-        values = {
-            "result": result,
-            "usage": usage,
-            "served_model": served_model or task.model,
-            "provider": provider or task.provider,
-        }
-        connection = await session.connection()
-        if not await _finish(session, connection, task, worker_id, TaskStatus.SUCCESS, values):
-            return None
-        if files:
-            await connection.execute(
-                ADD_FILES,
-                [
-                    {
-                        "id": f.id,
-                        "task_id": task.id,
-                        "content_type": f.content_type,
-                        "size": f.size,
-                        "storage_key": f.storage_key,
-                        "created_at": now,
-                    }
-                    for f in files
-                ],
-            )
-        await connection.execute(
-            ADD_MESSAGE,
-            {
-                "conversation_id": task.conversation_id,
-                "turn": task.turn,
-                "role": Role.ASSISTANT,
-                "content": text,
-                "files": [f.id for f in files],
-                "data": data or None,
-                "task_id": task.id,
-                "created_at": now,
-            },
-        )
-        return await _next_turn(connection, task)
-
-
-async def fail_task(
-    session: AsyncSession, task: Task, *, worker_id: str, error_type: str, message: str
-) -> Finished | None:
-    """Mark the task `FAILED` with its reason; None when another worker owns it now."""
-    error = {"type": error_type, "message": message, "attempts": task.attempts}
-    async with session.begin():
-        connection = await session.connection()
-        if not await _finish(
-            session, connection, task, worker_id, TaskStatus.FAILED, {"error": error}
-        ):
-            return None
-        return await _next_turn(connection, task)
 
 
 async def begin_attempt(
@@ -357,60 +308,6 @@ async def release_task(session: AsyncSession, task: Task, *, worker_id: str) -> 
             .returning(Task.id)
         )
         return released.first() is not None
-
-
-async def _finish(
-    session: AsyncSession,
-    connection: AsyncConnection,
-    task: Task,
-    worker_id: str,
-    status: TaskStatus,
-    values: dict[str, Any],
-) -> bool:
-    """Move a task this worker holds to a terminal status; False when it no longer holds it."""
-    now = utcnow()
-    finished = await connection.execute(
-        FINISH,
-        {
-            "held_id": task.id,
-            "held_worker": worker_id,
-            "held_attempts": task.attempts,
-            "status": status,
-            "lease_until": None,
-            "finished_at": now,
-            "updated_at": now,
-            **values,
-        },
-    )
-    if finished.rowcount != 1:
-        return False
-    add_delivery(session, task.id, task.callback_url, task.callback_events, status)
-    return True
-
-
-def queued_task(row: Any) -> QueuedTask:
-    """A row of `QUEUED`'s columns as the task to publish."""
-    return QueuedTask(row[0], row[1], Placement.of(row[2], row[3], row[4]))
-
-
-async def next_waiting_turn(
-    executor: AsyncSession | AsyncConnection, task: Task
-) -> QueuedTask | None:
-    """The earliest `PENDING` turn after `task` in its conversation, if any: the one turn that
-    waits on it. Read by the finishing transaction, and after a cancel."""
-    looked = {"conversation_id": task.conversation_id, "turn": task.turn}
-    row = (await executor.execute(NEXT_TURN, looked)).first()
-    return queued_task(row) if row is not None else None
-
-
-async def _next_turn(connection: AsyncConnection, task: Task) -> Finished:
-    """The conversation's next turn waiting on this one, read in the finishing transaction.
-
-    Its snapshot is taken after this transaction locked the finished task's row, so a turn
-    submitted too late to be seen here is claimed after that lock is released: its claim sees
-    this turn finished, or waits for it (`claim_task`'s second look).
-    """
-    return Finished(await next_waiting_turn(connection, task))
 
 
 async def unfinished_tasks(session: AsyncSession) -> Sequence[tuple[str, str]]:

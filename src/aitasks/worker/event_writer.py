@@ -19,14 +19,35 @@ from collections.abc import Callable
 from typing import Any
 
 from aitasks import telemetry
-from aitasks.events.base import DELTA, REASONING, EventLog, Fence
+from aitasks.events.base import DELTA, REASONING, Append, EventLog, Fence
+from aitasks.worker.batching import Coalescer
 
 log = logging.getLogger(__name__)
 
 
-class TaskEventWriter:
-    def __init__(self, events: EventLog, task_id: str, fence: Callable[[], Fence]) -> None:
+class EventAppender:
+    """One worker's appends, of all its tasks: those that queue up while a pipeline is in
+    flight go out together in the next (`Coalescer`), so a flush of finished tasks sends all
+    their `done`s in one round trip."""
+
+    def __init__(self, events: EventLog) -> None:
         self.events = events
+        self._appends: Coalescer[Append, list[str]] = Coalescer(events.append_batch)
+
+    async def append(self, append: Append) -> list[str]:
+        return await self._appends.submit(append)
+
+
+class TaskEventWriter:
+    def __init__(
+        self,
+        events: EventLog,
+        task_id: str,
+        fence: Callable[[], Fence],
+        appender: EventAppender | None = None,
+    ) -> None:
+        self.events = events
+        self.appender = appender
         self.task_id = task_id
         self.fence = fence
         self._queued: list[tuple[str, dict[str, Any]]] = []
@@ -53,9 +74,7 @@ class TaskEventWriter:
             batch, self._queued = self._queued, []
             try:
                 with telemetry.span("aitasks.events.publish", {"aitasks.events": len(batch)}):
-                    written = await self.events.append_many(
-                        self.task_id, batch, first=not self._written_before, fence=self.fence()
-                    )
+                    written = await self._append(batch)
             except Exception as exc:
                 log.warning("task %s: %d event(s) not published: %s", self.task_id, len(batch), exc)
                 continue
@@ -70,6 +89,12 @@ class TaskEventWriter:
                     self.task_id,
                     len(batch),
                 )
+
+    async def _append(self, batch: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        first, fence = not self._written_before, self.fence()
+        if self.appender is None:
+            return await self.events.append_many(self.task_id, batch, first=first, fence=fence)
+        return await self.appender.append(Append(self.task_id, batch, first, fence))
 
     async def flush(self) -> None:
         """Wait until everything emitted so far is written (or given up on)."""

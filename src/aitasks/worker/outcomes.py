@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from aitasks import metrics, telemetry
 from aitasks.errors import AITasksError, DatabaseUnavailable, FileStoreUnavailable
 from aitasks.events.base import DONE, STATUS
 from aitasks.lifecycle.placement import publish, queued
 from aitasks.services import Services
-from aitasks.store import claims
+from aitasks.store import claims, finishes
 from aitasks.store.models import TaskStatus
 from aitasks.webhooks.dispatcher import WebhookDispatcher
+from aitasks.worker.batching import Coalescer
 from aitasks.worker.calls import ClaimLost, Reply
 from aitasks.worker.retrying import retry_database
 from aitasks.worker.run import TaskRun
@@ -35,6 +37,36 @@ class Outcomes:
         self.services = services
         self.worker_id = worker_id
         self.webhooks = webhooks
+        # Outcomes written meanwhile share one transaction (see `_write_many`).
+        self._finishes: Coalescer[finishes.Outcome, claims.Finished | None] = Coalescer(
+            self._write_many
+        )
+
+    async def _write_many(
+        self, outcomes: Sequence[finishes.Outcome]
+    ) -> list[claims.Finished | Exception | None]:
+        """Write outcomes in one transaction; when that fails other than by an outage (one bad
+        outcome), each alone, so only the one that cannot be written fails."""
+        try:
+            async with self.services.db.session() as session:
+                written = await finishes.finish_tasks(session, outcomes, worker_id=self.worker_id)
+            return list(written)
+        except DatabaseUnavailable:
+            raise  # every caller retries (`retry_database`)
+        except Exception:
+            if len(outcomes) == 1:
+                raise
+        results: list[claims.Finished | Exception | None] = []
+        for outcome in outcomes:
+            try:
+                async with self.services.db.session() as session:
+                    alone = await finishes.finish_tasks(
+                        session, [outcome], worker_id=self.worker_id
+                    )
+                results.append(alone[0])
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     async def settle(self, run: TaskRun, call: asyncio.Task[Reply]) -> None:
         """Write what a finished (not cancelled) provider call came to."""
@@ -60,19 +92,18 @@ class Outcomes:
         # PostgreSQL text cannot hold NUL; a provider that sends one must not wedge the task.
         text = reply.text.replace("\x00", "")
 
+        outcome = finishes.success(
+            task,
+            text=text,
+            files=reply.files,
+            usage=reply.usage,
+            served_model=reply.model,
+            provider=reply.provider,
+            data=reply.data,
+        )
+
         async def write() -> claims.Finished | None:
-            async with self.services.db.session() as session:
-                return await claims.complete_task(
-                    session,
-                    task,
-                    worker_id=self.worker_id,
-                    text=text,
-                    files=reply.files,
-                    usage=reply.usage,
-                    served_model=reply.model,
-                    provider=reply.provider,
-                    data=reply.data,
-                )
+            return await self._finishes.submit(outcome)
 
         try:
             with telemetry.span("aitasks.result.write", {"aitasks.status": TaskStatus.SUCCESS}):
@@ -104,11 +135,10 @@ class Outcomes:
         """Mark the task `FAILED` with its reason."""
         task = run.task
 
+        outcome = finishes.failure(task, error_type=error_type, message=message)
+
         async def write() -> claims.Finished | None:
-            async with self.services.db.session() as session:
-                return await claims.fail_task(
-                    session, task, worker_id=self.worker_id, error_type=error_type, message=message
-                )
+            return await self._finishes.submit(outcome)
 
         with telemetry.span("aitasks.result.write", {"aitasks.status": TaskStatus.FAILED}):
             written = await retry_database(write, f"task {task.id}: writing the failure")

@@ -21,7 +21,7 @@ from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store.conversations import ContextHeader
 from aitasks.store.models import Task
-from aitasks.worker.event_writer import TaskEventWriter
+from aitasks.worker.event_writer import EventAppender, TaskEventWriter
 
 if TYPE_CHECKING:
     from aitasks.worker.calls import Reply
@@ -48,8 +48,15 @@ class TaskRun:
     timed_out: bool = False
 
     @classmethod
-    def of(cls, claim: claims.Claim, delivery: Delivery, services: Services) -> TaskRun:
-        """The run of a successful claim."""
+    def of(
+        cls,
+        claim: claims.Claim,
+        delivery: Delivery,
+        services: Services,
+        appender: EventAppender | None = None,
+    ) -> TaskRun:
+        """The run of a successful claim (its events sent through `appender`, the worker's, when
+        given)."""
         task = claim.task
         assert task is not None
 
@@ -57,7 +64,8 @@ class TaskRun:
             # Read when each write is sent: a retried attempt (`begin_attempt`) counts one more.
             return Fence.of(task.started_at, task.attempts)
 
-        return cls(task, delivery, TaskEventWriter(services.events, task.id, fence), claim.header)
+        events = TaskEventWriter(services.events, task.id, fence, appender)
+        return cls(task, delivery, events, claim.header)
 
     def emit(self, event_type: str, data: dict[str, object]) -> None:
         """Queue an event for the task's log (see `TaskEventWriter`)."""

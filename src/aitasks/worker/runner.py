@@ -29,7 +29,9 @@ from aitasks.store import claims
 from aitasks.store.models import TaskStatus, as_utc, new_id, utcnow
 from aitasks.webhooks.dispatcher import WebhookDispatcher
 from aitasks.worker import deadlines, spans
+from aitasks.worker.batching import Coalescer
 from aitasks.worker.calls import ProviderCalls
+from aitasks.worker.event_writer import EventAppender
 from aitasks.worker.outcomes import Outcomes
 from aitasks.worker.reconciler import Reconciler
 from aitasks.worker.retrying import retry_database
@@ -79,6 +81,11 @@ class Worker:
         self.webhooks = WebhookDispatcher(services)
         self.calls = ProviderCalls(services, worker_id=self.worker_id)
         self.outcomes = Outcomes(services, worker_id=self.worker_id, webhooks=self.webhooks)
+        # The round trips of tasks running side by side go together (`batching.py`): claims
+        # of the deliveries of one receive, and acknowledgements and events made meanwhile.
+        self._claims: Coalescer[str, claims.Claim] = Coalescer(self._claim_many)
+        self._acks: Coalescer[Delivery, None] = Coalescer(self._ack_many)
+        self.appender = EventAppender(services.events)
         self._in_flight: set[asyncio.Task[None]] = set()
         # The runs claimed now, by task id, so a cancellation can stop one.
         self._runs: dict[str, TaskRun] = {}
@@ -233,27 +240,19 @@ class Worker:
         """
         if delivery.task_id in self._runs:
             return  # this worker runs it already (the entry came back to it); that run acks it
-        async with (
-            spans.claim(delivery) as claiming,
-            self.services.db.session() as session,
-        ):
-            claim = await claims.claim_task(
-                session,
-                delivery.task_id,
-                worker_id=self.worker_id,
-                lease_seconds=self.settings.lease_seconds,
-            )
+        with spans.claim(delivery) as claiming:
+            claim = await self._claims.submit(delivery.task_id)
             claiming.set("aitasks.claim.outcome", claim.outcome.value)
         if claim.outcome is claims.ClaimOutcome.BUSY:
             return  # its holder acknowledges it; if the holder dies, it is handed out again
         if claim.outcome is claims.ClaimOutcome.EXPIRED and claim.task is not None:
-            await self.services.queue.ack(delivery)  # past its deadline: never run
+            await self._acks.submit(delivery)  # past its deadline: never run
             await deadlines.ended_expired(self.services, claim.task, claim.next_turn)
             return
         if claim.task is None:
-            await self.services.queue.ack(delivery)  # finished, gone, or waiting on a turn
+            await self._acks.submit(delivery)  # finished, gone, or waiting on a turn
             return
-        run = TaskRun.of(claim, delivery, self.services)
+        run = TaskRun.of(claim, delivery, self.services, self.appender)
         task = run.task
         self._runs[task.id] = run
         try:
@@ -278,11 +277,25 @@ class Worker:
         finally:
             self._runs.pop(task.id, None)
             await run.close()  # the lease is no longer renewed; the run's events are written
-        await self.services.queue.ack(delivery)
+        await self._acks.submit(delivery)
         if run.finished is not None:
             await turns.publish_next_turn(self.services, run.finished.next_turn)
         elif not run.handed_back:
             await turns.release_next_turn(self.services, task)
+
+    async def _claim_many(self, task_ids: Sequence[str]) -> list[claims.Claim]:
+        """The claims of the deliveries submitted together: one statement for all of them."""
+        async with self.services.db.session() as session:
+            return await claims.claim_tasks(
+                session,
+                task_ids,
+                worker_id=self.worker_id,
+                lease_seconds=self.settings.lease_seconds,
+            )
+
+    async def _ack_many(self, deliveries: Sequence[Delivery]) -> list[None]:
+        await self.services.queue.ack_many(deliveries)
+        return [None] * len(deliveries)
 
     async def _run(self, run: TaskRun) -> None:
         """Call the task's model under a renewed lease, then write what came of it (or hand the
