@@ -24,6 +24,7 @@ from aitasks.lifecycle import placement
 from aitasks.lifecycle.admission import admit, confirm, unadmit
 from aitasks.lifecycle.backpressure import refuse_when_full
 from aitasks.lifecycle.chat_input import ChatTurn
+from aitasks.lifecycle.publish_group import Announcement, announce
 from aitasks.limits.tokens import chat_estimate
 from aitasks.priority import Lane
 from aitasks.routing import ModelKind
@@ -213,14 +214,14 @@ async def submit_task(
     metrics.TASKS_SUBMITTED.labels(services.models.label_of(task.model), task.queue).inc()
     telemetry.current().update({"aitasks.task_id": task.id, "aitasks.queue": task.queue})
     try:
-        # Three round trips made at once: the first event of its log, its queue entry, and its
-        # admission confirmed (best effort, never raising).
+        # Three round trips made at once: the first event of its log, its queue entry (published
+        # with the other tasks committed meanwhile), and its admission confirmed (best effort,
+        # never raising).
+        queued = Announcement(task.id, task.queue, task.trace_context, scheduled.placement)
         with telemetry.span(f"publish {task.queue}", kind="producer"):
             await asyncio.gather(
                 services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING}),
-                services.queue.publish(
-                    task.queue, task.id, trace=task.trace_context, placement=scheduled.placement
-                ),
+                announce(services.queue, queued),
                 confirm(services, key, task_id, task.id),
             )
     except RedisUnavailable as exc:

@@ -156,25 +156,29 @@ class Groups:
         self.engine = engine
         self.loop = asyncio.get_running_loop()
         self.waiting: list[tuple[FirstTurn, asyncio.Future[None]]] = []
-        self.writers = 0
+        self.writers: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
 
     async def write(self, turn: FirstTurn) -> None:
         """Return once `turn` is committed; raise what writing it alone raised, if it failed."""
-        done = asyncio.get_running_loop().create_future()
+        done = self.loop.create_future()
         self.waiting.append((turn, done))
-        if self.writers < GROUPS_IN_FLIGHT:
-            self.writers += 1
-            asyncio.get_running_loop().create_task(self._writer())
+        if len(self.writers) < GROUPS_IN_FLIGHT:
+            writer = self.loop.create_task(self._writer())
+            self.writers.add(writer)
+            writer.add_done_callback(self.writers.discard)
         await done
 
     async def _writer(self) -> None:
-        try:
-            await asyncio.sleep(0)  # the submits of this tick join the group
-            while self.waiting:
-                group, self.waiting = self.waiting[:GROUP_ROWS], self.waiting[GROUP_ROWS:]
+        await asyncio.sleep(0)  # the submits of this tick join the group
+        while self.waiting:
+            group, self.waiting = self.waiting[:GROUP_ROWS], self.waiting[GROUP_ROWS:]
+            try:
                 await self._commit(group)
-        finally:
-            self.writers -= 1
+            except BaseException as exc:  # cancelled: no submit is left waiting for ever
+                group, self.waiting = group + self.waiting, []
+                for _, done in group:
+                    _settle(done, exc)
+                raise
 
     async def _commit(self, group: list[tuple[FirstTurn, asyncio.Future[None]]]) -> None:
         try:
@@ -194,7 +198,7 @@ class Groups:
             _settle(done, None)
 
 
-def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
     if done.done():  # its request went away (cancelled); the row stands or falls all the same
         return
     if error is None:

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from aitasks.api.auth import CallerDep
-from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep
+from aitasks.api.call import CallDep
+from aitasks.api.deps import PreferHeader
 from aitasks.api.live import preferred_wait, task_events, wait_for_task
 from aitasks.api.responses import errors
 from aitasks.api.schemas import ChatSubmitRequest, SubmitRequest, SubmitResponse
@@ -110,9 +110,7 @@ async def submit(
 )
 async def create_chat(
     body: ChatSubmitRequest,
-    services: ServicesDep,
-    caller: CallerDep,
-    links: LinksDep,
+    call: CallDep,
     idempotency_key: IdempotencyKey = None,
     prefer: PreferHeader = None,
 ) -> Response:
@@ -125,6 +123,7 @@ async def create_chat(
     them, and the next submit to the conversation carries their `tool_results` instead of a
     prompt. `response_format` asks for JSON; `images` sends pictures (file ids or data: URLs).
     """
+    services = call.services
     turn = ChatTurn(
         tools=tools_of(body.tools),
         tool_choice=tool_choice_of(body.tool_choice),
@@ -137,7 +136,7 @@ async def create_chat(
         tool_results=[r.model_dump() for r in body.tool_results] if body.tool_results else None,
     )
     return await submit(
-        services, caller, body, ModelKind.CHAT, links, idempotency_key, prefer, turn
+        services, call.caller, body, ModelKind.CHAT, call.links, idempotency_key, prefer, turn
     )
 
 
@@ -149,9 +148,7 @@ async def create_chat(
 )
 async def create_image(
     body: Annotated[SubmitRequest, Body(openapi_examples=IMAGE_EXAMPLE)],
-    services: ServicesDep,
-    caller: CallerDep,
-    links: LinksDep,
+    call: CallDep,
     idempotency_key: IdempotencyKey = None,
     prefer: PreferHeader = None,
 ) -> Response:
@@ -159,4 +156,6 @@ async def create_image(
 
     `Prefer: wait=N` and `"stream": true` work as for chat.
     """
-    return await submit(services, caller, body, ModelKind.IMAGE, links, idempotency_key, prefer)
+    return await submit(
+        call.services, call.caller, body, ModelKind.IMAGE, call.links, idempotency_key, prefer
+    )

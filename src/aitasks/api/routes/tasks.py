@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from aitasks import lifecycle, telemetry
 from aitasks.api.auth import CallerDep
+from aitasks.api.call import CallDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep, SessionDep
 from aitasks.api.listing import Page
 from aitasks.api.live import EVENT_ID, preferred_wait, task_events, wait_for_task
@@ -27,17 +28,12 @@ MAX_PAGE = 100
 
 
 @router.get("/tasks/{task_id}", response_model=TaskView, responses=errors(404))
-async def read_task(
-    task_id: str,
-    services: ServicesDep,
-    caller: CallerDep,
-    links: LinksDep,
-    prefer: PreferHeader = None,
-) -> Response:
+async def read_task(task_id: str, call: CallDep, prefer: PreferHeader = None) -> Response:
     """A task's status, and its result or error once it has finished.
 
     With `Prefer: wait=N`, the answer comes as soon as the task finishes, or after N seconds.
     """
+    services, caller, links = call.services, call.caller, call.links
     # A short session of its own: a wait must not hold a pooled connection while it waits.
     wait = preferred_wait(prefer, services.settings.max_wait_seconds)
     if wait is None:
