@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from sqlalchemy import text
 
 from aitasks.store.models import utcnow
-from tests.support.keyed_app import MODES, KeyedApp, keyed_app
+from tests.support.keyed_app import MODES, keyed_app
+from tests.support.sdk import sdk_for
 
 CHAT = "/v1/chat/completions"
 ENDED = {"completed", "failed", "expired", "cancelled"}
@@ -36,21 +35,6 @@ def chat_line(custom_id: str, prompt: str, model: str = "mock-chat", **body: Any
     messages = [{"role": "user", "content": prompt}]
     body = {"model": model, "messages": messages, **body}
     return {"custom_id": custom_id, "method": "POST", "url": CHAT, "body": body}
-
-
-@asynccontextmanager
-async def sdk_for(app: KeyedApp, name: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    headers = await app.key(name)
-    client = openai.AsyncOpenAI(
-        base_url="http://testserver/openai/v1",
-        api_key=headers["Authorization"].removeprefix("Bearer "),
-        max_retries=0,
-        http_client=httpx.AsyncClient(transport=app.http._transport, timeout=30),
-    )
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def until_ended(sdk: openai.AsyncOpenAI, batch_id: str, within: float = 60) -> Any:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from PIL import Image
@@ -22,6 +20,7 @@ from PIL import Image
 from aitasks.providers.base import ChatMessage, ToolCall
 from aitasks.providers.mock import mock_reply
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
+from tests.support.sdk import sdk_with
 
 Factory = Callable[..., Any]
 COUNT = "SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM messages)"
@@ -30,20 +29,6 @@ COUNT = "SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM mes
 @pytest.fixture
 def app_on(tmp_path: Path) -> Factory:
     return lambda mode, **settings: keyed_app(mode, tmp_path, worker=True, **settings)
-
-
-@asynccontextmanager
-async def sdk_with(app: KeyedApp, headers: dict[str, str]) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(
-        base_url="http://testserver/openai/v1",
-        api_key=headers["Authorization"].removeprefix("Bearer "),
-        max_retries=0,
-        http_client=httpx.AsyncClient(transport=app.http._transport, timeout=30),
-    )
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def seed_turn(
@@ -364,3 +349,53 @@ async def test_responses_in_a_conversation_are_its_items(app_on: Factory, mode: 
             ]  # fmt: skip
             newest = await sdk.conversations.items.list(conversation.id, limit=1)
             assert newest.data[0].id == messages[-1].id and newest.has_more is True
+
+
+LOOKUP = {
+    "type": "function", "name": "lookup", "description": "Look a word up.",
+    "parameters": {"type": "object", "properties": {"word": {"type": "string"}}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_responses_output_items_are_its_conversations_items_by_the_same_ids(
+    app_on: Factory, mode: str
+) -> None:
+    async with app_on(mode) as app:
+        headers = await app.key("alice")
+        async with sdk_with(app, headers) as sdk:
+            conversation = await sdk.conversations.create()
+            cid = conversation.id
+            answered = await sdk.responses.create(
+                model="mock-chat", input="hello there", conversation=cid
+            )
+            stream = await sdk.responses.create(
+                model="mock-chat", input="What does lookup say?", tools=[LOOKUP], conversation=cid,  # type: ignore[list-item]
+                stream=True,
+            )  # fmt: skip
+            events = [event async for event in stream]
+            done = [e.item for e in events if e.type == "response.output_item.done"]
+            called = await sdk.responses.retrieve(events[-1].response.id)  # type: ignore[union-attr]
+            (call,) = called.output
+            assert call.type == "function_call"
+            # The stream names its items as the retrieved response does...
+            assert [i.id for i in done] == [call.id]
+            # ...and as its conversation does: each output item is found there by its id.
+            (message,) = answered.output
+            found = await sdk.conversations.items.retrieve(message.id, conversation_id=cid)
+            assert (found.type, found.role, found.content[0].text) == (  # type: ignore[union-attr]
+                "message", "assistant", answered.output_text,
+            )  # fmt: skip
+            found = await sdk.conversations.items.retrieve(call.id, conversation_id=cid)
+            assert found.type == "function_call" and found.call_id == call.call_id  # type: ignore[union-attr]
+            listed = await sdk.conversations.items.list(cid, order="asc")
+            ids = [i.id for i in listed.data]
+            assert ids[1] == message.id and ids[3] == call.id
+            after = await sdk.conversations.items.list(cid, order="asc", after=message.id)
+            assert [i.id for i in after.data] == ids[2:]
+            await sdk.conversations.items.delete(call.id, conversation_id=cid)
+            with pytest.raises(openai.NotFoundError):
+                await sdk.conversations.items.retrieve(call.id, conversation_id=cid)
+            assert [i.id for i in (await sdk.conversations.items.list(cid)).data] == [
+                ids[2], ids[1], ids[0],
+            ]  # fmt: skip

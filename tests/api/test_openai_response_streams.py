@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai.types.responses import (
@@ -27,6 +25,7 @@ from aitasks.errors import RedisUnavailable
 from aitasks.events.base import Event
 from aitasks.services import Services
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
+from tests.support.sdk import sdk_for
 
 WEATHER: Any = {
     "type": "function",
@@ -43,21 +42,6 @@ WEATHER: Any = {
 async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KeyedApp]:
     async with keyed_app(request.param, tmp_path, worker=True) as made:
         yield made
-
-
-@asynccontextmanager
-async def sdk(app: KeyedApp) -> AsyncIterator[openai.AsyncOpenAI]:
-    headers = await app.key("streams")
-    client = openai.AsyncOpenAI(
-        base_url="http://testserver/openai/v1",
-        api_key=headers["Authorization"].removeprefix("Bearer "),
-        max_retries=0,
-        http_client=httpx.AsyncClient(transport=app.http._transport, timeout=30),
-    )
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def task_id(response_id: str) -> str:
@@ -84,7 +68,7 @@ def skeleton(events: list[Any]) -> list[tuple[Any, ...]]:
 async def test_a_background_stream_cut_after_a_few_events_resumes_to_its_output_text(
     app: KeyedApp,
 ) -> None:
-    async with sdk(app) as client:
+    async with sdk_for(app, "streams") as client:
         stream = await client.responses.create(
             model="mock-chat", input="tell me a story", stream=True, background=True
         )
@@ -124,7 +108,7 @@ async def test_a_background_stream_cut_after_a_few_events_resumes_to_its_output_
 
 
 async def test_a_streamed_create_that_fails_ends_in_response_failed(app: KeyedApp) -> None:
-    async with sdk(app) as client:
+    async with sdk_for(app, "streams") as client:
         stream = await client.responses.create(
             model="mock-chat", input="no good [fail:fatal]", stream=True
         )
@@ -136,7 +120,7 @@ async def test_a_streamed_create_that_fails_ends_in_response_failed(app: KeyedAp
 
 
 async def test_a_function_call_streams_its_arguments(app: KeyedApp) -> None:
-    async with sdk(app) as client:
+    async with sdk_for(app, "streams") as client:
         stream = await client.responses.create(
             model="mock-chat", input="What does get_weather say for Paris?", tools=[WEATHER],
             stream=True,
@@ -160,7 +144,7 @@ async def test_a_function_call_streams_its_arguments(app: KeyedApp) -> None:
 async def test_a_reply_made_again_after_some_went_out_ends_in_stream_interrupted(
     app: KeyedApp,
 ) -> None:
-    async with sdk(app) as client:
+    async with sdk_for(app, "streams") as client:
         stream = await client.responses.create(
             model="mock-chat", input="midway [fail-after:4] [latency:2000]", stream=True
         )
@@ -180,7 +164,7 @@ async def test_a_reply_made_again_after_some_went_out_ends_in_stream_interrupted
 async def test_a_reader_resuming_among_items_is_told_when_the_reply_is_made_again(
     app: KeyedApp,
 ) -> None:
-    async with sdk(app) as client:
+    async with sdk_for(app, "streams") as client:
         slow = await client.responses.create(
             model="mock-chat", input="midway [fail-after:12] [latency:3000]", background=True
         )
@@ -201,7 +185,7 @@ async def all_of(stream: Any) -> list[Any]:
 
 
 async def test_a_stream_ends_saying_its_response_was_cancelled_or_deleted(app: KeyedApp) -> None:
-    async with sdk(app) as client:
+    async with sdk_for(app, "streams") as client:
         for ending in ("cancel", "delete"):
             slow = await client.responses.create(
                 model="mock-chat", input="slowly [latency:5000]", background=True
@@ -249,7 +233,7 @@ def failing_reads(services: Services, *, after_calls: int) -> None:
 async def test_a_stream_whose_log_fails_ends_in_an_error_event_naming_where_to_resume(
     app: KeyedApp,
 ) -> None:
-    async with sdk(app) as client:
+    async with sdk_for(app, "streams") as client:
         failing_reads(app.services, after_calls=1)
         stream = await client.responses.create(
             model="mock-chat", input="slow [latency:500]", stream=True

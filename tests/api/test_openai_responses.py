@@ -11,8 +11,7 @@ import asyncio
 import base64
 import io
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
+from tests.support.sdk import sdk_for
 from tests.support.webhook_receiver import Receiver
 
 ENDED = {"completed", "failed", "cancelled", "incomplete"}
@@ -54,21 +54,6 @@ def app_on(tmp_path: Path) -> Factory:
     return lambda mode, **settings: keyed_app(
         mode, tmp_path, worker=True, reconcile_seconds=0.2, **settings
     )
-
-
-@asynccontextmanager
-async def sdk_for(app: KeyedApp, name: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    headers = await app.key(name)
-    client = openai.AsyncOpenAI(
-        base_url="http://testserver/openai/v1",
-        api_key=headers["Authorization"].removeprefix("Bearer "),
-        max_retries=0,
-        http_client=httpx.AsyncClient(transport=app.http._transport, timeout=30),
-    )
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def until_ended(

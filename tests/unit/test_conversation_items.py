@@ -12,6 +12,7 @@ import pytest
 from aitasks.config import Settings
 from aitasks.errors import InvalidRequest, NotFound
 from aitasks.lifecycle.conversation_items import (
+    ItemRef,
     items_of,
     parse_item_id,
     plan_turns,
@@ -25,10 +26,12 @@ def link(file_id: str) -> str:
     return f"http://testserver/v1/files/{file_id}"
 
 
-def row(row_id: int, role: str, content: str, data: Any = None, files: Any = ()) -> Message:
+def row(
+    row_id: int, role: str, content: str, data: Any = None, files: Any = (), task: Any = None
+) -> Message:
     return Message(
         id=row_id, conversation_id="c", turn=1, role=role, content=content, data=data,
-        files=list(files),
+        files=list(files), task_id=task,
     )  # fmt: skip
 
 
@@ -42,7 +45,7 @@ def test_a_reply_is_reasoning_then_message_then_calls() -> None:
         ("reasoning", "rs_7"), ("message", "msg_7"), ("function_call", "fc_7_0"),
         ("function_call", "fc_7_1"),
     ]  # fmt: skip
-    assert items[0]["summary"] == [{"type": "summary_text", "text": "hmm"}]
+    assert items[0]["content"] == [{"type": "reasoning_text", "text": "hmm"}]
     assert items[1]["content"][0] == {
         "type": "output_text", "text": "Let me look.", "annotations": [], "logprobs": [],
     }  # fmt: skip
@@ -70,22 +73,47 @@ def test_a_user_message_or_its_tool_results() -> None:
 
 def test_deleting_an_entry_keeps_the_others_ids() -> None:
     reply = row(7, "assistant", "Let me look.", {"tool_calls": [*CALLS, {**CALLS[0], "id": "c"}]})
-    changed = without_item(reply, parse_item_id("fc_7_1"))
+    changed = without_item(reply, "fc_7_1")
     assert changed is not None
     reply.data = changed["data"]
     assert [i["id"] for i in items_of(reply, link)] == ["msg_7", "fc_7_0", "fc_7_2"]
-    changed = without_item(reply, parse_item_id("msg_7"))  # the text goes, the calls stay
+    changed = without_item(reply, "msg_7")  # the text goes, the calls stay
     assert changed is not None and changed["content"] == ""
     reply.content, reply.data = changed["content"], changed["data"]
     assert [i["id"] for i in items_of(reply, link)] == ["fc_7_0", "fc_7_2"]
-    reply.data = without_item(reply, parse_item_id("fc_7_0"))["data"]  # type: ignore[index]
-    assert without_item(reply, parse_item_id("fc_7_2")) is None  # nothing left: the row goes
+    reply.data = without_item(reply, "fc_7_0")["data"]  # type: ignore[index]
+    assert without_item(reply, "fc_7_2") is None  # nothing left: the row goes
     plain = row(5, "assistant", "hi", {"reasoning": "r"})
-    assert without_item(plain, parse_item_id("msg_5")) is None
-    assert without_item(row(6, "user", "q"), parse_item_id("msg_6")) is None
+    assert without_item(plain, "msg_5") is None
+    assert without_item(row(6, "user", "q"), "msg_6") is None
 
 
-@pytest.mark.parametrize("item_id", ["msg_", "msg_x", "fc_1", "fc_1_2_3", "zz_1", "msg_1_2"])
+TASK = "0123456789abcdef0123456789abcdef"
+
+
+def test_a_tasks_reply_is_named_as_its_responses_output() -> None:
+    calls = [{"id": "call_a1", "name": "f", "arguments": "{}"}, {"id": "b2", "name": "g"}]
+    reply = row(7, "assistant", "Let me look.", {"reasoning": "r", "tool_calls": calls}, task=TASK)
+    assert [i["id"] for i in items_of(reply, link)] == [
+        f"rs_{TASK}", f"msg_{TASK}", "fc_a1", "fc_b2",
+    ]  # fmt: skip
+    assert [parse_item_id(i) for i in (f"msg_{TASK}", f"rs_{TASK}")] == [
+        ItemRef(task_id=TASK), ItemRef(task_id=TASK),
+    ]  # fmt: skip
+    assert parse_item_id("fc_a1") == ItemRef()  # looked for among the tasks' replies
+    assert parse_item_id("fc_7_1") == ItemRef(row_id=7)
+    changed = without_item(reply, "fc_a1")  # the other call keeps its id
+    assert changed is not None
+    reply.data = changed["data"]
+    assert [i["id"] for i in items_of(reply, link)][-1:] == ["fc_b2"]
+    # The task's input stays named by its row.
+    (question,) = items_of(row(6, "user", "q", task=TASK), link)
+    assert question["id"] == "msg_6"
+
+
+@pytest.mark.parametrize(
+    "item_id", ["msg_", "msg_x", "fc_", "fco_1", "fco_1_2_3", "zz_1", "msg_1_2"]
+)
 def test_ids_of_no_shape_of_ours_are_not_found(item_id: str) -> None:
     with pytest.raises(NotFound):
         parse_item_id(item_id)

@@ -14,8 +14,6 @@ from aitasks.errors import InvalidRequest, LimitExceeded
 from aitasks.files import file_key
 from aitasks.lifecycle.chat_input import PendingImage
 from aitasks.lifecycle.conversation_items import (
-    FileUrl,
-    Item,
     ItemNotFound,
     NewRow,
     items_of,
@@ -23,6 +21,7 @@ from aitasks.lifecycle.conversation_items import (
     plan_turns,
     without_item,
 )
+from aitasks.lifecycle.message_items import FileUrl, Item
 from aitasks.services import Services
 from aitasks.store import conversation_items as store
 from aitasks.store import file_records
@@ -185,21 +184,16 @@ async def list_items(
     descending: bool,
 ) -> ItemPage:
     """A page of the conversation's items in order (or its reverse), after the item `after`."""
+    start: Message | None = None
+    if after is not None:
+        try:
+            start, _ = await _locate(services, caller, conversation_id, after, file_url)
+        except ItemNotFound:
+            raise InvalidRequest(
+                f"after: no item {after!r} in this conversation", param="after"
+            ) from None
     async with services.db.session() as session:
-        start: Message | None = None
-        if after is not None:
-            try:
-                ref = parse_item_id(after)
-                start = await store.one_message(
-                    session, conversation_id, ref.row_id, tenant=caller.tenant
-                )
-            except ItemNotFound:
-                start = None
-            if start is None or after not in {i["id"] for i in items_of(start, file_url)}:
-                raise InvalidRequest(
-                    f"after: no item {after!r} in this conversation", param="after"
-                )
-        else:
+        if start is None:
             await store.owned(session, conversation_id, tenant=caller.tenant)
         # Every message is one item or more: `limit` + 1 messages past `start` fill the page
         # and tell whether more follow.
@@ -216,16 +210,26 @@ def _ordered(items: list[Item], descending: bool) -> list[Item]:
     return items[::-1] if descending else items
 
 
+async def _locate(
+    services: Services, caller: Caller, conversation_id: str, item_id: str, file_url: FileUrl
+) -> tuple[Message, Item]:
+    """The message that holds the item, and the item (404 when the conversation has none)."""
+    ref = parse_item_id(item_id)
+    async with services.db.session() as session:
+        rows = await store.messages_holding(
+            session, conversation_id, tenant=caller.tenant, row_id=ref.row_id, task_id=ref.task_id
+        )
+    for row in rows:
+        for item in items_of(row, file_url):
+            if item["id"] == item_id:
+                return row, item
+    raise ItemNotFound(item_id)
+
+
 async def find_item(
     services: Services, caller: Caller, conversation_id: str, item_id: str, file_url: FileUrl
 ) -> Item:
-    ref = parse_item_id(item_id)
-    async with services.db.session() as session:
-        row = await store.one_message(session, conversation_id, ref.row_id, tenant=caller.tenant)
-    found = [i for i in items_of(row, file_url) if i["id"] == item_id] if row else []
-    if not found:
-        raise ItemNotFound(item_id)
-    return found[0]
+    return (await _locate(services, caller, conversation_id, item_id, file_url))[1]
 
 
 async def delete_item(
@@ -234,16 +238,17 @@ async def delete_item(
     """Remove the item from its message (the message goes when nothing of it is left): the
     history, the web page and later turns' context no longer have it. The turn's task and
     its result stay."""
-    ref = parse_item_id(item_id)
 
     def edit(row: Message) -> dict[str, Any] | None:
-        if item_id not in {i["id"] for i in items_of(row, lambda f: f)}:
+        # Checked again under the row's lock: a concurrent delete may have taken it.
+        if item_id not in {i["id"] for i in items_of(row, str)}:
             raise ItemNotFound(item_id)
-        return without_item(row, ref)
+        return without_item(row, item_id)
 
+    row, _ = await _locate(services, caller, conversation_id, item_id, str)
     async with services.db.session() as session:
         dropped = await store.edit_message(
-            session, conversation_id, ref.row_id, edit, tenant=caller.tenant
+            session, conversation_id, row.id, edit, tenant=caller.tenant
         )
         if dropped is None:
             raise ItemNotFound(item_id)

@@ -1,18 +1,12 @@
 """A conversation's stored messages as OpenAI's conversation items, and items as messages.
 
 A stored turn holds at most one user and one assistant message (`store/models.py`), their
-structure in `data` (`providers/messages.py`). As items:
-
-- a user message is a `message` item `msg_<row>` (its text as `input_text`, its images as
-  `input_image`), or, when it answers tool calls, one `function_call_output` item
-  `fco_<row>_<n>` per result;
-- an assistant message is a `reasoning` item `rs_<row>` (when it kept reasoning), a `message`
-  item `msg_<row>` (`output_text`, and generated images as `input_image`; left out when the reply
-  is tool calls alone) and one `function_call` item `fc_<row>_<n>` per call;
-- a `system` or `developer` message added as an item is a row of that role, a turn of its own.
-
-An item's id names its row and, within the row, its entry: `n` is the entry's place when the row
-was written, kept as the entry's `n` once a sibling is deleted, so no id ever moves.
+structure in `data` (`providers/messages.py`). A row's items and their ids are those of
+`lifecycle/message_items.py`: a task's reply is named by its task (`msg_<task>`, `rs_<task>`,
+`fc_<call id>`), as its response's output items are; any other row by the row (`msg_<row>`,
+`rs_<row>`, `fc_<row>_<n>`, `fco_<row>_<n>`). A system or developer message added as an item is a
+row of that role, a turn of its own. `n` is an entry's place when the row was written, kept as
+the entry's `n` once a sibling is deleted, so no id ever moves.
 
 Items added to a conversation become turns (`plan_turns`): a user message, or a run of
 `function_call_output` items, opens a turn; an assistant message and the `function_call` items
@@ -22,13 +16,21 @@ request); a system or developer message is a turn alone. A turn made of items ha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aitasks.config import Settings
 from aitasks.errors import InvalidRequest, NotFound
 from aitasks.lifecycle.chat_input import PendingImage, pending_image
+from aitasks.lifecycle.message_items import (
+    FileUrl,
+    Item,
+    ItemIds,
+    message_items,
+    numbered,
+    reply_ids,
+)
 from aitasks.providers.messages import render_results
 from aitasks.store.models import Message, Role
 
@@ -36,9 +38,7 @@ from aitasks.store.models import Message, Role
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 INSTRUCTION_ROLES = ("system", "developer")
 SERVED_TYPES = ("message", "function_call", "function_call_output")
-
-Item = dict[str, Any]
-FileUrl = Callable[[str], str]
+TASK_ID_CHARS = 32
 
 
 class ItemNotFound(NotFound):
@@ -49,116 +49,70 @@ class ItemNotFound(NotFound):
 # --- stored messages -> items ------------------------------------------------------------------
 
 
-def numbered(entries: Sequence[Mapping[str, Any]] | None) -> list[tuple[int, Mapping[str, Any]]]:
-    """A row's tool calls or results with each one's stable number (its `n`, else its place)."""
-    return [(int(e.get("n", place)), e) for place, e in enumerate(entries or ())]
-
-
-def _image(stored: Mapping[str, Any], file_url: FileUrl) -> Item:
-    file_id = stored.get("file_id")
-    url = stored.get("url") or (file_url(str(file_id)) if file_id else None)
-    return {"type": "input_image", "detail": "auto", "file_id": file_id, "image_url": url}
-
-
-def _message(row: Message, role: str, content: list[Item]) -> Item:
-    return {
-        "id": f"msg_{row.id}",
-        "type": "message",
-        "role": role,
-        "status": "completed",
-        "content": content,
-    }
-
-
-def _output_text(text: str) -> Item:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def row_ids(row: Message) -> ItemIds:
+    """How a row's items are named: by its task when it is a task's reply, else by the row."""
+    if row.role == Role.ASSISTANT and row.task_id:
+        return reply_ids(row.task_id)
+    return ItemIds(str(row.id))
 
 
 def items_of(row: Message, file_url: FileUrl) -> list[Item]:
     """One stored message as its items, in order."""
-    data = row.data or {}
-    if row.role == Role.USER:
-        results = data.get("tool_results")
-        if results:
-            return [
-                {
-                    "id": f"fco_{row.id}_{n}",
-                    "type": "function_call_output",
-                    "call_id": str(r.get("tool_call_id")),
-                    "output": str(r.get("content") or ""),
-                    "status": "completed",
-                }
-                for n, r in numbered(results)
-            ]
-        content: list[Item] = [{"type": "input_text", "text": row.content}] if row.content else []
-        content += [_image(i, file_url) for i in data.get("images") or ()]
-        return [_message(row, "user", content)]
-    if row.role != Role.ASSISTANT:  # a system or developer message added as an item
-        return [_message(row, row.role, [{"type": "input_text", "text": row.content}])]
-    items: list[Item] = []
-    if data.get("reasoning"):
-        summary = [{"type": "summary_text", "text": str(data["reasoning"])}]
-        items.append({"id": f"rs_{row.id}", "type": "reasoning", "summary": summary})
-    calls = numbered(data.get("tool_calls"))
-    if row.content or row.files or not calls:
-        content = [_output_text(row.content)] if row.content or not row.files else []
-        content += [_image({"file_id": f}, file_url) for f in row.files]
-        items.append(_message(row, "assistant", content))
-    items += [
-        {
-            "id": f"fc_{row.id}_{n}",
-            "type": "function_call",
-            "call_id": str(c.get("id")),
-            "name": str(c.get("name")),
-            "arguments": str(c.get("arguments") or "{}"),
-            "status": "completed",
-        }
-        for n, c in calls
-    ]
-    return items
+    message = {**(row.data or {}), "role": row.role, "content": row.content, "files": row.files}
+    return message_items(message, row_ids(row), file_url)
 
 
 @dataclass(frozen=True, slots=True)
 class ItemRef:
-    """What an item id names: its kind (`msg`, `rs`, `fc`, `fco`), its row, its entry's `n`."""
+    """Where an item id's message is: its row, the reply of its task, or (a function call named
+    by its call id) among the conversation's task replies."""
 
-    kind: str
-    row_id: int
-    n: int | None = None
+    row_id: int | None = None
+    task_id: str | None = None
 
 
 def parse_item_id(item_id: str) -> ItemRef:
-    """The row and entry an item id names; an id of no shape ours has is not found (404)."""
+    """Where to look for an item; an id of no shape ours has is not found (404)."""
     kind, _, rest = item_id.partition("_")
     parts = rest.split("_")
-    if not all(p.isdigit() and len(p) < 19 for p in parts):
-        raise ItemNotFound(item_id)
+    by_row = all(p.isdigit() and len(p) < 19 for p in parts)
     if kind in ("msg", "rs") and len(parts) == 1:
-        return ItemRef(kind, int(parts[0]))
-    if kind in ("fc", "fco") and len(parts) == 2:
-        return ItemRef(kind, int(parts[0]), int(parts[1]))
+        if by_row:
+            return ItemRef(row_id=int(rest))
+        if len(rest) == TASK_ID_CHARS and all(c in "0123456789abcdef" for c in rest):
+            return ItemRef(task_id=rest)
+    if kind in ("fc", "fco") and len(parts) == 2 and by_row:
+        return ItemRef(row_id=int(parts[0]))
+    if kind == "fc" and rest and len(rest) <= 200:
+        return ItemRef()  # a task's call, by its call id
     raise ItemNotFound(item_id)
 
 
-def without_item(row: Message, ref: ItemRef) -> dict[str, Any] | None:
-    """The row's new columns once the item is deleted from it (`content`, `files`, `data`), or
-    None when nothing of the row is left to keep (the row goes)."""
+def without_item(row: Message, item_id: str) -> dict[str, Any] | None:
+    """The row's new columns once its item `item_id` is deleted from it (`content`, `files`,
+    `data`), or None when nothing of the row is left to keep (the row goes)."""
+    ids = row_ids(row)
     data = dict(row.data or {})
     content, files = row.content, list(row.files or ())
-    if ref.kind == "msg":
+    if item_id == ids.message:
         if row.role != Role.ASSISTANT or not data.get("tool_calls"):
             return None
         content, files = "", []
-    elif ref.kind == "rs":
+    elif item_id == ids.reasoning:
         data.pop("reasoning", None)
     else:
-        key = "tool_calls" if ref.kind == "fc" else "tool_results"
-        kept = [{**e, "n": n} for n, e in numbered(data.get(key)) if n != ref.n]
+        calls = item_id.startswith("fc_")
+        key = "tool_calls" if calls else "tool_results"
+
+        def named(n: int, entry: Mapping[str, Any]) -> str:
+            return ids.call(n, entry) if calls else ids.result(n)
+
+        kept = [{**e, "n": n} for n, e in numbered(data.get(key)) if named(n, e) != item_id]
         if kept:
             data[key] = kept
         else:
             data.pop(key, None)
-        if ref.kind == "fco":
+        if not calls:
             if not kept:
                 return None
             content = render_results(kept)

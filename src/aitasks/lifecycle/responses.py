@@ -21,6 +21,7 @@ from aitasks.auth.caller import Caller
 from aitasks.errors import InvalidRequest, NotFound, ServiceUnavailable
 from aitasks.lifecycle.admission import unadmit
 from aitasks.lifecycle.chat_input import PendingImage
+from aitasks.lifecycle.message_items import FileUrl, Item, ItemIds, message_items
 from aitasks.lifecycle.read import read_task
 from aitasks.lifecycle.stop import stop_task
 from aitasks.services import Services
@@ -110,10 +111,16 @@ def reply_messages(task: Task) -> list[dict[str, Any]]:
     return [reply]
 
 
-def input_messages(task: Task) -> list[dict[str, Any]]:
-    """What the client sent with this response: its earlier items, then its turn."""
+def input_items(task: Task, file_url: FileUrl) -> list[Item]:
+    """What the client sent with this response (its earlier items, then its turn) as items,
+    each message named by the response's task and its place."""
     start = int((task.response or {}).get("input_from") or 0)
-    return [*list(task.context or [])[start:], *turn_messages(task)]
+    sent = [*list(task.context or [])[start:], *turn_messages(task)]
+    return [
+        item
+        for place, message in enumerate(sent)
+        for item in message_items(message, ItemIds(f"{task.id}_{place}", by_call=True), file_url)
+    ]
 
 
 async def prior_of_conversation(services: Services, caller: Caller, conversation_id: str) -> Prior:

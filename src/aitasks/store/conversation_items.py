@@ -12,7 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aitasks.errors import ConversationNotFound, LimitExceeded
 from aitasks.store.file_records import INSERT_FILE
-from aitasks.store.models import Conversation, Message, StoredFile, new_id, table_of, utcnow
+from aitasks.store.models import (
+    Conversation,
+    Message,
+    Role,
+    StoredFile,
+    new_id,
+    table_of,
+    utcnow,
+)
 from aitasks.store.scope import get_owned, one_of, require
 
 INSERT_MESSAGE = insert(table_of(Message)).returning(table_of(Message).c.id)
@@ -148,18 +156,27 @@ async def messages_by_id(
     return list(await session.scalars(query.order_by(Message.turn, Message.id)))
 
 
-async def one_message(
-    session: AsyncSession, conversation_id: str, message_id: int, *, tenant: str
-) -> Message | None:
-    """The message, if it is one of the tenant's conversation's (404 for the conversation)."""
+async def messages_holding(
+    session: AsyncSession,
+    conversation_id: str,
+    *,
+    tenant: str,
+    row_id: int | None = None,
+    task_id: str | None = None,
+) -> list[Message]:
+    """The tenant's conversation's messages an item may be in (404 for the conversation), in
+    conversation order: the row `row_id`, else the reply of task `task_id`, else every reply a
+    task made."""
     await require(session, Conversation, conversation_id, tenant=tenant)
-    query = select(Message).where(
-        Message.conversation_id == conversation_id, Message.id == message_id
-    )
-    row: Message | None = (
-        await session.scalars(query.execution_options(populate_existing=True))
-    ).first()
-    return row
+    query = select(Message).where(Message.conversation_id == conversation_id)
+    if row_id is not None:
+        query = query.where(Message.id == row_id)
+    else:
+        query = query.where(Message.role == Role.ASSISTANT, Message.task_id.is_not(None))
+        if task_id is not None:
+            query = query.where(Message.task_id == task_id)
+    query = query.order_by(Message.turn, Message.id).execution_options(populate_existing=True)
+    return list(await session.scalars(query))
 
 
 async def page_from(

@@ -22,7 +22,8 @@ from aitasks.api.openai.conversations_wire import (
     ItemsCreate,
 )
 from aitasks.lifecycle import conversation_edits as edits
-from aitasks.lifecycle.conversation_items import Item, items_of
+from aitasks.lifecycle.conversation_items import items_of
+from aitasks.lifecycle.message_items import Item
 from aitasks.store import conversation_items as store
 from aitasks.store.models import Conversation, as_utc
 

@@ -9,10 +9,11 @@ same events alike, and a reader that resumes `starting_after` N continues where 
 gateway, whichever way the rest is made.
 
 Items follow `response_view`'s output: the reasoning, the message, then each function call, with
-the same ids. A new attempt that starts after some of an earlier one's items (a retry, a fallback,
-a worker that died) starts the items again from `ITEMS_START` (`restarted`): the reader decides
-what its client is told. A cancelled response ends in `response.failed` (the SDK has no event for
-it), its object saying `cancelled`.
+the same ids (`lifecycle/message_items.py`; its conversation's items have them too). A new
+attempt that starts after some of an earlier one's items (a retry, a fallback, a worker that
+died) starts the items again from `ITEMS_START` (`restarted`): the reader decides what its client
+is told. A cancelled response ends in `response.failed` (the SDK has no event for it), its object
+saying `cancelled`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aitasks.api.openai.response_view import function_call_item, output_text_part
 from aitasks.events.base import DELTA, REASONING, STATUS, TOOL_CALL, Event
+from aitasks.lifecycle.message_items import function_call_item, output_text_part, reply_ids
 from aitasks.store.models import TaskStatus
 
 # The number the first output item's events start at (after created, queued, in_progress).
@@ -54,11 +55,11 @@ def pieces(text: str, *, final: bool) -> tuple[list[str], str]:
 
 
 def message_id(task_id: str) -> str:
-    return f"msg_{task_id}"
+    return reply_ids(task_id).message
 
 
 def reasoning_id(task_id: str) -> str:
-    return f"rs_{task_id}"
+    return reply_ids(task_id).reasoning
 
 
 def error_event(code: str, message: str, sequence_number: int) -> dict[str, Any]:

@@ -10,9 +10,11 @@ only, the webhooks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from aitasks.lifecycle.message_items import message_items, reply_ids
+from aitasks.lifecycle.responses import reply_messages
 from aitasks.store.models import Task, TaskStatus, as_utc
 from aitasks.webhooks.openai_events import LENGTH_STOPS, RESPONSE_PREFIX
 
@@ -79,39 +81,15 @@ def usage_of(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def function_call_item(call: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored tool call (`{"id", "name", "arguments"}`) as a `function_call` item."""
-    call_id = str(call["id"])
-    return {
-        "type": "function_call", "id": f"fc_{call_id.removeprefix('call_')}",
-        "call_id": call_id, "name": call["name"], "arguments": call.get("arguments") or "{}",
-        "status": "completed",
-    }  # fmt: skip
-
-
-def output_text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
 def output_items(task: Task) -> list[dict[str, Any]]:
-    """The response's output, from the task's result: its reasoning, its message, its calls."""
-    result = task.result or {}
-    items: list[dict[str, Any]] = []
-    if result.get("reasoning"):
-        items.append(
-            {"type": "reasoning", "id": f"rs_{task.id}", "summary": [], "status": "completed",
-             "content": [{"type": "reasoning_text", "text": result["reasoning"]}]}
-        )  # fmt: skip
-    text = result.get("text") or ""
-    calls = result.get("tool_calls") or []
-    if text or (task.status == TaskStatus.SUCCESS and not calls):
-        status = "incomplete" if incomplete_reason(task) else "completed"
-        items.append(
-            {"type": "message", "id": f"msg_{task.id}", "status": status, "role": "assistant",
-             "content": [output_text_part(text)]}
-        )  # fmt: skip
-    items.extend(function_call_item(c) for c in calls)
-    return items
+    """The response's output, from the task's result: its reasoning, its message, its calls
+    (named as its conversation's items are, `lifecycle/message_items.py`)."""
+    status = "incomplete" if incomplete_reason(task) else "completed"
+    return [
+        item
+        for reply in reply_messages(task)
+        for item in message_items(reply, reply_ids(task.id), status=status)
+    ]
 
 
 def _error(task: Task) -> dict[str, Any] | None:
@@ -166,42 +144,3 @@ def response_object(task: Task, *, status: str | None = None) -> dict[str, Any]:
         "usage": usage_of(task.usage) if task.status == TaskStatus.SUCCESS else None,
         "user": echo.get("user"),
     }
-
-
-def message_items(messages: Iterable[Mapping[str, Any]], prefix: str) -> list[dict[str, Any]]:
-    """Stored messages (`providers.messages` shape: a client's context, a turn's input, a
-    reply) as input items: messages, `function_call` items for an assistant's tool calls and
-    `function_call_output` items for tool results. Ids are made from `prefix` and the place."""
-    items: list[dict[str, Any]] = []
-    for index, message in enumerate(messages):
-        role = str(message.get("role"))
-        item_id = f"{prefix}_{index}"
-        if role == "tool":
-            items.append(
-                {"type": "function_call_output", "id": f"fco_{item_id}",
-                 "call_id": message.get("tool_call_id"), "output": message.get("content") or "",
-                 "status": "completed"}
-            )  # fmt: skip
-            continue
-        if role == "assistant":
-            if message.get("content"):
-                items.append(
-                    {"type": "message", "id": f"msg_{item_id}", "role": "assistant",
-                     "status": "completed",
-                     "content": [output_text_part(str(message["content"]))]}
-                )  # fmt: skip
-            items.extend(function_call_item(c) for c in message.get("tool_calls") or ())
-            continue
-        content: list[dict[str, Any]] = []
-        if message.get("content"):
-            content.append({"type": "input_text", "text": message["content"]})
-        for image in message.get("images") or ():
-            content.append(
-                {"type": "input_image", "detail": "auto", "file_id": image.get("file_id"),
-                 "image_url": image.get("url")}
-            )  # fmt: skip
-        items.append(
-            {"type": "message", "id": f"msg_{item_id}", "role": role, "status": "completed",
-             "content": content}
-        )  # fmt: skip
-    return items

@@ -18,15 +18,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from aitasks.api.auth import CallerDep, authenticate
-from aitasks.api.deps import ServicesDep
+from aitasks.api.deps import LinksDep, ServicesDep
 from aitasks.api.live import wait_for_task
 from aitasks.api.openai.response_stream import response_sse
-from aitasks.api.openai.response_view import (
-    message_items,
-    response_id,
-    response_object,
-    task_id_of,
-)
+from aitasks.api.openai.response_view import response_id, response_object, task_id_of
 from aitasks.api.openai.responses_wire import ResponseCreate, chat_request, echo
 from aitasks.api.openai.routes import SYNC_WAIT_SECONDS, lane_of, refuse_oversized
 from aitasks.api.openai.tools import chat_turn
@@ -189,13 +184,14 @@ async def list_input_items(
     response_id: str,
     services: ServicesDep,
     caller: CallerDep,
+    links: LinksDep,
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     """What was sent with the response (its items, not what it continued), a page at a time."""
     task = await _response(services, caller, response_id)
-    items = message_items(lifecycle.input_messages(task), task.id)
+    items = lifecycle.input_items(task, links.file)
     if order == "desc":
         items.reverse()
     if after is not None:
