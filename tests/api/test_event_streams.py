@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +19,10 @@ import openai
 import pytest
 
 from aitasks.api.app import create_app
-from aitasks.errors import RedisUnavailable
-from aitasks.events.base import Event
 from aitasks.services import Services
 from aitasks.store.database import Database
 from aitasks.store.migrate import upgrade
+from tests.support.broken_log import failing_reads
 from tests.support.embedded import finished, make_settings
 from tests.support.services import REDIS_URL, fresh_postgres_database, fresh_redis_prefix
 
@@ -135,22 +134,6 @@ async def test_a_finished_task_whose_log_expired_ends_with_events_that_carry_ids
     assert await app.events(task_id, done["id"]) == []  # reconnecting after it: the end
     (again,) = await app.events(task_id, status["id"])  # after the status: only the done
     assert again == done
-
-
-def failing_reads(services: Services, *, after_calls: int) -> Callable[[], int]:
-    """Make the event log's reads fail as an unreachable Redis does, after `after_calls` calls."""
-    read = services.events.read
-    calls = 0
-
-    async def broken(task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:
-        nonlocal calls
-        calls += 1
-        if calls > after_calls:
-            raise RedisUnavailable("Redis is unreachable: Connection refused (the test's)")
-        return await read(task_id, after=after, wait_seconds=wait_seconds)
-
-    services.events.read = broken  # type: ignore[method-assign]
-    return lambda: calls
 
 
 async def test_a_stream_whose_log_fails_ends_with_an_error_event(app: App) -> None:

@@ -21,11 +21,9 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from aitasks.errors import RedisUnavailable
-from aitasks.events.base import Event
-from aitasks.services import Services
+from tests.support.broken_log import failing_reads
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
-from tests.support.sdk import sdk_for
+from tests.support.sdk import joined, sdk_for
 
 WEATHER: Any = {
     "type": "function",
@@ -55,10 +53,6 @@ async def resumed(client: openai.AsyncOpenAI, response_id: str, after: int | Non
     else:
         stream = await client.responses.retrieve(response_id, stream=True, starting_after=after)
     return [event async for event in stream]
-
-
-def joined(events: list[Any]) -> str:
-    return "".join(e.delta for e in events if isinstance(e, ResponseTextDeltaEvent))
 
 
 def skeleton(events: list[Any]) -> list[tuple[Any, ...]]:
@@ -213,21 +207,6 @@ async def until_in_progress(client: openai.AsyncOpenAI, response_id: str) -> Non
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{response_id} never started")
-
-
-def failing_reads(services: Services, *, after_calls: int) -> None:
-    """Make the event log's reads fail as an unreachable Redis does, after `after_calls` calls."""
-    read = services.events.read
-    calls = 0
-
-    async def broken(task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:
-        nonlocal calls
-        calls += 1
-        if calls > after_calls:
-            raise RedisUnavailable("Redis is unreachable: Connection refused (the test's)")
-        return await read(task_id, after=after, wait_seconds=wait_seconds)
-
-    services.events.read = broken  # type: ignore[method-assign]
 
 
 async def test_a_stream_whose_log_fails_ends_in_an_error_event_naming_where_to_resume(

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import time
 
-import openai
-
-from tests.faults.test_faults import running_on, wait_until
-from tests.support.faults import MakeSystem
+from tests.support.faults import MakeSystem, restart_empty, wait_until
 from tests.support.processes import Background
+from tests.support.sdk import openai_at
 from tests.support.services import query
 
 LINES = 120
@@ -26,7 +24,7 @@ def test_a_batch_survives_a_killed_worker_and_an_empty_redis(
     )  # fmt: skip
     _, base_url = system.gateway()
     doomed, _ = system.worker(), system.worker()
-    sdk = openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0)
+    sdk = openai_at(base_url)
     requests = "".join(
         json.dumps({"custom_id": f"line-{n}", "method": "POST", "url": "/v1/chat/completions",
                     "body": {"model": "mock-chat",
@@ -41,11 +39,9 @@ def test_a_batch_survives_a_killed_worker_and_an_empty_redis(
         system.database_url, f"SELECT id FROM tasks WHERE batch_id = '{batch.id}'"
     )]  # fmt: skip
     assert len(task_ids) == LINES
-    wait_until(lambda: running_on(system, doomed.popen.pid, task_ids) >= 2)
+    wait_until(lambda: system.running_on(doomed.popen.pid, task_ids) >= 2)
     doomed.kill()  # SIGKILL, mid-line
-    redis_server.kill()
-    time.sleep(0.5)
-    redis_server.start()  # back, and empty: the lanes, the streams and their groups are gone
+    restart_empty(redis_server)  # the lanes, the streams and their groups are gone
 
     report = system.report(task_ids, within=120)
     assert report.succeeded == LINES and not report.lost and not report.doubled

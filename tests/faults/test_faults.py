@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.support.faults import MakeSystem, System
+from tests.support.faults import MakeSystem, wait_until
 from tests.support.flows import wait_for_tasks
 from tests.support.processes import Background
 from tests.support.services import REDIS_URL, query
@@ -31,23 +30,6 @@ def submit_many(base_url: str, prompts: list[str]) -> list[str]:
         return ids
 
 
-def running_on(system: System, worker_pid: int, task_ids: list[str]) -> int:
-    ids = ", ".join(f"'{i}'" for i in task_ids)
-    rows = query(
-        system.database_url,
-        f"SELECT count(*) FROM tasks WHERE status = 'RUNNING' AND id IN ({ids}) "
-        f"AND worker_id LIKE '%-{worker_pid}-%'",
-    )
-    return int(rows[0][0])
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
 def test_a_worker_killed_mid_task_loses_nothing(
     make_system: MakeSystem, postgres_url: str, redis_prefix: str
 ) -> None:
@@ -58,7 +40,7 @@ def test_a_worker_killed_mid_task_loses_nothing(
     _, base_url = system.gateway()
     doomed, survivor = system.worker(), system.worker()
     task_ids = submit_many(base_url, [f"question {n}" for n in range(16)])
-    wait_until(lambda: running_on(system, doomed.popen.pid, task_ids) >= 2)
+    wait_until(lambda: system.running_on(doomed.popen.pid, task_ids) >= 2)
     doomed.kill()  # SIGKILL, mid-task: no chance to hand anything back
 
     report = system.report(task_ids)
@@ -163,7 +145,7 @@ def test_sigterm_hands_unfinished_work_to_another_worker(
     _, base_url = system.gateway()
     leaving = system.worker()
     task_ids = submit_many(base_url, [f"long {n}" for n in range(4)])
-    wait_until(lambda: running_on(system, leaving.popen.pid, task_ids) == 4)
+    wait_until(lambda: system.running_on(leaving.popen.pid, task_ids) == 4)
     system.worker()
     started = time.monotonic()
     leaving.stop(signal.SIGTERM)

@@ -8,19 +8,12 @@ The report of what became of the response ends the test (lost and doubled must b
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from openai.types.responses import ResponseCompletedEvent
 
-import openai
-from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
-
-from tests.support.faults import MakeSystem
+from tests.support.faults import MakeSystem, restart_empty
 from tests.support.processes import Background
+from tests.support.sdk import a_few_events, joined, openai_at
 from tests.support.services import query
-
-
-def client(base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0)
 
 
 def test_a_stream_resumes_on_another_gateway_after_its_worker_died_and_redis_was_emptied(
@@ -34,23 +27,13 @@ def test_a_stream_resumes_on_another_gateway_after_its_worker_died_and_redis_was
     _, one_url = system.gateway()
     _, two_url = system.gateway()
     doomed = system.worker()
-    with client(one_url) as one, client(two_url) as two:
-        stream = one.responses.create(
-            model="mock-chat", input="a story to outlive its worker", stream=True, background=True
-        )
-        first: list[Any] = []
-        for event in stream:
-            first.append(event)
-            if sum(isinstance(e, ResponseTextDeltaEvent) for e in first) == 3:
-                break
-        stream.close()
+    with openai_at(one_url) as one, openai_at(two_url) as two:
+        first = a_few_events(one, "a story to outlive its worker")
         response_id = first[0].response.id
         task_id = response_id.removeprefix("resp_")
 
         doomed.kill()  # SIGKILL, mid-reply
-        redis_server.kill()
-        time.sleep(0.5)
-        redis_server.start()  # back, and empty: the response's event log is gone
+        restart_empty(redis_server)  # the response's event log is gone
         system.worker()
 
         rest = list(
@@ -62,7 +45,7 @@ def test_a_stream_resumes_on_another_gateway_after_its_worker_died_and_redis_was
         assert [e.sequence_number for e in events] == list(range(len(events)))
         assert isinstance(events[-1], ResponseCompletedEvent)
         final = two.responses.retrieve(response_id)
-        text = "".join(e.delta for e in events if isinstance(e, ResponseTextDeltaEvent))
+        text = joined(events)
         assert final.status == "completed" and text == final.output_text
         assert text.startswith('Mock reply to "a story to outlive its worker')
         ((attempts,),) = query(

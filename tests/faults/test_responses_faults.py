@@ -4,25 +4,11 @@ ends `completed` exactly once, polled through the official SDK against real proc
 
 from __future__ import annotations
 
-import time
-
-import openai
-
-from tests.support.faults import MakeSystem
+from tests.support.faults import MakeSystem, restart_empty, wait_until
 from tests.support.processes import Background
-from tests.support.services import query
+from tests.support.sdk import openai_at
 
 RESPONSES = 8
-
-
-def running_on(database_url: str, worker_pid: int, task_ids: list[str]) -> int:
-    ids = ", ".join(f"'{i}'" for i in task_ids)
-    rows = query(
-        database_url,
-        f"SELECT count(*) FROM tasks WHERE status = 'RUNNING' AND id IN ({ids}) "
-        f"AND worker_id LIKE '%-{worker_pid}-%'",
-    )
-    return int(rows[0][0])
 
 
 def test_background_responses_survive_a_killed_worker_and_an_empty_redis(
@@ -34,21 +20,16 @@ def test_background_responses_survive_a_killed_worker_and_an_empty_redis(
     )  # fmt: skip
     _, base_url = system.gateway()
     doomed, _ = system.worker(), system.worker()
-    sdk = openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0)
+    sdk = openai_at(base_url)
     queued = [
         sdk.responses.create(model="mock-chat", input=f"question {n}", background=True)
         for n in range(RESPONSES)
     ]
     assert {r.status for r in queued} == {"queued"}
     task_ids = [r.id.removeprefix("resp_") for r in queued]
-    deadline = time.monotonic() + 20
-    while running_on(system.database_url, doomed.popen.pid, task_ids) < 1:
-        assert time.monotonic() < deadline, "no response ran on the worker to kill"
-        time.sleep(0.05)
+    wait_until(lambda: system.running_on(doomed.popen.pid, task_ids) >= 1)
     doomed.kill()  # SIGKILL, mid-reply
-    redis_server.kill()
-    time.sleep(0.5)
-    redis_server.start()  # back, and empty
+    restart_empty(redis_server)
 
     report = system.report(task_ids, within=90)
     assert report.succeeded == RESPONSES and not report.lost and not report.doubled

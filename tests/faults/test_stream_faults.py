@@ -9,14 +9,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import openai
 
 from aitasks.worker.runner import RECEIVE_WAIT_SECONDS
-from tests.support.faults import FAST_RECOVERY, MakeSystem, System
+from tests.support.faults import FAST_RECOVERY, MakeSystem, System, wait_until
 from tests.support.processes import Background
 from tests.support.services import REDIS_URL, query
 from tests.support.sse import SSEvent, read_events
@@ -28,13 +27,6 @@ def submit(base_url: str, prompt: str) -> str:
     response = httpx.post(f"{base_url}{CHAT}", json={"prompt": prompt, "model": "mock-chat"})
     assert response.status_code == 202, response.text
     return str(response.json()["task_id"])
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 class Reader(threading.Thread):
@@ -99,7 +91,7 @@ def test_a_redis_killed_under_open_streams_ends_each_with_an_error(
     chats = [ChatReader(base_url, f"a long chat {n}") for n in range(2)]
     for reader in [*readers, *chats]:
         reader.start()
-    wait_until(lambda: all(r.deltas() >= 2 for r in [*readers, *chats]))
+    wait_until(lambda: all(r.deltas() >= 2 for r in [*readers, *chats]), timeout=30)
     redis_server.kill()
     for reader in [*readers, *chats]:
         reader.join(20)
@@ -147,7 +139,7 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_into_the_next_attempt(
     _, base_url = system.gateway()
     workers = {w.popen.pid: w for w in (system.worker(), system.worker())}
     task_id = submit(base_url, "a long reply, streamed")
-    wait_until(lambda: holder(system, task_id)[0] is not None)
+    wait_until(lambda: holder(system, task_id)[0] is not None, timeout=30)
     time.sleep(1.5)  # some of its text is out
     frozen_id, _ = holder(system, task_id)
     assert frozen_id is not None
@@ -155,7 +147,9 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_into_the_next_attempt(
     frozen.popen.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
     try:
-        wait_until(lambda: holder(system, task_id)[1] == 2)  # another worker took it over
+        wait_until(
+            lambda: holder(system, task_id)[1] == 2, timeout=30
+        )  # another worker took it over
         took_over = time.monotonic() - stopped
         time.sleep(0.5)  # the new attempt's `RUNNING` and its first text are in the log
     finally:

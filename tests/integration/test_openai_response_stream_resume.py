@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import openai
-from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
+from openai.types.responses import ResponseCompletedEvent
 
 from tests.support.processes import Process, free_port, wait_until_up
+from tests.support.sdk import a_few_events, joined, openai_at
 from tests.support.services import upgraded_stack
 
 # Slow enough that the reply is still being made when the reader comes back (from another
@@ -32,22 +33,6 @@ def started(args: list[str], env: dict[str, str], folder: Path) -> Iterator[Proc
         process.stop()
 
 
-def sdk(base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0)
-
-
-def a_few_events(client: openai.OpenAI, prompt: str) -> list[Any]:
-    """A streamed response's first events, up to its third piece of text; then the reader goes."""
-    stream = client.responses.create(model="mock-chat", input=prompt, stream=True, background=True)
-    first: list[Any] = []
-    for event in stream:
-        first.append(event)
-        if sum(isinstance(e, ResponseTextDeltaEvent) for e in first) == 3:
-            break
-    stream.close()
-    return first
-
-
 def resume(client: openai.OpenAI, first: list[Any], *, live: bool = True) -> list[Any]:
     response_id = first[0].response.id
     if live:
@@ -62,7 +47,7 @@ def check_whole(client: openai.OpenAI, events: list[Any]) -> None:
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert isinstance(events[-1], ResponseCompletedEvent)
     final = client.responses.retrieve(events[0].response.id)
-    text = "".join(e.delta for e in events if isinstance(e, ResponseTextDeltaEvent))
+    text = joined(events)
     assert final.status == "completed" and text == final.output_text
     assert len(text.split()) > 10
 
@@ -82,7 +67,7 @@ def test_a_stream_resumes_on_another_gateway_and_after_its_gateway_restarts(
                 wait_until_up(urls[0], gateway)
                 wait_until_up(urls[1], other)
                 worker.wait_for_log("on queues")
-                with sdk(urls[0]) as one, sdk(urls[1]) as two:
+                with openai_at(urls[0]) as one, openai_at(urls[1]) as two:
                     first = a_few_events(one, f"a story told on two gateways {SLOW}")
                     check_whole(one, resume(two, first))
                     first = a_few_events(one, f"a story told across a restart {SLOWER}")
@@ -91,7 +76,7 @@ def test_a_stream_resumes_on_another_gateway_and_after_its_gateway_restarts(
                 port = free_port()
                 gateway = Process(["api", "--port", str(port)], env, tmp_path)
                 wait_until_up(f"http://127.0.0.1:{port}", gateway, timeout=120)
-                with sdk(f"http://127.0.0.1:{port}") as again:
+                with openai_at(f"http://127.0.0.1:{port}") as again:
                     # Live from the log or, if it ended meanwhile, from the stored task: alike.
                     check_whole(again, resume(again, first, live=False))
             finally:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from tests.support.flows import TERMINAL
-from tests.support.processes import Process, free_port, wait_until_up
+from tests.support.processes import Background, Process, free_port, wait_until_up
 from tests.support.services import query
 
 # A TCP proxy to run as a process: `python tcp_proxy.py LISTEN_PORT TARGET_PORT`.
@@ -63,6 +64,16 @@ class System:
         wait_until_up(base_url, process)
         return process, base_url
 
+    def running_on(self, worker_pid: int, task_ids: list[str]) -> int:
+        """How many of `task_ids` the worker process `worker_pid` is running now."""
+        ids = ", ".join(f"'{i}'" for i in task_ids)
+        rows = query(
+            self.database_url,
+            f"SELECT count(*) FROM tasks WHERE status = 'RUNNING' AND id IN ({ids}) "
+            f"AND worker_id LIKE '%-{worker_pid}-%'",
+        )
+        return int(rows[0][0])
+
     def report(self, task_ids: list[str], *, within: float = 60) -> Report:
         """Wait for every task to finish, then say what became of each."""
         ids = ", ".join(f"'{i}'" for i in task_ids)
@@ -103,6 +114,21 @@ class System:
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def restart_empty(redis_server: Background) -> None:
+    """Kill the test's own Redis and start it again: back, and empty (no lane, stream, group or
+    event log)."""
+    redis_server.kill()
+    time.sleep(0.5)
+    redis_server.start()
 
 
 FAST_RECOVERY = {

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import openai
+from openai.types.responses import ResponseTextDeltaEvent
 
 from tests.support.keyed_app import KeyedApp
 
@@ -22,6 +24,29 @@ def async_openai(client: httpx.AsyncClient, api_key: str = "unused") -> openai.A
         max_retries=0,
         http_client=httpx.AsyncClient(transport=client._transport, timeout=30),
     )
+
+
+def openai_at(base_url: str) -> openai.OpenAI:
+    """The (blocking) SDK on a running gateway's OpenAI-compatible app."""
+    return openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0)
+
+
+def a_few_events(client: openai.OpenAI, prompt: str, *, deltas: int = 3) -> list[Any]:
+    """A background response streamed until its `deltas`-th piece of text: the events read
+    (from `response.created` on); then the reader goes."""
+    stream = client.responses.create(model="mock-chat", input=prompt, stream=True, background=True)
+    first: list[Any] = []
+    for event in stream:
+        first.append(event)
+        if sum(isinstance(e, ResponseTextDeltaEvent) for e in first) == deltas:
+            break
+    stream.close()
+    return first
+
+
+def joined(events: list[Any]) -> str:
+    """The text a response's stream events carried."""
+    return "".join(e.delta for e in events if isinstance(e, ResponseTextDeltaEvent))
 
 
 @asynccontextmanager

@@ -37,7 +37,7 @@ from aitasks.routing import FETCHES_IMAGE_URLS, ModelSpec
 from aitasks.services import Services
 from aitasks.store import file_records
 from aitasks.store.messages import pending_tool_calls
-from aitasks.store.models import new_id, utcnow
+from aitasks.store.models import StoredFile, new_id, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,26 @@ def pending_image(ref: str, settings: Settings, param: str) -> PendingImage:
         f"{param}: an image is a data: URL, the id of a file (POST /v1/files) or an http(s) URL",
         param=param,
     )
+
+
+async def find_image_files(services: Services, tenant: str, images: list[PendingImage]) -> None:
+    """Every image named by id is one of the tenant's image files (else a 400 naming it); each
+    image named by id or URL gets its stored shape."""
+    wanted = [i.file_id for i in images if i.file_id]
+    found: dict[str, StoredFile] = {}
+    if wanted:
+        async with services.db.session() as session:
+            found = await file_records.owned_files(session, wanted, tenant=tenant)
+    for image in images:
+        if image.file_id is not None:
+            record = found.get(image.file_id)
+            if record is None or not record.content_type.startswith("image/"):
+                raise InvalidRequest(
+                    f"{image.param}: no image file {image.file_id!r}", param=image.param
+                )
+            image.stored = {"file_id": record.id, "media_type": record.content_type}
+        elif image.url is not None:
+            image.stored = {"url": image.url}
 
 
 def check_schema(schema: object, param: str) -> None:
@@ -269,19 +289,7 @@ class ChatTurn:
                 "(POST /v1/files) and send its id",
                 param=remote[0].param,
             )
-        wanted = [i.file_id for i in images if i.file_id]
-        async with services.db.session() as session:
-            found = await file_records.owned_files(session, wanted, tenant=caller.tenant)
-        for image in images:
-            if image.file_id is not None:
-                record = found.get(image.file_id)
-                if record is None or not record.content_type.startswith("image/"):
-                    raise InvalidRequest(
-                        f"{image.param}: no image file {image.file_id!r}", param=image.param
-                    )
-                image.stored = {"file_id": record.id, "media_type": record.content_type}
-            elif image.url is not None:
-                image.stored = {"url": image.url}
+        await find_image_files(services, caller.tenant, images)
 
     def _check_context_results(self) -> None:
         """Every tool message of a client's context answers a call made before it."""

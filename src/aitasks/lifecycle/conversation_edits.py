@@ -12,7 +12,7 @@ from typing import Any
 from aitasks.auth.caller import Caller
 from aitasks.errors import InvalidRequest, LimitExceeded
 from aitasks.files import file_key
-from aitasks.lifecycle.chat_input import PendingImage
+from aitasks.lifecycle.chat_input import PendingImage, find_image_files
 from aitasks.lifecycle.conversation_items import (
     ItemNotFound,
     NewRow,
@@ -24,8 +24,7 @@ from aitasks.lifecycle.conversation_items import (
 from aitasks.lifecycle.message_items import FileUrl, Item
 from aitasks.services import Services
 from aitasks.store import conversation_items as store
-from aitasks.store import file_records
-from aitasks.store.models import Conversation, Message, StoredFile, new_id, utcnow
+from aitasks.store.models import Conversation, Message, new_id, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -127,21 +126,7 @@ async def _find_images(services: Services, caller: Caller, images: list[PendingI
             param=images[most].param,
             limit=most,
         )
-    wanted = [i.file_id for i in images if i.file_id]
-    found: dict[str, StoredFile] = {}
-    if wanted:
-        async with services.db.session() as session:
-            found = await file_records.owned_files(session, wanted, tenant=caller.tenant)
-    for image in images:
-        if image.file_id is not None:
-            record = found.get(image.file_id)
-            if record is None or not record.content_type.startswith("image/"):
-                raise InvalidRequest(
-                    f"{image.param}: no image file {image.file_id!r}", param=image.param
-                )
-            image.stored = {"file_id": record.id, "media_type": record.content_type}
-        elif image.url is not None:
-            image.stored = {"url": image.url}
+    await find_image_files(services, caller.tenant, images)
 
 
 async def _store_images(
