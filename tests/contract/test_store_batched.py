@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 
 from aitasks.queue.base import TaskQueue
@@ -18,8 +19,8 @@ from aitasks.routing import ModelTable
 from aitasks.store import claims, finishes
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
-from aitasks.store.models import LOCAL_TENANT, Message, Task, TaskStatus, utcnow
-from aitasks.store.tasks import Owner
+from aitasks.store.models import LOCAL_TENANT, Message, Task, TaskStatus, WebhookDelivery, utcnow
+from aitasks.store.tasks import Callback, Owner
 from tests.support.backends import REDELIVER_AFTER
 
 SPEC = ModelTable.load(environ={}).resolve("mock-chat")
@@ -28,22 +29,36 @@ Outcome = claims.ClaimOutcome
 
 
 async def submit(
-    db: Database, conversation_id: str | None = None, *, expires_in: float | None = None
+    db: Database,
+    conversation_id: str | None = None,
+    *,
+    expires_in: float | None = None,
+    callback_url: str | None = None,
 ) -> Task:
     scheduling = None
     if expires_in is not None:
         scheduling = {"expires_at": utcnow() + timedelta(seconds=expires_in)}
+    callback = Callback(callback_url, ["task.running"]) if callback_url else None
     async with db.session() as session:
         submission = await store.submit_task(
             session, owner=OWNER, spec=SPEC, prompt="hi", conversation_id=conversation_id,
-            scheduling=scheduling,
+            scheduling=scheduling, callback=callback,
         )  # fmt: skip
         return submission.task
 
 
 async def claim_many(
-    db: Database, ids: list[str], worker: str = "w1", lease: float = 30
+    db: Database,
+    ids: list[str],
+    worker: str = "w1",
+    lease: float = 30,
+    *,
+    worker_path: bool = False,
 ) -> list[claims.Claim]:
+    """`claim_tasks`, or the worker's `claim_deliveries` (its plain tasks in one autocommitted
+    statement first), which must come to the same claims."""
+    if worker_path:
+        return await claims.claim_deliveries(db, ids, worker_id=worker, lease_seconds=lease)
     async with db.session() as session:
         return await claims.claim_tasks(session, ids, worker_id=worker, lease_seconds=lease)
 
@@ -83,18 +98,25 @@ def statements(db: Database) -> Iterator[list[str]]:
         event.remove(db.engine.sync_engine, "before_cursor_execute", count)
 
 
-async def test_one_statement_claims_a_batch_of_claimable_tasks(db: Database) -> None:
+@pytest.mark.parametrize("worker_path", [False, True], ids=["claim_tasks", "claim_deliveries"])
+async def test_one_statement_claims_a_batch_of_claimable_tasks(
+    db: Database, worker_path: bool
+) -> None:
     tasks = [await submit(db) for _ in range(5)]
     with statements(db) as seen:
-        got = await claim_many(db, [t.id for t in tasks])
+        got = await claim_many(db, [t.id for t in tasks], worker_path=worker_path)
     assert [c.outcome for c in got] == [Outcome.CLAIMED] * 5
     assert [c.task.id for c in got if c.task] == [t.id for t in tasks]
     assert all(c.task and c.task.attempts == 1 and c.task.worker_id == "w1" for c in got)
     assert [s.split()[0] for s in seen if not s.startswith(("BEGIN", "COMMIT"))] == ["UPDATE"]
 
 
-async def test_a_mixed_batch_claims_exactly_the_claimable_ones(db: Database) -> None:
+@pytest.mark.parametrize("worker_path", [False, True], ids=["claim_tasks", "claim_deliveries"])
+async def test_a_mixed_batch_claims_exactly_the_claimable_ones(
+    db: Database, worker_path: bool
+) -> None:
     fresh = await submit(db)
+    hooked = await submit(db, callback_url="https://example.com/hook")
     cancelled = await submit(db)
     async with db.session() as session:
         await store.cancel_task(session, cancelled.id, tenant=LOCAL_TENANT)
@@ -113,17 +135,24 @@ async def test_a_mixed_batch_claims_exactly_the_claimable_ones(db: Database) -> 
     await asyncio.sleep(0.1)  # the dead worker's lease runs out
 
     order = [
-        fresh, cancelled, late, busy, abandoned, out_of_turn, second, first, finished, fresh
+        fresh, cancelled, late, busy, abandoned, out_of_turn, second, first, finished, hooked,
+        fresh,
     ]  # fmt: skip
-    got = await claim_many(db, [t.id for t in order] + ["no-such-task"])
+    got = await claim_many(db, [t.id for t in order] + ["no-such-task"], worker_path=worker_path)
     assert [c.outcome for c in got] == [
         Outcome.CLAIMED, Outcome.FINISHED, Outcome.EXPIRED, Outcome.BUSY, Outcome.CLAIMED,
-        Outcome.WAITING, Outcome.WAITING, Outcome.CLAIMED, Outcome.FINISHED,
+        Outcome.WAITING, Outcome.WAITING, Outcome.CLAIMED, Outcome.FINISHED, Outcome.CLAIMED,
         Outcome.BUSY,  # the same id again: claimed once
         Outcome.FINISHED,
     ]  # fmt: skip
     attempts = {c.task.id: c.task.attempts for c in got if c.outcome is Outcome.CLAIMED and c.task}
-    assert attempts == {fresh.id: 1, abandoned.id: 2, first.id: 1}
+    assert attempts == {fresh.id: 1, abandoned.id: 2, first.id: 1, hooked.id: 1}
+    # The callback's first claim wrote its webhook row in the claim's transaction.
+    async with db.session() as session:
+        hooks = (
+            await session.execute(select(WebhookDelivery.task_id, WebhookDelivery.event))
+        ).all()
+    assert sorted(tuple(h) for h in hooks) == [(hooked.id, "task.running")]
     # What each row says now: the expired one never ran, the others are as they were.
     expired = await row(db, late.id)
     assert (expired.status, expired.attempts, expired.started_at) == (TaskStatus.EXPIRED, 0, None)

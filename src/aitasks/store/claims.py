@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from aitasks.priority import QueuedTask
 from aitasks.store import deadlines
 from aitasks.store.conversations import ContextHeader, header_of
+from aitasks.store.database import Database
 from aitasks.store.finishes import (
     QUEUED,
     Finished,
@@ -130,6 +131,22 @@ CLAIM = _claim_statement(TASKS.c.id == bindparam("task_id"))
 # so two workers claiming overlapping sets (a redelivered entry) wait on each other, never in a
 # cycle.
 CLAIM_MANY = _claim_statement(TASKS.c.id.in_(bindparam("task_ids", expanding=True)))
+# The common case in one autocommitted statement, no BEGIN and COMMIT around it (two round trips
+# fewer): a task whose claim has no consequence to write with it, i.e. no callback (whose
+# webhook row must be written in the claim's transaction) and not on its first claim past its
+# deadline (which must end EXPIRED in the claim's transaction, never seen RUNNING). The others
+# are left to `claim_tasks`, which this statement never takes.
+CLAIM_PLAIN = _claim_statement(
+    and_(
+        TASKS.c.id.in_(bindparam("task_ids", expanding=True)),
+        TASKS.c.callback_url.is_(None),
+        or_(
+            TASKS.c.expires_at.is_(None),
+            TASKS.c.started_at.is_not(None),
+            TASKS.c.expires_at > bindparam("now", type_=Timestamp),
+        ),
+    )
+)
 TASK_COLUMNS = tuple(column.key for column in TASKS.c)
 # Why a claim failed: the task's status, and where it stands in its conversation.
 STATES = select(TASKS.c.id, TASKS.c.status, TASKS.c.conversation_id, TASKS.c.turn).where(
@@ -147,6 +164,54 @@ EARLIER_UNFINISHED = (
     .limit(1)
     .with_for_update(read=True)
 )
+
+
+async def claim_deliveries(
+    db: Database, task_ids: Sequence[str], *, worker_id: str, lease_seconds: float
+) -> list[Claim]:
+    """The worker's claim of the tasks of deliveries received together: what `claim_tasks`
+    does, with the tasks that need nothing more than the update claimed in one autocommitted
+    statement first (see `CLAIM_PLAIN`), and the rest by `claim_tasks`."""
+    now = utcnow()
+    unique = list(dict.fromkeys(task_ids))
+    values = {
+        "task_ids": unique,
+        "now": now,
+        "worker_id": worker_id,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+    }
+    async with db.read_connection() as connection:
+        rows = (await connection.execute(CLAIM_PLAIN, values)).all()
+    found = {row._mapping["id"]: _claim_of(row) for row in rows}
+    rest = [task_id for task_id in unique if task_id not in found]
+    if rest:
+        async with db.session() as session:
+            taken = await claim_tasks(
+                session, rest, worker_id=worker_id, lease_seconds=lease_seconds
+            )
+        found.update(zip(rest, taken, strict=True))
+    return _in_order(task_ids, found)
+
+
+def _in_order(task_ids: Sequence[str], found: dict[str, Claim]) -> list[Claim]:
+    """One claim per id, in order; an id given twice is claimed once, the later one BUSY."""
+    claims, seen = [], set()
+    for task_id in task_ids:
+        claims.append(found[task_id] if task_id not in seen else Claim(ClaimOutcome.BUSY))
+        seen.add(task_id)
+    return claims
+
+
+def _claim_of(row: Any) -> Claim:
+    """A row the claim's update returned, as the claim of a task to run."""
+    fields = row._mapping
+    # A plain (transient) Task: the worker only reads it, and the ORM's loading cost more than
+    # the claim's SQL.
+    task = Task(**{name: fields[name] for name in TASK_COLUMNS})
+    header = header_of(
+        fields["header_system_prompt"], fields["header_summary"], fields["header_summary_turn"]
+    )
+    return Claim(ClaimOutcome.CLAIMED, task, header)
 
 
 async def claim_task(
@@ -188,11 +253,7 @@ async def claim_tasks(
             found = await _why_not(session, connection, missed, values)
         for task_id, row in claimed.items():
             found[task_id] = await _claimed(session, connection, row, now)
-    claims, seen = [], set()
-    for task_id in task_ids:
-        claims.append(found[task_id] if task_id not in seen else Claim(ClaimOutcome.BUSY))
-        seen.add(task_id)
-    return claims
+    return _in_order(task_ids, found)
 
 
 async def _why_not(
@@ -232,19 +293,15 @@ async def _claimed(
 ) -> Claim:
     """The claim of a row the update took: the run to start, or its expiry when its first claim
     came past its deadline (then it never ran)."""
-    fields = row._mapping
-    # A plain (transient) Task: the worker only reads it, and the ORM's loading cost more than
-    # the claim's SQL.
-    task = Task(**{name: fields[name] for name in TASK_COLUMNS})
+    claim = _claim_of(row)
+    task = claim.task
+    assert task is not None
     if deadlines.overdue(task, now):
         await deadlines.expire_claimed(session, connection, task, now)
         return Claim(ClaimOutcome.EXPIRED, task, None, await next_waiting_turn(connection, task))
     if task.attempts == 1:
         add_delivery(session, task.id, task.callback_url, task.callback_events, TaskStatus.RUNNING)
-    header = header_of(
-        fields["header_system_prompt"], fields["header_summary"], fields["header_summary_turn"]
-    )
-    return Claim(ClaimOutcome.CLAIMED, task, header)
+    return claim
 
 
 def _held_by(task: Task, worker_id: str) -> Any:

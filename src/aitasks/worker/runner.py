@@ -285,13 +285,12 @@ class Worker:
 
     async def _claim_many(self, task_ids: Sequence[str]) -> list[claims.Claim]:
         """The claims of the deliveries submitted together: one statement for all of them."""
-        async with self.services.db.session() as session:
-            return await claims.claim_tasks(
-                session,
-                task_ids,
-                worker_id=self.worker_id,
-                lease_seconds=self.settings.lease_seconds,
-            )
+        return await claims.claim_deliveries(
+            self.services.db,
+            task_ids,
+            worker_id=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+        )
 
     async def _ack_many(self, deliveries: Sequence[Delivery]) -> list[None]:
         await self.services.queue.ack_many(deliveries)
