@@ -9,12 +9,11 @@ OpenAPI schema still says how to authenticate) does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from aitasks.api.auth import BearerDeclared, authenticate
-from aitasks.api.deps import get_links
 from aitasks.auth.caller import Caller
 from aitasks.links import Links
 from aitasks.services import Services
@@ -27,10 +26,32 @@ class Call:
     links: Links
 
 
+# The site's root as each (scheme, Host header, server address) reaches it: building it from the
+# request's URL cost more than the rest of this dependency. Bounded, as Host is the client's to
+# choose; past the bound a root is built each time, as before.
+ROOTS_KEPT = 64
+_roots: dict[tuple[Any, ...], str] = {}
+
+
+def _root(request: Request) -> str:
+    scope = request.scope
+    host = next((value for name, value in scope["headers"] if name == b"host"), None)
+    key = (scope["scheme"], host, scope.get("server"))
+    root = _roots.get(key)
+    if root is None:
+        root = str(request.url.replace(path="/", query="", fragment=""))
+        if len(_roots) < ROOTS_KEPT:
+            _roots[key] = root
+    return root
+
+
 async def get_call(request: Request, declared: BearerDeclared = None) -> Call:
     """What `ServicesDep`, `CallerDep` and `LinksDep` give, in one dependency."""
     caller = await authenticate(request, declared)
-    return Call(request.app.state.services, caller, await get_links(request))
+    services: Services = request.app.state.services
+    # As `get_links` makes them: file links signed while auth is on.
+    signer = services.file_signer if services.settings.auth_enabled else None
+    return Call(services, caller, Links(_root(request), signer, services.store_links))
 
 
 CallDep = Annotated[Call, Depends(get_call)]
