@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.support.faults import FAST_RECOVERY, PROXY, MakeSystem, System
+from tests.support.faults import FAST_RECOVERY, PROXY, MakeSystem, OwnRedisSystem, System
 from tests.support.processes import Background, empty_redis, free_port
 from tests.support.services import migrated_env
 
@@ -53,3 +53,18 @@ def make_system(tmp_path: Path) -> Iterator[MakeSystem]:
     yield make
     for system in systems:
         system.stop()
+
+
+@pytest.fixture
+def own_redis_system(
+    make_system: MakeSystem, postgres_url: str, redis_prefix: str, redis_server: Background
+) -> OwnRedisSystem:
+    """`make_system` on the test's database and its own Redis (`redis_server`, to kill)."""
+
+    def make(**settings: str) -> System:
+        redis_url = f"redis://127.0.0.1:{redis_server.port}/0"
+        return make_system(
+            database_url=postgres_url, redis_url=redis_url, redis_prefix=redis_prefix, **settings
+        )
+
+    return make

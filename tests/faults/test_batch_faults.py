@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.support.faults import MakeSystem, restart_empty, wait_until
+from tests.support.faults import OwnRedisSystem, restart_empty, wait_until
 from tests.support.processes import Background
 from tests.support.sdk import openai_at
 from tests.support.services import query
@@ -16,12 +16,9 @@ LINES = 120
 
 
 def test_a_batch_survives_a_killed_worker_and_an_empty_redis(
-    make_system: MakeSystem, postgres_url: str, redis_prefix: str, redis_server: Background
+    own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
-    system = make_system(
-        database_url=postgres_url, redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
-        redis_prefix=redis_prefix, AITASKS_MOCK_LATENCY_MS="300", AITASKS_WORKER_CONCURRENCY="4",
-    )  # fmt: skip
+    system = own_redis_system(AITASKS_MOCK_LATENCY_MS="300", AITASKS_WORKER_CONCURRENCY="4")
     _, base_url = system.gateway()
     doomed, _ = system.worker(), system.worker()
     sdk = openai_at(base_url)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.support.faults import MakeSystem, wait_until
+from tests.support.faults import MakeSystem, OwnRedisSystem, wait_until
 from tests.support.flows import wait_for_tasks
 from tests.support.processes import Background
 from tests.support.services import REDIS_URL, query
@@ -50,12 +50,9 @@ def test_a_worker_killed_mid_task_loses_nothing(
 
 
 def test_redis_restarted_empty_loses_nothing(
-    make_system: MakeSystem, postgres_url: str, redis_prefix: str, redis_server: Background
+    own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
-    system = make_system(
-        database_url=postgres_url, redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
-        redis_prefix=redis_prefix, AITASKS_MOCK_LATENCY_MS="300", AITASKS_WORKER_CONCURRENCY="2",
-    )  # fmt: skip
+    system = own_redis_system(AITASKS_MOCK_LATENCY_MS="300", AITASKS_WORKER_CONCURRENCY="2")
     _, base_url = system.gateway()
     system.worker()
     before = submit_many(base_url, [f"before {n}" for n in range(20)])

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 from openai.types.responses import ResponseCompletedEvent
 
-from tests.support.faults import MakeSystem, restart_empty
+from tests.support.faults import OwnRedisSystem, restart_empty
 from tests.support.processes import Background
 from tests.support.sdk import a_few_events, joined, openai_at
 from tests.support.services import query
 
 
 def test_a_stream_resumes_on_another_gateway_after_its_worker_died_and_redis_was_emptied(
-    make_system: MakeSystem, postgres_url: str, redis_prefix: str, redis_server: Background
+    own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
-    system = make_system(
-        database_url=postgres_url, redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
-        redis_prefix=redis_prefix, AITASKS_MOCK_LATENCY_MS="5000",
-        AITASKS_SSE_HEARTBEAT_SECONDS="1",
-    )  # fmt: skip
+    system = own_redis_system(AITASKS_MOCK_LATENCY_MS="5000", AITASKS_SSE_HEARTBEAT_SECONDS="1")
     _, one_url = system.gateway()
     _, two_url = system.gateway()
     doomed = system.worker()

@@ -15,7 +15,7 @@ import httpx
 import openai
 
 from aitasks.worker.runner import RECEIVE_WAIT_SECONDS
-from tests.support.faults import FAST_RECOVERY, MakeSystem, System, wait_until
+from tests.support.faults import FAST_RECOVERY, MakeSystem, OwnRedisSystem, System, wait_until
 from tests.support.processes import Background
 from tests.support.services import REDIS_URL, query
 from tests.support.sse import SSEvent, read_events
@@ -77,13 +77,9 @@ class ChatReader(threading.Thread):
 
 
 def test_a_redis_killed_under_open_streams_ends_each_with_an_error(
-    make_system: MakeSystem, postgres_url: str, redis_prefix: str, redis_server: Background
+    own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
-    system = make_system(
-        database_url=postgres_url, redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
-        redis_prefix=redis_prefix, AITASKS_MOCK_LATENCY_MS="6000",
-        AITASKS_SSE_HEARTBEAT_SECONDS="1",
-    )  # fmt: skip
+    system = own_redis_system(AITASKS_MOCK_LATENCY_MS="6000", AITASKS_SSE_HEARTBEAT_SECONDS="1")
     gateway, base_url = system.gateway()
     system.worker()
     task_ids = [submit(base_url, f"a long reply {n}") for n in range(4)]

@@ -143,3 +143,9 @@ class MakeSystem(Protocol):
     def __call__(
         self, *, database_url: str, redis_url: str, redis_prefix: str, **settings: str
     ) -> System: ...
+
+
+class OwnRedisSystem(Protocol):
+    """`own_redis_system` (tests/faults/conftest.py): a system on the test's own Redis."""
+
+    def __call__(self, **settings: str) -> System: ...
