@@ -203,7 +203,10 @@ async def test_a_stream_ends_saying_its_response_was_cancelled_or_deleted(app: K
 
 async def until_in_progress(client: openai.AsyncOpenAI, response_id: str) -> None:
     for _ in range(500):
-        if (await client.responses.retrieve(response_id)).status == "in_progress":
+        running = await client.responses.retrieve(response_id)
+        if running.status == "in_progress":
+            # What it has made so far is in its stream: its object has no output until it ends.
+            assert running.output == [] and running.output_text == "" and running.usage is None
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{response_id} never started")

@@ -135,7 +135,8 @@ async def test_a_response_waited_for_is_answered_completed(app_on: Factory) -> N
         assert events[-1].type == "response.completed"
         failed = await sdk.responses.create(model="mock-chat", input="[fail:fatal] refuse")
         assert failed.status == "failed" and failed.output == []
-        assert failed.error is not None and failed.error.code == "provider_bad_request"
+        assert failed.error is not None and failed.error.code == "invalid_prompt"
+        assert failed.error.message.startswith("provider_bad_request: ")
 
 
 async def test_a_response_has_the_chat_paths_limits(app_on: Factory) -> None:
@@ -356,6 +357,10 @@ async def test_bad_input_is_refused_in_openais_shape_and_writes_nothing(app_on: 
                 model="mock-chat",
                 input=[{"role": "user", "content": [{"type": "input_audio", "data": "x"}]}],  # type: ignore[list-item]
             )
+        with pytest.raises(openai.BadRequestError, match="prompt templates"):
+            await ada.responses.create(
+                model="mock-chat", input="hi", prompt={"id": "pmpt_1", "version": "2"}
+            )
         with pytest.raises(openai.BadRequestError, match="both"):
             await ada.responses.create(
                 model="mock-chat", input="hi", previous_response_id=mine.id,
@@ -431,6 +436,7 @@ MALFORMED: list[Any] = [
     {"input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}},
     {"input": "hi", "tools": [{"type": "function"}]},
     {"input": "hi", "conversation": {"nope": 1}},
+    {"input": "hi", "prompt": {"id": "pmpt_1"}},
     '{"model": "mock-chat", "input": "hi", "metadata": {"k": "\\ud800"}}',
 ]  # fmt: skip
 

@@ -173,7 +173,8 @@ def test_a_failure_after_some_text_closes_it_incomplete_and_ends_failed() -> Non
     assert done["item"]["status"] == "incomplete"
     assert done["item"]["content"][0]["text"] == "Half a rep"
     assert events[-1]["type"] == "response.failed"
-    assert events[-1]["response"]["error"]["code"] == "provider_bad_request"
+    assert events[-1]["response"]["error"]["code"] == "invalid_prompt"
+    assert events[-1]["response"]["error"]["message"].startswith("provider_bad_request: ")
     assert [e["type"] for e in made_up(final)] == [
         "response.created", "response.queued", "response.in_progress", "response.failed",
     ]  # fmt: skip

@@ -36,7 +36,7 @@ def task(status: TaskStatus, result: dict[str, Any] | None = None, **fields: Any
 
 
 def error_of(error: dict[str, str]) -> dict[str, str]:
-    return {"code": error["type"], "message": error["message"]}
+    return {"code": "invalid_prompt", "message": f"{error['type']}: {error['message']}"}
 
 
 @pytest.mark.parametrize(
@@ -54,12 +54,30 @@ def test_every_status_is_one_the_sdk_reads(status: TaskStatus, expected: str) ->
     result = {"text": "hi"} if status == TaskStatus.SUCCESS else None
     error = {"type": "provider_bad_request", "message": "no"}
     shown = response_object(task(status, result, error=error))
-    # The code is the task's own error type (the SDK reads any string; its strict type does not).
-    assert shown.pop("error") == (error_of(error) if expected == "failed" else None)
-    made = Response.model_validate(shown)
+    # The code is one of OpenAI's; the task's own error type leads the message.
+    assert shown["error"] == (error_of(error) if expected == "failed" else None)
+    made = Response.model_validate(shown, strict=True)
     assert made.status == expected and made.id == f"resp_{TASK_ID}"
     assert made.background is True and made.instructions == "Be brief."
     assert made.output_text == ("hi" if expected == "completed" else "")
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        ("provider_bad_request", "invalid_prompt"),
+        ("provider_rate_limited", "rate_limit_exceeded"),
+        ("provider_timeout", "server_error"),
+        ("internal_error", "server_error"),
+        (None, "server_error"),
+    ],
+)
+def test_a_failures_code_is_one_of_openais(kind: str | None, code: str) -> None:
+    error = {"type": kind, "message": "why"} if kind else None
+    made = Response.model_validate(response_object(task(TaskStatus.FAILED, error=error)))
+    assert made.error is not None and made.error.code == code
+    expected = f"{kind}: why" if kind else "server_error: the response failed"
+    assert made.error.message == expected  # the task's own type stays visible
 
 
 def test_output_items_come_from_the_result() -> None:

@@ -92,15 +92,27 @@ def output_items(task: Task) -> list[dict[str, Any]]:
     ]
 
 
+# OpenAI's `ResponseError.code` (a fixed set, which the SDK's type lists) for a task's error
+# type: a request the provider refused is the prompt's fault, a rate limit is one; anything else
+# is the server's. The task's own type leads the message.
+ERROR_CODES = {
+    "provider_bad_request": "invalid_prompt",
+    "invalid_request": "invalid_prompt",
+    "limit_exceeded": "invalid_prompt",
+    "payload_too_large": "invalid_prompt",
+    "provider_rate_limited": "rate_limit_exceeded",
+    "rate_limited": "rate_limit_exceeded",
+}
+
+
 def _error(task: Task) -> dict[str, Any] | None:
     if task.status not in (TaskStatus.FAILED, TaskStatus.EXPIRED):
         return None
     error = task.error or {}
-    # The task's own error type as the code: more telling than OpenAI's fixed set, and the SDK
-    # reads any string there.
+    kind = str(error.get("type") or "server_error")
     return {
-        "code": str(error.get("type") or "server_error"),
-        "message": str(error.get("message") or "the response failed"),
+        "code": ERROR_CODES.get(kind, "server_error"),
+        "message": f"{kind}: {error.get('message') or 'the response failed'}",
     }
 
 

@@ -101,6 +101,9 @@ class ResponseCreate(BaseModel):
     # to start, in seconds.
     callback_url: str | None = None
     expires_after: float | None = Field(default=None, ge=1, le=7 * 86_400)
+    # Refused (`chat_request`): a prompt template stored on OpenAI's side, which this service
+    # cannot read; ignoring it would answer a different question.
+    prompt: object = None
 
     def conversation_id(self) -> str | None:
         if isinstance(self.conversation, ConversationRef):
@@ -243,6 +246,12 @@ def chat_request(body: ResponseCreate) -> ChatCompletionRequest:
     """The chat path's request for this response (its context before it is added later); a
     part of the input the chat path's shapes refuse (a name too long, arguments not text) is a
     400 naming it."""
+    if body.prompt is not None:
+        raise InvalidRequest(
+            "prompt: prompt templates are not served here; send the prompt's text as input "
+            "(and instructions)",
+            param="prompt",
+        )
     try:
         return _chat_request(body)
     except ValidationError as exc:
