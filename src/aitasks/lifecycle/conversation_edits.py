@@ -25,6 +25,7 @@ from aitasks.lifecycle.message_items import FileUrl, Item
 from aitasks.services import Services
 from aitasks.store import conversation_items as store
 from aitasks.store.models import Conversation, Message, new_id, utcnow
+from aitasks.store.submit_batch import TITLE_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ MAX_ITEMS = 20
 MAX_METADATA = 16
 MAX_KEY_CHARS = 64
 MAX_VALUE_CHARS = 512
-# A conversation's title: the start of its first user text, as a chat submit's is.
-TITLE_CHARS = 80
 
 
 def check_metadata(metadata: dict[str, str] | None) -> None:

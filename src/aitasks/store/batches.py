@@ -36,7 +36,8 @@ from aitasks.store.models import (
 )
 from aitasks.store.paging import newest_first
 from aitasks.store.scope import get_owned, owned_by, scoped
-from aitasks.store.tasks import TITLE_CHARS, Owner
+from aitasks.store.submit_batch import TITLE_CHARS
+from aitasks.store.tasks import Owner
 
 TASKS, BATCHES = table_of(Task), table_of(Batch)
 # Lines read per page when a batch's results are assembled.
