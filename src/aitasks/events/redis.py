@@ -8,11 +8,13 @@ nothing can be appended between a newer claim's fence and the check of an older 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from redis import exceptions as redis_errors
+from redis.asyncio import RedisCluster
 
 from aitasks.events.base import (
     DONE,
@@ -107,6 +109,17 @@ class RedisEventLog(EventLog):
         # One pipeline of EVALSHAs; one that finds the script missing (Redis restarted) is sent
         # again alone once the script is loaded, so none is written twice.
         calls = [self._script_call(a) for a in appends]
+        if isinstance(self.redis, RedisCluster):
+            # A cluster client refuses scripts in a pipeline: side by side, one call each.
+            sent = await asyncio.gather(
+                *(self._append_alone(keys, args) for keys, args in calls), return_exceptions=True
+            )
+            alone: list[list[str] | Exception] = []
+            for answer in sent:
+                if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                    raise answer  # cancelled
+                alone.append(answer if isinstance(answer, Exception) else [str(i) for i in answer])
+            return alone
 
         async def send() -> list[Any]:
             async with self.redis.pipeline(transaction=False) as pipe:
