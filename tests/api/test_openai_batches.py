@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -18,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from aitasks.store.models import utcnow
-from tests.support.keyed_app import MODES, keyed_app
+from tests.support.keyed_app import MODES, KeyedAppFactory
 from tests.support.sdk import sdk_for
 
 CHAT = "/v1/chat/completions"
@@ -55,18 +53,8 @@ async def run_batch(sdk: openai.AsyncOpenAI, lines: list[Any], endpoint: str = C
     return batch
 
 
-Factory = Callable[..., Any]
-
-
-@pytest.fixture
-def app_on(tmp_path: Path) -> Factory:
-    return lambda mode, **settings: keyed_app(
-        mode, tmp_path, worker=True, reconcile_seconds=0.2, **settings
-    )
-
-
 @pytest.mark.parametrize("mode", MODES)
-async def test_the_sdk_runs_a_batch_end_to_end(app_on: Factory, mode: str) -> None:
+async def test_the_sdk_runs_a_batch_end_to_end(app_on: KeyedAppFactory, mode: str) -> None:
     async with app_on(mode) as app, sdk_for(app, "nightly") as sdk:
         lines = [chat_line(f"req-{n}", f"summarise item {n}") for n in range(40)]
         lines[5] = chat_line("req-5", "refused [fail:fatal]")
@@ -101,7 +89,7 @@ async def test_the_sdk_runs_a_batch_end_to_end(app_on: Factory, mode: str) -> No
         assert [b.id for b in listed.data] == [batch.id]
 
 
-async def test_images_and_responses_lines(app_on: Factory) -> None:
+async def test_images_and_responses_lines(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded") as app, sdk_for(app, "mixed") as sdk:
         images = [{"custom_id": f"img-{n}", "method": "POST", "url": "/v1/images/generations",
                    "body": {"model": "mock-image", "prompt": f"a boat {n}", "size": "64x64"}}
@@ -119,7 +107,7 @@ async def test_images_and_responses_lines(app_on: Factory) -> None:
         assert reply["response"]["body"]["output_text"].startswith('Mock reply to "hello there"')
 
 
-async def test_bad_lines_fail_the_batch_and_queue_nothing(app_on: Factory) -> None:
+async def test_bad_lines_fail_the_batch_and_queue_nothing(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded") as app, sdk_for(app, "careless") as sdk:
         lines: list[Any] = [
             chat_line("a", "fine"),
@@ -145,7 +133,7 @@ async def test_bad_lines_fail_the_batch_and_queue_nothing(app_on: Factory) -> No
         assert (await sdk.batches.retrieve(batch.id)).status == "failed"
 
 
-async def test_bad_requests_are_clear_4xx(app_on: Factory) -> None:
+async def test_bad_requests_are_clear_4xx(app_on: KeyedAppFactory) -> None:
     async with (
         app_on("embedded", max_batch_bytes=2000) as app,
         sdk_for(app, "owner") as owner,
@@ -176,7 +164,7 @@ async def test_bad_requests_are_clear_4xx(app_on: Factory) -> None:
             await owner.files.retrieve(mine.id)
 
 
-async def test_a_cancelled_batch(app_on: Factory) -> None:
+async def test_a_cancelled_batch(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded") as app, sdk_for(app, "impatient") as sdk:
         lines = [chat_line(f"s{n}", "slow [latency:20000]") for n in range(10)]
         batch = await run_batch(sdk, lines)
@@ -190,7 +178,7 @@ async def test_a_cancelled_batch(app_on: Factory) -> None:
         assert {json.loads(line)["error"]["code"] for line in errors} == {"batch_cancelled"}
 
 
-async def test_lines_not_started_within_the_window_expire(app_on: Factory) -> None:
+async def test_lines_not_started_within_the_window_expire(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded", worker_concurrency=1) as app, sdk_for(app, "late") as sdk:
         lines = [chat_line(f"w{n}", f"take your time [latency:1000] {n}") for n in range(5)]
         batch = await run_batch(sdk, lines)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -19,16 +17,10 @@ from PIL import Image
 
 from aitasks.providers.base import ChatMessage, ToolCall
 from aitasks.providers.mock import mock_reply
-from tests.support.keyed_app import MODES, KeyedApp, keyed_app
+from tests.support.keyed_app import MODES, KeyedApp, KeyedAppFactory
 from tests.support.sdk import sdk_with
 
-Factory = Callable[..., Any]
 COUNT = "SELECT (SELECT count(*) FROM conversations) + (SELECT count(*) FROM messages)"
-
-
-@pytest.fixture
-def app_on(tmp_path: Path) -> Factory:
-    return lambda mode, **settings: keyed_app(mode, tmp_path, worker=True, **settings)
 
 
 async def seed_turn(
@@ -55,7 +47,7 @@ def png_data_url() -> str:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_the_sdk_manages_a_conversation_the_seed_api_shows(
-    app_on: Factory, mode: str
+    app_on: KeyedAppFactory, mode: str
 ) -> None:
     async with app_on(mode) as app:
         headers = await app.key("alice")
@@ -137,7 +129,9 @@ async def test_the_sdk_manages_a_conversation_the_seed_api_shows(
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_added_items_are_turns_the_next_turn_is_given(app_on: Factory, mode: str) -> None:
+async def test_added_items_are_turns_the_next_turn_is_given(
+    app_on: KeyedAppFactory, mode: str
+) -> None:
     async with app_on(mode) as app:
         headers = await app.key("alice")
         first = await seed_turn(app, headers, "first question")
@@ -195,7 +189,7 @@ async def test_added_items_are_turns_the_next_turn_is_given(app_on: Factory, mod
         assert [getattr(i, "role", None) for i in every][-2:] == ["user", "assistant"]
 
 
-async def test_pages_in_either_order_and_ids_that_stay(app_on: Factory) -> None:
+async def test_pages_in_either_order_and_ids_that_stay(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded") as app:
         headers = await app.key("alice")
         async with sdk_with(app, headers) as sdk:
@@ -248,7 +242,9 @@ async def test_pages_in_either_order_and_ids_that_stay(app_on: Factory) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_another_tenants_conversation_is_not_found(app_on: Factory, mode: str) -> None:
+async def test_another_tenants_conversation_is_not_found(
+    app_on: KeyedAppFactory, mode: str
+) -> None:
     async with app_on(mode) as app:
         alice, mallory = await app.key("alice"), await app.key("mallory")
         async with sdk_with(app, alice) as mine, sdk_with(app, mallory) as theirs:
@@ -294,7 +290,7 @@ BAD_CREATES: list[dict[str, Any]] = [
 ]
 
 
-async def test_bad_input_is_refused_with_nothing_written(app_on: Factory) -> None:
+async def test_bad_input_is_refused_with_nothing_written(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded", max_prompt_chars=100, max_turns=3) as app:
         headers = await app.key("alice")
         async with sdk_with(app, headers) as sdk:
@@ -324,7 +320,9 @@ async def test_bad_input_is_refused_with_nothing_written(app_on: Factory) -> Non
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_responses_in_a_conversation_are_its_items(app_on: Factory, mode: str) -> None:
+async def test_responses_in_a_conversation_are_its_items(
+    app_on: KeyedAppFactory, mode: str
+) -> None:
     async with app_on(mode) as app:
         headers = await app.key("alice")
         async with sdk_with(app, headers) as sdk:
@@ -359,7 +357,7 @@ LOOKUP = {
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_responses_output_items_are_its_conversations_items_by_the_same_ids(
-    app_on: Factory, mode: str
+    app_on: KeyedAppFactory, mode: str
 ) -> None:
     async with app_on(mode) as app:
         headers = await app.key("alice")

@@ -7,27 +7,17 @@ passed over."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from aitasks.store.models import Task
-from tests.support.keyed_app import MODES, keyed_app
+from tests.support.keyed_app import MODES, KeyedAppFactory
 from tests.support.sdk import sdk_for
-
-Factory = Callable[..., Any]
-
-
-@pytest.fixture
-def app_on(tmp_path: Path) -> Factory:
-    return lambda mode, **settings: keyed_app(mode, tmp_path, worker=True, **settings)
 
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_sampling_the_token_limit_and_json_object_reach_the_model(
-    app_on: Factory, mode: str
+    app_on: KeyedAppFactory, mode: str
 ) -> None:
     async with app_on(mode) as app, sdk_for(app, "ada") as sdk:
         made = await sdk.responses.create(
@@ -52,7 +42,7 @@ async def test_sampling_the_token_limit_and_json_object_reach_the_model(
         assert again.model_dump() == made.model_dump()  # the same object, read back
 
 
-async def test_reasoning_items_sent_back_are_passed_over(app_on: Factory) -> None:
+async def test_reasoning_items_sent_back_are_passed_over(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded") as app, sdk_for(app, "ada") as sdk:
         made = await sdk.responses.create(
             model="mock-chat",

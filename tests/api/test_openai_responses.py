@@ -11,8 +11,6 @@ import asyncio
 import base64
 import io
 import json
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +19,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import text
 
-from tests.support.keyed_app import MODES, KeyedApp, keyed_app
+from tests.support.keyed_app import MODES, KeyedApp, KeyedAppFactory
 from tests.support.sdk import sdk_for
 from tests.support.webhook_receiver import Receiver
 
@@ -46,15 +44,6 @@ COUNTS = (
     "SELECT count(*) FROM conversations",
 )
 
-Factory = Callable[..., Any]
-
-
-@pytest.fixture
-def app_on(tmp_path: Path) -> Factory:
-    return lambda mode, **settings: keyed_app(
-        mode, tmp_path, worker=True, reconcile_seconds=0.2, **settings
-    )
-
 
 async def until_ended(
     sdk: openai.AsyncOpenAI, response_id: str, within: float = 30, statuses: set[str] = ENDED
@@ -73,7 +62,7 @@ async def counts(app: KeyedApp) -> list[int]:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_background_response_is_queued_at_once_and_polled_to_completed(
-    app_on: Factory, mode: str
+    app_on: KeyedAppFactory, mode: str
 ) -> None:
     async with app_on(mode) as app, sdk_for(app, "ada") as sdk:
         queued = await sdk.responses.create(
@@ -105,7 +94,7 @@ async def test_a_background_response_is_queued_at_once_and_polled_to_completed(
         assert item.content[0].text == "Tell me a story"
 
 
-async def test_a_response_waited_for_is_answered_completed(app_on: Factory) -> None:
+async def test_a_response_waited_for_is_answered_completed(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded") as app, sdk_for(app, "ada") as sdk:
         answered = await sdk.responses.create(
             model="mock-chat",
@@ -139,7 +128,7 @@ async def test_a_response_waited_for_is_answered_completed(app_on: Factory) -> N
         assert failed.error.message.startswith("provider_bad_request: ")
 
 
-async def test_a_response_has_the_chat_paths_limits(app_on: Factory) -> None:
+async def test_a_response_has_the_chat_paths_limits(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded", max_messages=2) as app, sdk_for(app, "ada") as sdk:
         before = await counts(app)
         with pytest.raises(openai.APIStatusError, match="AITASKS_MAX_MESSAGES") as refused:
@@ -152,7 +141,7 @@ async def test_a_response_has_the_chat_paths_limits(app_on: Factory) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_slow_background_response_is_cancelled_and_stores_no_reply(
-    app_on: Factory, mode: str
+    app_on: KeyedAppFactory, mode: str
 ) -> None:
     async with app_on(mode) as app, sdk_for(app, "ada") as sdk:
         slow = await sdk.responses.create(
@@ -177,7 +166,7 @@ async def test_a_slow_background_response_is_cancelled_and_stores_no_reply(
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_function_call_is_answered_in_a_second_response_with_previous_response_id(
-    app_on: Factory, mode: str
+    app_on: KeyedAppFactory, mode: str
 ) -> None:
     async with app_on(mode) as app, sdk_for(app, "ada") as sdk:
         asked = await sdk.responses.create(
@@ -233,7 +222,9 @@ async def test_a_function_call_is_answered_in_a_second_response_with_previous_re
         assert await counts(app) == before
 
 
-async def test_structured_output_and_a_conversation_of_the_seed_api(app_on: Factory) -> None:
+async def test_structured_output_and_a_conversation_of_the_seed_api(
+    app_on: KeyedAppFactory,
+) -> None:
     async with app_on("redis") as app, sdk_for(app, "ada") as sdk:
         schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
         shaped = await sdk.responses.create(
@@ -270,7 +261,9 @@ async def test_structured_output_and_a_conversation_of_the_seed_api(app_on: Fact
         await sdk.responses.cancel(slow.id)
 
 
-async def test_store_false_keeps_nothing_and_delete_removes_a_response(app_on: Factory) -> None:
+async def test_store_false_keeps_nothing_and_delete_removes_a_response(
+    app_on: KeyedAppFactory,
+) -> None:
     async with app_on("redis") as app, sdk_for(app, "ada") as sdk:
         before = await counts(app)
         unstored = await sdk.responses.create(model="mock-chat", input="forget me", store=False)
@@ -301,7 +294,7 @@ async def test_store_false_keeps_nothing_and_delete_removes_a_response(app_on: F
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
 
 
-async def test_an_idempotent_repeat_gets_the_same_response(app_on: Factory) -> None:
+async def test_an_idempotent_repeat_gets_the_same_response(app_on: KeyedAppFactory) -> None:
     async with app_on("redis") as app, sdk_for(app, "ada") as sdk:
         key = {"Idempotency-Key": "order-17"}
         first = await sdk.responses.create(
@@ -314,7 +307,9 @@ async def test_an_idempotent_repeat_gets_the_same_response(app_on: Factory) -> N
         assert await app.count("SELECT count(*) FROM tasks") == 1
 
 
-async def test_bad_input_is_refused_in_openais_shape_and_writes_nothing(app_on: Factory) -> None:
+async def test_bad_input_is_refused_in_openais_shape_and_writes_nothing(
+    app_on: KeyedAppFactory,
+) -> None:
     async with app_on("redis") as app, sdk_for(app, "ada") as ada, sdk_for(app, "bob") as bob:
         mine = await ada.responses.create(model="mock-chat", input="ada's")
         theirs = mine.conversation  # none was named: a response makes its own, kept private
@@ -378,7 +373,9 @@ async def test_bad_input_is_refused_in_openais_shape_and_writes_nothing(app_on: 
         await anonymous.close()
 
 
-async def test_a_background_responses_webhook_is_unwrapped_by_the_sdk(app_on: Factory) -> None:
+async def test_a_background_responses_webhook_is_unwrapped_by_the_sdk(
+    app_on: KeyedAppFactory,
+) -> None:
     receiver = Receiver()
     try:
         async with app_on("redis", webhook_allow_private=True) as app, sdk_for(app, "ada") as sdk:
@@ -441,7 +438,7 @@ MALFORMED: list[Any] = [
 ]  # fmt: skip
 
 
-async def test_malformed_requests_are_400_and_write_nothing(app_on: Factory) -> None:
+async def test_malformed_requests_are_400_and_write_nothing(app_on: KeyedAppFactory) -> None:
     async with app_on("embedded") as app:
         headers = await app.key("ada")
         before = await counts(app)
@@ -461,7 +458,7 @@ async def test_malformed_requests_are_400_and_write_nothing(app_on: Factory) -> 
 
 
 async def test_an_image_sent_once_stays_in_the_context_of_the_responses_after(
-    app_on: Factory,
+    app_on: KeyedAppFactory,
 ) -> None:
     png = io.BytesIO()
     Image.new("RGB", (40, 30), "red").save(png, "PNG")
@@ -485,7 +482,9 @@ async def test_an_image_sent_once_stays_in_the_context_of_the_responses_after(
         assert image.type == "input_image" and image.file_id
 
 
-async def test_deleting_a_response_leaves_the_conversation_it_joined(app_on: Factory) -> None:
+async def test_deleting_a_response_leaves_the_conversation_it_joined(
+    app_on: KeyedAppFactory,
+) -> None:
     async with app_on("embedded") as app, sdk_for(app, "ada") as sdk:
         conversation = await sdk.conversations.create()
         joined = await sdk.responses.create(
@@ -507,7 +506,7 @@ async def test_deleting_a_response_leaves_the_conversation_it_joined(app_on: Fac
         assert await app.count("SELECT count(*) FROM conversations") == 1
 
 
-async def test_a_keys_tasks_in_flight_limit_counts_responses(app_on: Factory) -> None:
+async def test_a_keys_tasks_in_flight_limit_counts_responses(app_on: KeyedAppFactory) -> None:
     async with app_on("redis") as app:
         headers = await app.key("carl", max_inflight=1)
         sdk = openai.AsyncOpenAI(

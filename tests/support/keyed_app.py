@@ -10,8 +10,8 @@ the test wants.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,10 @@ class KeyedApp:
         """One number from the app's database (`SELECT count(*) ...`)."""
         async with self.db.engine.connect() as connection:
             return int((await connection.execute(text(sql))).scalar_one())
+
+
+# `keyed_app` with its folder given (tests/api/conftest.py's `app_on`): (mode, **settings).
+KeyedAppFactory = Callable[..., AbstractAsyncContextManager[KeyedApp]]
 
 
 @asynccontextmanager
