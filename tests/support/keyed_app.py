@@ -46,12 +46,19 @@ class KeyedApp:
             _, secret = await api_keys.create_key(session, name=name, tenant=tenant, **limits)
         return {"Authorization": f"Bearer {secret}"}
 
+    async def stored(self) -> list[int]:
+        """How many tasks, messages and conversations are stored: what a refused request must
+        leave as it was."""
+        return [await self.count(f"SELECT count(*) FROM {table}") for table in STORED]
+
     async def count(self, sql: str) -> int:
         """One number from the app's database (`SELECT count(*) ...`)."""
         async with self.db.engine.connect() as connection:
             return int((await connection.execute(text(sql))).scalar_one())
 
 
+# The tables a request writes to.
+STORED = ("tasks", "messages", "conversations")
 # `keyed_app` with its folder given (tests/api/conftest.py's `app_on`): (mode, **settings).
 KeyedAppFactory = Callable[..., AbstractAsyncContextManager[KeyedApp]]
 

@@ -3,6 +3,7 @@ in-process through httpx's ASGI transport."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,21 @@ def async_openai(client: httpx.AsyncClient, api_key: str = "unused") -> openai.A
         max_retries=0,
         http_client=httpx.AsyncClient(transport=client._transport, timeout=30),
     )
+
+
+ENDED = {"completed", "failed", "cancelled", "incomplete"}
+
+
+async def until_ended(
+    sdk: openai.AsyncOpenAI, response_id: str, within: float = 30, statuses: set[str] = ENDED
+) -> Any:
+    """The response once polled in one of `statuses` (by default, once it has ended)."""
+    async with asyncio.timeout(within):
+        while True:
+            response = await sdk.responses.retrieve(response_id)
+            if response.status in statuses:
+                return response
+            await asyncio.sleep(0.05)
 
 
 def openai_at(base_url: str) -> openai.OpenAI:
