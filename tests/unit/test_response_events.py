@@ -76,11 +76,11 @@ def skeleton(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 def check_parsed(events: list[dict[str, Any]]) -> None:
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     for event in events:
-        # Each event is checked field by field against its class; the response object it
-        # carries is the response view's (its own tests check it).
+        # Each event is checked field by field against its class, and so is the response
+        # object it carries (in the state the event tells of).
         if "response" in event:
-            event = {**event, "response": Response.model_construct(**event["response"])}
-        SDK_EVENTS[event["type"]].model_validate(event)
+            event = {**event, "response": Response.model_validate(event["response"], strict=True)}
+        SDK_EVENTS[event["type"]].model_validate(event, strict=True)
 
 
 @pytest.mark.parametrize(
