@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm.instrumentation import manager_of_class
 
 from aitasks.priority import QueuedTask
 from aitasks.store import deadlines
@@ -148,6 +149,7 @@ CLAIM_PLAIN = _claim_statement(
     )
 )
 TASK_COLUMNS = tuple(column.key for column in TASKS.c)
+NEW_TASK = manager_of_class(Task).new_instance
 # Why a claim failed: the task's status, and where it stands in its conversation.
 STATES = select(TASKS.c.id, TASKS.c.status, TASKS.c.conversation_id, TASKS.c.turn).where(
     TASKS.c.id.in_(bindparam("task_ids", expanding=True))
@@ -206,8 +208,10 @@ def _claim_of(row: Any) -> Claim:
     """A row the claim's update returned, as the claim of a task to run."""
     fields = row._mapping
     # A plain (transient) Task: the worker only reads it, and the ORM's loading cost more than
-    # the claim's SQL.
-    task = Task(**{name: fields[name] for name in TASK_COLUMNS})
+    # the claim's SQL. Filled in directly, as the ORM's own loading does: `Task(**fields)` sets
+    # each column through its instrumentation (63 µs a task, against 2).
+    task = NEW_TASK()
+    task.__dict__.update((name, fields[name]) for name in TASK_COLUMNS)
     header = header_of(
         fields["header_system_prompt"], fields["header_summary"], fields["header_summary_turn"]
     )
