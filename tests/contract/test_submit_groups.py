@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from aitasks.auth.caller import LOCAL_TENANT
-from aitasks.errors import IdempotencyKeyReused, TaskNotFound
+from aitasks.config import async_database_url
+from aitasks.errors import DatabaseUnavailable, IdempotencyKeyReused, TaskNotFound
 from aitasks.routing import ModelTable
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
+from aitasks.store.migrate import upgrade
 from aitasks.store.models import (
     Conversation,
     IdempotencyKey,
@@ -129,3 +132,38 @@ async def test_a_task_reads_back_as_it_was_submitted(db: Database) -> None:
     )  # fmt: skip
     assert task.conversation_id == created.conversation_id and task.turn == 1
     assert as_utc(task.created_at) == as_utc(created.created_at)
+
+
+async def test_a_group_cut_short_by_an_outage_acknowledges_nothing_it_did_not_commit(
+    postgres_url: str,
+) -> None:
+    db = Database(async_database_url(postgres_url))
+    await upgrade(db)
+    cut: list[int] = []
+
+    def cut_mid_group(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        # The group's connection dies after its tasks are written, before its COMMIT.
+        if not cut and statement.lstrip().upper().startswith("INSERT INTO MESSAGES"):
+            pid = conn.connection.driver_connection.get_server_pid()
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+            cut.append(pid)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", cut_mid_group)
+    try:
+        answers = await asyncio.gather(
+            *(submit(db, f"p {i}") for i in range(30)), return_exceptions=True
+        )
+        after = await submit(db, "after the outage")
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", cut_mid_group)
+    try:
+        created = {a.task.id for a in answers if isinstance(a, Submission)}
+        failed = [a for a in answers if not isinstance(a, Submission)]
+        assert cut and failed, answers
+        # Refused as an outage (a 503 to retry), not written again behind the client's back.
+        assert all(isinstance(a, DatabaseUnavailable) for a in failed), failed
+        assert await stored_ids(db) == created | {after.task.id}
+        assert await rows(db, Conversation) == len(created) + 1
+    finally:
+        await db.dispose()

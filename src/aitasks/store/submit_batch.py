@@ -8,7 +8,8 @@ group writes wait for the next, which grows with the load. One round trip per st
 not per task: the driver's and SQLAlchemy's cost per statement is most of a submit's. A group
 whose transaction fails is written again one by one, each submit in its own transaction, so one
 bad row (a value the database refuses, an idempotency key already taken) fails only its own
-request. Only PostgreSQL groups: SQLite has one writer anyway, and its submits go one by one.
+request; one cut short by an outage fails every request of it, as each would have failed alone.
+Only PostgreSQL groups: SQLite has one writer anyway, and its submits go one by one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 from sqlalchemy import Insert, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aitasks.errors import DatabaseUnavailable
+from aitasks.store.database import translated
 from aitasks.store.models import Conversation, IdempotencyKey, Message, Role, Task, table_of
 
 TITLE_CHARS = 80
@@ -188,8 +191,11 @@ class Groups:
                 else:
                     await _write(connection, [turn for turn, _ in group])
         except Exception as exc:
-            if len(group) == 1:
-                _settle(group[0][1], exc)
+            if len(group) == 1 or isinstance(translated(exc), DatabaseUnavailable):
+                # An outage fails the group as it would each alone: written again, a group whose
+                # COMMIT was lost on the way back would find its own rows and fail otherwise.
+                for _, done in group:
+                    _settle(done, exc)
                 return
             # Some row failed the group: each on its own, so only that one's request fails.
             await asyncio.gather(*(self._commit([one]) for one in group))

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import configure_mappers
 
 from aitasks.errors import (
     Conflict,
@@ -281,6 +282,10 @@ READ_TASK_SQL = (
 )
 
 
+# An instance made by `new_instance` reads its attributes only once the mappers are configured,
+# which the ORM otherwise does at its first query or constructor call: done here (every model is
+# defined by now), so that a fresh process's first submit or poll can read what it made.
+configure_mappers()
 _new_task = inspect(Task).class_manager.new_instance
 
 
