@@ -28,8 +28,8 @@ from aitasks.providers.base import (
     ToolChoice,
     Usage,
 )
-from tests.contract.test_providers import CHAT_PROVIDERS, spec_for
 from tests.support.fake_providers import CALL_ARGS, JSON_REPLY, REPLY, THOUGHT, FakeServer
+from tests.support.provider_specs import CHAT_PROVIDERS, spec_for
 
 WEATHER = Tool(
     "get_weather",

@@ -20,41 +20,22 @@ from aitasks.errors import (
 )
 from aitasks.providers import make_provider
 from aitasks.providers.base import ChatMessage, ChatRequest, ImageRequest, Provider, Usage
-from aitasks.routing import ModelKind, ModelSpec
+from aitasks.routing import ModelKind
 from tests.support.fake_providers import (
     REPLY,
     FakeServer,
-    anthropic_server,
     gemini_server,
     openai_server,
     sd_webui_server,
 )
+from tests.support.provider_specs import CHAT_PROVIDERS, spec_for
 
-CHAT_PROVIDERS = {
-    "openai": (openai_server, "/v1"),
-    "gemini": (gemini_server, ""),
-    "anthropic": (anthropic_server, ""),
-}
 MESSAGES = [
     ChatMessage("system", "Be brief."),
     ChatMessage("user", "Hi"),
     ChatMessage("assistant", "Hello."),
     ChatMessage("user", "How far is the moon?"),
 ]
-
-
-def spec_for(provider: str, base_url: str, kind: ModelKind = ModelKind.CHAT) -> ModelSpec:
-    return ModelSpec(
-        name=f"{provider}-test",
-        kind=kind,
-        provider=provider,
-        queue="q",
-        upstream_model="upstream-model",
-        base_url=base_url,
-        api_key_env="FAKE_PROVIDER_KEY",
-        timeout_s=1,
-        served_by=provider,
-    )
 
 
 @pytest.fixture(params=list(CHAT_PROVIDERS))

@@ -12,7 +12,7 @@ from aitasks.priority import Lane, Placement
 from aitasks.store import batches as store
 from aitasks.store.database import Database
 from aitasks.store.models import Message, Task, new_id
-from tests.contract.test_store import OWNER, SPEC, submit
+from tests.support.store_rows import OWNER, SPEC, submit
 
 
 def batch_row(total: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from aitasks.store import claims, deadlines
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
 from aitasks.store.models import Task, TaskStatus, utcnow
-from tests.contract.test_store import OWNER, SPEC, claim
+from tests.support.store_rows import OWNER, SPEC, claim
 
 
 async def submit(db: Database, *, expires_in: float, conversation_id: str | None = None) -> Task:
