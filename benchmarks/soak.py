@@ -203,15 +203,15 @@ def table_report(database_url: str) -> list[str]:
     lines = [
         "tables at the end (total = heap + indexes + toast):",
         f"  {'table':<19}{'total':>11}{'heap':>11}{'indexes':>11}{'live':>10}{'dead':>9}"
-        f"{'HOT upd':>9}{'autovac':>8}{'autoanl':>8}  last autovacuum",
+        f"{'updates':>9}{'HOT':>6}{'autovac':>8}{'autoanl':>8}  last autovacuum",
     ]
     for name, total, heap, indexes, live, dead, upd, hot, vacs, analyzes, last in sql(
         database_url, SIZES
     ):
-        hot_share = f"{hot / upd:.0%}" if upd else "-"
+        hot_share = f"{hot / upd:.0%}" if upd else "-"  # of the updates, those HOT
         lines.append(
             f"  {name:<19}{total:>11}{heap:>11}{indexes:>11}{live:>10}{dead:>9}"
-            f"{hot_share:>9}{vacs:>8}{analyzes:>8}  {last or 'never'}"
+            f"{upd:>9}{hot_share:>6}{vacs:>8}{analyzes:>8}  {last or 'never'}"
         )
     lines.append("indexes at the end (size, scans):")
     for table, index, size, scans in sql(database_url, INDEXES):

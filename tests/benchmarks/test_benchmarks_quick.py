@@ -31,7 +31,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
                 "last full window",
                 "criterion",
                 "tasks.",
-                "HOT upd",
+                "HOT",
                 "last autovacuum",
             ],
         ),
