@@ -39,6 +39,11 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# Every waiter (an SSE stream, a `Prefer: wait` request) holds a connection for its blocking read,
+# so the pool must not refuse the hundred-and-first (redis-py 8 bounds a pool at 100 by default,
+# and answers the next with "Too many connections"); Redis itself bounds clients (maxclients).
+MAX_CONNECTIONS = 2**31
+
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
@@ -54,6 +59,7 @@ def connect(url: str, *, socket_timeout: float, health_check_interval: int = 30)
     blocking read, or that read would time out."""
     options: dict[str, Any] = {
         "decode_responses": True,
+        "max_connections": MAX_CONNECTIONS,
         "socket_connect_timeout": 5,
         "socket_timeout": socket_timeout,
         "health_check_interval": health_check_interval,
