@@ -23,6 +23,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
         ("streaming", ["first token added", "sync chat.completions"]),
         ("purge", ["the longest", "load during the purge", "errors: 0", "left: 400 recent"]),
         ("fairness", ["fair: B idle", "B under A's batch", "fifo: B under", "400 answered"]),
+        ("gateway_cpu", ["submit CPU us", "poll CPU us", "submits/s", "polls/s"]),
         (
             "soak",
             [
