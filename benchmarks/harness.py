@@ -114,23 +114,33 @@ def running(
     with private_redis() as (redis_url, redis_pid), fresh_postgres_database() as database_url:
         starter = {"aitasks": _start_aitasks, "seed": _start_seed, "celery": _start_celery}[name]
         system = System(name, [], database_url, redis_url, folder, redis_pid)
-        failed = False
-        try:
+        with stopped_after(system):
             starter(system, folder, redis_url, gateways, workers, latency_ms,
                     worker_concurrency, dict(extra_env or {}))  # fmt: skip
             if workers:  # with none, the caller starts them when it wants them
                 warm_up(system)
             yield system
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            for process in [*system.gateways, *system.workers]:
-                process.stop()
-            if failed:
-                print(f"{name}: its processes' logs are kept in {folder}", file=sys.stderr)
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def stopped_after(system: System) -> Iterator[None]:
+    """Stops the system's processes when the block ends; its folder (their logs) is removed, or
+    kept and named when the block failed."""
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        for process in [*system.gateways, *system.workers]:
+            process.stop()
+        if failed:
+            print(
+                f"{system.name}: its processes' logs are kept in {system.folder}", file=sys.stderr
+            )
+        else:
+            shutil.rmtree(system.folder, ignore_errors=True)
 
 
 def _start_aitasks(

@@ -7,13 +7,18 @@ grow is part of what the soak measures."""
 from __future__ import annotations
 
 import contextlib
-import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.harness import TICKS_PER_SECOND, System, _start_aitasks, private_redis, warm_up
+from benchmarks.harness import (
+    TICKS_PER_SECOND,
+    System,
+    _start_aitasks,
+    private_redis,
+    stopped_after,
+    warm_up,
+)
 from tests.support.postgres_cluster import PostgresCluster, started_cluster
 from tests.support.processes import free_port
 
@@ -50,21 +55,10 @@ def soak_system() -> Iterator[tuple[System, DefaultCluster]]:
     with started_cluster(make, prefix="aitasks-soak-pg-") as cluster, private_redis() as redis:
         redis_url, redis_pid = redis
         system = System("aitasks", [], cluster.url, redis_url, folder, redis_pid)
-        failed = False
-        try:
+        with stopped_after(system):
             _start_aitasks(system, folder, redis_url, 1, 1, 0, None, {})
             warm_up(system)
             yield system, cluster
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            for process in [*system.gateways, *system.workers]:
-                process.stop()
-            if failed:
-                print(f"the soak's processes' logs are kept in {folder}", file=sys.stderr)
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
 
 
 def cluster_cpu(cluster: DefaultCluster) -> float:
