@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from aitasks.grouping import Groups, groups_of
 from aitasks.priority import Placement
 from aitasks.queue.base import TaskQueue
 
@@ -37,72 +39,31 @@ class Announcement:
     placement: Placement
 
 
-Waiting = tuple[Announcement, asyncio.Future[None]]
+async def _send(queue: TaskQueue, tasks: list[Announcement]) -> list[BaseException | None]:
+    """Publish `tasks`, one call per queue and placement; what stopped each one, or None."""
+    places: dict[tuple[str, Placement], list[tuple[str, str | None]]] = {}
+    for task in tasks:
+        place = (task.queue, queue.placed(task.placement))
+        places.setdefault(place, []).append((task.task_id, task.trace))
+    answers: list[Any] = await asyncio.gather(
+        *(queue.publish_many(q, entries, p) for (q, p), entries in places.items()),
+        return_exceptions=True,
+    )
+    failed = dict(zip(places, answers, strict=True))
+    return [failed[(t.queue, queue.placed(t.placement))] for t in tasks]
 
 
-class Announcer:
-    """The groups of one queue on one event loop."""
-
-    def __init__(self, queue: TaskQueue) -> None:
-        self.queue = queue
-        self.loop = asyncio.get_running_loop()
-        self.waiting: list[Waiting] = []
-        self.senders: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
-
-    async def announce(self, task: Announcement) -> None:
-        done = self.loop.create_future()
-        self.waiting.append((task, done))
-        if len(self.senders) < GROUPS_IN_FLIGHT:
-            sender = self.loop.create_task(self._sender())
-            self.senders.add(sender)
-            sender.add_done_callback(self.senders.discard)
-        await done
-
-    async def _sender(self) -> None:
-        await asyncio.sleep(0)  # the tasks committed in this tick join the group
-        while self.waiting:
-            group, self.waiting = self.waiting[:GROUP_TASKS], self.waiting[GROUP_TASKS:]
-            errors: list[BaseException | None]
-            try:
-                errors = await self._send([task for task, _ in group])
-            except BaseException as exc:  # cancelled: no waiter is left waiting for ever
-                group, self.waiting = group + self.waiting, []
-                errors = [exc] * len(group)
-                raise
-            finally:
-                for (_, done), error in zip(group, errors, strict=True):
-                    _settle(done, error)
-
-    async def _send(self, tasks: list[Announcement]) -> list[BaseException | None]:
-        """Publish `tasks`, one call per queue and placement; what stopped each one, or None."""
-        places: dict[tuple[str, Placement], list[tuple[str, str | None]]] = {}
-        for task in tasks:
-            place = (task.queue, self.queue.placed(task.placement))
-            places.setdefault(place, []).append((task.task_id, task.trace))
-        answers: list[Any] = await asyncio.gather(
-            *(self.queue.publish_many(q, entries, p) for (q, p), entries in places.items()),
-            return_exceptions=True,
-        )
-        failed = dict(zip(places, answers, strict=True))
-        return [failed[(t.queue, self.queue.placed(t.placement))] for t in tasks]
-
-
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
-    if done.done():  # its request went away; the task is announced all the same
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
-
-
-_announcers: weakref.WeakKeyDictionary[TaskQueue, Announcer] = weakref.WeakKeyDictionary()
+_announcers: weakref.WeakKeyDictionary[TaskQueue, Groups[Announcement]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def announce(queue: TaskQueue, task: Announcement) -> None:
     """Publish the committed `task` with the others committed meanwhile; raise what stopped its
     publish."""
-    announcer = _announcers.get(queue)
-    if announcer is None or announcer.loop is not asyncio.get_running_loop():
-        announcer = _announcers[queue] = Announcer(queue)
-    await announcer.announce(task)
+    groups = groups_of(
+        _announcers,
+        queue,
+        lambda: Groups(partial(_send, queue), most=GROUP_TASKS, in_flight=GROUPS_IN_FLIGHT),
+    )
+    await groups.hand_in(task)

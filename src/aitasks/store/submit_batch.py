@@ -18,12 +18,14 @@ import asyncio
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Insert, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aitasks.errors import DatabaseUnavailable
+from aitasks.grouping import Groups, groups_of
 from aitasks.store.database import translated
 from aitasks.store.models import Conversation, IdempotencyKey, Message, Role, Task, table_of
 
@@ -152,73 +154,33 @@ async def _write_one(connection: AsyncConnection, turn: FirstTurn) -> None:
     await alone.execute(statement, {f"p_{name}": value for name, value in params.items()})
 
 
-class Groups:
-    """The groups of one engine on one event loop."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.loop = asyncio.get_running_loop()
-        self.waiting: list[tuple[FirstTurn, asyncio.Future[None]]] = []
-        self.writers: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
-
-    async def write(self, turn: FirstTurn) -> None:
-        """Return once `turn` is committed; raise what writing it alone raised, if it failed."""
-        done = self.loop.create_future()
-        self.waiting.append((turn, done))
-        if len(self.writers) < GROUPS_IN_FLIGHT:
-            writer = self.loop.create_task(self._writer())
-            self.writers.add(writer)
-            writer.add_done_callback(self.writers.discard)
-        await done
-
-    async def _writer(self) -> None:
-        await asyncio.sleep(0)  # the submits of this tick join the group
-        while self.waiting:
-            group, self.waiting = self.waiting[:GROUP_ROWS], self.waiting[GROUP_ROWS:]
-            try:
-                await self._commit(group)
-            except BaseException as exc:  # cancelled: no submit is left waiting for ever
-                group, self.waiting = group + self.waiting, []
-                for _, done in group:
-                    _settle(done, exc)
-                raise
-
-    async def _commit(self, group: list[tuple[FirstTurn, asyncio.Future[None]]]) -> None:
-        try:
-            async with self.engine.connect() as connection:
-                if len(group) == 1:
-                    await _write_one(connection, group[0][0])
-                else:
-                    await _write(connection, [turn for turn, _ in group])
-        except Exception as exc:
-            if len(group) == 1 or isinstance(translated(exc), DatabaseUnavailable):
-                # An outage fails the group as it would each alone: written again, a group whose
-                # COMMIT was lost on the way back would find its own rows and fail otherwise.
-                for _, done in group:
-                    _settle(done, exc)
-                return
-            # Some row failed the group: each on its own, so only that one's request fails.
-            await asyncio.gather(*(self._commit([one]) for one in group))
-            return
-        for _, done in group:
-            _settle(done, None)
+async def _commit(engine: AsyncEngine, turns: list[FirstTurn]) -> list[BaseException | None]:
+    """Write `turns` in one transaction; what stopped each one, or None."""
+    try:
+        async with engine.connect() as connection:
+            if len(turns) == 1:
+                await _write_one(connection, turns[0])
+            else:
+                await _write(connection, turns)
+    except Exception as exc:
+        if len(turns) == 1 or isinstance(translated(exc), DatabaseUnavailable):
+            # An outage fails the group as it would each alone: written again, a group whose
+            # COMMIT was lost on the way back would find its own rows and fail otherwise.
+            return [exc] * len(turns)
+        # Some row failed the group: each on its own, so only that one's request fails.
+        alone = await asyncio.gather(*(_commit(engine, [one]) for one in turns))
+        return [errors[0] for errors in alone]
+    return [None] * len(turns)
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
-    if done.done():  # its request went away (cancelled); the row stands or falls all the same
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
-
-
-_groups: weakref.WeakKeyDictionary[AsyncEngine, Groups] = weakref.WeakKeyDictionary()
+_groups: weakref.WeakKeyDictionary[AsyncEngine, Groups[FirstTurn]] = weakref.WeakKeyDictionary()
 
 
 async def write_first_turn(engine: AsyncEngine, turn: FirstTurn) -> None:
     """Write `turn` with the other first turns submitted meanwhile; return once it is committed."""
-    groups = _groups.get(engine)
-    if groups is None or groups.loop is not asyncio.get_running_loop():
-        groups = _groups[engine] = Groups(engine)
-    await groups.write(turn)
+    groups = groups_of(
+        _groups,
+        engine,
+        lambda: Groups(partial(_commit, engine), most=GROUP_ROWS, in_flight=GROUPS_IN_FLIGHT),
+    )
+    await groups.hand_in(turn)
