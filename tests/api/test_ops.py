@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
-from aitasks.ops.sampler import percentile
-from tests.support.embedded import EmbeddedFactory, finished, make_settings, reaches, running
+from aitasks.ops.sampler import Sampler, percentile
+from aitasks.store.models import Task, utcnow
+from tests.support.embedded import (
+    EmbeddedFactory,
+    finished,
+    make_settings,
+    reaches,
+    running,
+    running_app,
+)
 
 FAST_SAMPLES = {"ops_sample_seconds": 0.2}
 
@@ -66,6 +76,29 @@ async def test_the_series_counts_real_traffic(embedded: EmbeddedFactory) -> None
         newer = (await client.get("/v1/ops/series", params={"since": sample["at"]})).json()
         assert all(s["at"] > sample["at"] for s in newer["samples"])
         assert newer["sample_seconds"] == 0.2 and newer["series_seconds"] == 3600
+
+
+async def test_a_finish_committed_after_its_moments_sample_is_counted_by_a_later_one(
+    tmp_path: Any,
+) -> None:
+    """A finish is stamped before its transaction commits (a worker's flush waits its turn): a
+    sample taken in between cannot see it, and the next must not start after its stamp."""
+    # The app's own sampler samples once at start, then not for an hour.
+    async with running_app(make_settings(tmp_path, ops_sample_seconds=3600)) as (app, client):
+        sampler = Sampler(app.state.services, app.state.ops_series)
+        moment = utcnow() + timedelta(seconds=1)
+        before = await sampler.sample_once(moment)
+        task_id = await submit(client, "stamped, then committed late")
+        await finished(client, task_id)
+        # As if stamped half a second before that sample and committed after it.
+        async with app.state.services.db.session() as session, session.begin():
+            stamp = moment - timedelta(seconds=0.5)
+            await session.execute(update(Task).where(Task.id == task_id).values(finished_at=stamp))
+        later = [
+            await sampler.sample_once(moment + timedelta(seconds=seconds)) for seconds in (5, 10)
+        ]
+        counted = [s.data["queues"]["mock"]["finished"] for s in (before, *later)]
+        assert counted == [0, 1, 0]
 
 
 async def test_a_timeline_shows_each_attempt(embedded: EmbeddedFactory) -> None:

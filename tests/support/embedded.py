@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from aitasks.api.app import create_app
 from aitasks.config import Settings
@@ -38,6 +39,13 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The embedded app on these settings, its schema made, served to an in-process client."""
+    async with running_app(settings) as (_, http):
+        yield http
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """`running`, and the app itself (for a test that reaches its services)."""
     db = Database(settings.sqlalchemy_url)
     await upgrade(db)
     await db.dispose()
@@ -48,7 +56,7 @@ async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             transport=httpx.ASGITransport(app=app), base_url="http://testserver"
         ) as http,
     ):
-        yield http
+        yield app, http
 
 
 async def finished(client: httpx.AsyncClient, task_id: str, within: float = 10) -> dict[str, Any]:

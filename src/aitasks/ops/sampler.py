@@ -5,8 +5,10 @@ Each sample covers the time since the one before it (whoever took it), so the ch
 finished task once: tasks finished (and failed, and cancelled) in that window, the depth and the
 oldest waiting task of each queue, and the median and 95th percentile of how long the window's
 tasks waited for a worker and then ran; and for each priority lane, summed over the queues, the
-tasks waiting in it and its oldest. Any number of gateways run a sampler; a lock in the queue lets
-one of them sample each interval.
+tasks waiting in it and its oldest. A finish is stamped before its transaction commits, so the
+finishes a sample counts are those stamped up to `FINISH_SETTLE` before it: one still being
+committed falls in a later window, not between two. Any number of gateways run a sampler; a lock
+in the queue lets one of them sample each interval.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # A gap longer than this many intervals since the last sample (no gateway ran) is not one window.
 MAX_GAP_INTERVALS = 3
+# How long a finish may take to commit after it was stamped and still be counted (a worker's flush
+# on a loaded machine, SQLite waiting for its write lock): the finished counts lag this much.
+FINISH_SETTLE = timedelta(seconds=2)
 
 
 class Sampler:
@@ -60,14 +65,14 @@ class Sampler:
         start = now - timedelta(seconds=self.interval)
         if last is not None and 0 < now.timestamp() - last <= MAX_GAP_INTERVALS * self.interval:
             start = datetime.fromtimestamp(last, UTC)
-        sample = Sample(now.timestamp(), await self._measure(start, now))
+        sample = Sample(now.timestamp(), await self._measure(start, now, FINISH_SETTLE))
         await self.series.add(sample)
         return sample
 
-    async def _measure(self, start: datetime, now: datetime) -> dict[str, Any]:
+    async def _measure(self, start: datetime, now: datetime, settle: timedelta) -> dict[str, Any]:
         async with self.services.db.session() as session:
-            counts = await store.finished_between(session, start, now)
-            timings = await store.timing_percentiles(session, start, now)
+            counts = await store.finished_between(session, start - settle, now - settle)
+            timings = await store.timing_percentiles(session, start - settle, now - settle)
             oldest = await backlog.oldest_pending(session)
             by_lane = await backlog.waiting_by_lane(session)
         nothing = dict.fromkeys(("wait_p50", "wait_p95", "run_p50", "run_p95"))
