@@ -16,14 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from aitasks.config import async_database_url
 from aitasks.store.database import Database
 from aitasks.store.models import TASKS_STORAGE, Base
-from tests.support.migrations import migrate
+from tests.support.migrations import indexes, migrate
 from tests.support.services import fresh_postgres_database
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
-INDEXES = {
-    "postgresql": "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks'",
-    "sqlite": "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks'",
-}
 # What a claim sets, then what a lease renewal sets (store/claims.py).
 CLAIM = (
     "UPDATE tasks SET status = 'RUNNING', attempts = attempts + 1, worker_id = 'w1', "
@@ -31,12 +27,6 @@ CLAIM = (
 )
 RENEW = "UPDATE tasks SET lease_until = :now, updated_at = :now WHERE id = 't1'"
 HOT_UPDATES = "SELECT pg_stat_get_xact_tuples_hot_updated('tasks'::regclass)"
-
-
-async def indexes(db: Database) -> dict[str, str]:
-    async with db.engine.connect() as connection:
-        query = INDEXES[connection.dialect.name]
-        return {name: sql for name, sql in await connection.execute(text(query)) if sql}
 
 
 @pytest.fixture

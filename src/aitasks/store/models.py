@@ -50,6 +50,8 @@ TERMINAL_STATUSES = frozenset(
     {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
 )
 UNFINISHED_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
+# The statuses a task only ever ends in with its `error` set (what `ix_tasks_tenant_errored` holds).
+ERRORED_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
 
 
 class Role(StrEnum):
@@ -154,6 +156,11 @@ class Task(Base):
         ),
         # Listing, newest first, one tenant's.
         Index("ix_tasks_tenant_created", "tenant", "created_at", "id"),
+        # Listing one tenant's failures (rare among its tasks): those that ended with an error.
+        # Not `status` in the predicate: a claim changes it (migration 0016).
+        Index(
+            "ix_tasks_tenant_errored", "tenant", "created_at", "id", **_where("error IS NOT NULL")
+        ),
         # The purge and the operations samples: finished tasks, by when.
         Index("ix_tasks_finished_at", "finished_at", **_where("finished_at IS NOT NULL")),
         # A batch's tasks, in line order: its progress and its results.

@@ -26,6 +26,7 @@ from aitasks.errors import (
 from aitasks.routing import ModelSpec
 from aitasks.store.file_records import INSERT_FILE
 from aitasks.store.models import (
+    ERRORED_STATUSES,
     UNFINISHED_STATUSES,
     Conversation,
     IdempotencyKey,
@@ -349,6 +350,9 @@ async def list_tasks(
     query = select(Task)
     if status is not None:
         query = query.where(Task.status == status)
+        if status in ERRORED_STATUSES:
+            # Said outright so PostgreSQL can use the partial index of errored tasks.
+            query = query.where(Task.error.is_not(None))
     if model is not None:
         query = query.where(Task.model == model)
     if conversation_id is not None:
