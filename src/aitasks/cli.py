@@ -168,6 +168,7 @@ def worker(
             state = await retry_database(lambda: schema_state(services.db), "checking the schema")
             if not state.up_to_date:
                 raise _fail("the database schema is not current: run `aitasks db upgrade`")
+            await services.warm()
             in_flight = concurrency or settings.worker_concurrency
             await Worker(services, queues=names, concurrency=in_flight).run(stop)
         finally:

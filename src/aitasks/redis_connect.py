@@ -6,6 +6,9 @@ the queue, the event log and the limits.
 learns the rest. A scheme of its own, rather than a query option, so a cluster URL given to a
 plain Redis client fails at once instead of talking to one node of the cluster.
 
+A fresh client connects at its first command; `warm()` makes it connect before the service
+serves, and loads its scripts.
+
 Every Redis call goes through `redis_boundary()` (or `redis_call`), which turns "Redis cannot be
 reached" into `RedisUnavailable`; callers catch that type and never look at the driver's errors.
 A command Redis refuses (`ResponseError`: NOGROUP, a bad id) passes through as it is, for the
@@ -14,12 +17,13 @@ caller that knows what it means.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeAlias, TypeVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
+from redis.commands.core import AsyncScript
 
 from aitasks.errors import RedisUnavailable
 
@@ -68,6 +72,23 @@ def connect(url: str, *, socket_timeout: float, health_check_interval: int = 30)
     if plain is not None:
         return RedisCluster.from_url(plain, **options)
     return Redis.from_url(url, **options)
+
+
+async def warm(client: RedisClient, scripts: Iterable[AsyncScript] = ()) -> None:
+    """Connect `client` now (on a cluster: learn the slot map and reach every node) and load
+    `scripts`, so the commands of the first requests, sent all at once, find it ready: redis-py's
+    cluster client, fresh, fails some of a burst of first commands ('NoneType' object has no
+    attribute 'writelines'), and a script sent by its SHA in a pipeline before Redis has it comes
+    back as NoScriptError. Raises `RedisUnavailable` when Redis cannot be reached."""
+    with redis_boundary():
+        if isinstance(client, RedisCluster):
+            await client.initialize()
+            await client.ping(target_nodes=RedisCluster.ALL_NODES)
+        else:
+            await client.ping()
+        for script in scripts:
+            # On a cluster, SCRIPT LOAD goes to every primary.
+            await client.script_load(script.script)
 
 
 @contextmanager

@@ -3,12 +3,14 @@ log and the per-key limits."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aitasks.config import Settings
-from aitasks.errors import ConfigError
+from aitasks.errors import ConfigError, RedisUnavailable
 from aitasks.events import EventLog, open_event_log
 from aitasks.files import FileStorage, file_key, open_file_storage
 from aitasks.limits import Limits, open_limits
@@ -18,6 +20,8 @@ from aitasks.queue import TaskQueue, open_queue
 from aitasks.routing import ModelTable
 from aitasks.store import api_keys as store_keys
 from aitasks.store.database import Database
+
+log = logging.getLogger(__name__)
 
 
 def load_models(settings: Settings) -> ModelTable:
@@ -87,6 +91,16 @@ class Services:
                 session, "file_links", make=secrets.token_urlsafe(32)
             )
         self.file_signer = FileSigner(secret.encode(), self.settings.file_url_ttl_seconds)
+
+    async def warm(self) -> None:
+        """Connect the queue, the event log and the limits to Redis (every node of a cluster)
+        and load their scripts before serving (see `redis_connect.warm`). A Redis not reachable
+        yet is no reason not to start: calls answer 503 or wait until it is back, as they would
+        had it gone later."""
+        try:
+            await asyncio.gather(self.queue.warm(), self.events.warm(), self.limits.warm())
+        except RedisUnavailable as exc:
+            log.warning("Redis not reachable at start-up (%s): connecting at first use", exc)
 
     async def close(self) -> None:
         await self.storage.close()

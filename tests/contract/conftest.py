@@ -45,6 +45,7 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 @pytest.fixture(params=QUEUES)
 async def queue(request: pytest.FixtureRequest) -> AsyncIterator[TaskQueue]:
     task_queue = make_queue(redis_at(request, request.param))
+    await task_queue.warm()  # as a started gateway or worker has (Services.warm)
     yield task_queue
     await task_queue.close()
 
@@ -52,6 +53,7 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[TaskQueue]:
 @pytest.fixture(params=EVENT_LOGS)
 async def events(request: pytest.FixtureRequest) -> AsyncIterator[EventLog]:
     log = make_event_log(redis_at(request, request.param))
+    await log.warm()
     yield log
     await log.close()
 
@@ -59,5 +61,6 @@ async def events(request: pytest.FixtureRequest) -> AsyncIterator[EventLog]:
 @pytest.fixture(params=COUNTERS)
 async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
     made = make_counters(redis_at(request, request.param))
+    await made.warm()
     yield made
     await made.close()

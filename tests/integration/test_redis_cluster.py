@@ -5,22 +5,28 @@ hash tag. (The queue, event-log and counter contracts run on the cluster too: te
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 from redis.asyncio import RedisCluster
 
+from aitasks.config import Settings
 from aitasks.redis_connect import cluster_url, connect
+from aitasks.services import Services
 from tests.support.flows import conversation_with_history_and_an_image, submit, wait_for_tasks
 from tests.support.processes import Process, free_port, run_cli, service_env, wait_until_up
 from tests.support.redis_cluster import Cluster
 from tests.support.services import fresh_postgres_database
 
 PREFIX = "aitasks-cluster"
+# As many first commands at once as a gateway's first requests may send.
+BURST = 30
 
 
 @dataclass
@@ -113,3 +119,26 @@ def test_a_cluster_url_opens_a_cluster_client() -> None:
     assert cluster_url("redis://h:6379/0") is None
     assert isinstance(connect("redis+cluster://h:7000", socket_timeout=1), RedisCluster)
     assert not isinstance(connect("redis://h:6379/0", socket_timeout=1), RedisCluster)
+
+
+async def test_a_started_services_first_commands_all_at_once_succeed(
+    redis_cluster: Cluster, cluster_prefix: str, tmp_path: Path
+) -> None:
+    """redis-py's cluster client, fresh, fails some of a burst of first commands ('NoneType'
+    object has no attribute 'writelines'); the gateway and the worker warm their clients
+    (`Services.warm`) before serving, so the first requests' commands, all at once, succeed on
+    each of them: the queue's and the limits'."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path, redis_url=redis_cluster.url, redis_prefix=cluster_prefix
+    )
+    services = Services.open(settings)
+    try:
+        await services.warm()
+        tasks = [f"t{n}" for n in range(BURST)]
+        await asyncio.gather(*(services.queue.publish("mock", task) for task in tasks))
+        counted = await asyncio.gather(
+            *(services.limits.counters.count_request(t, 1, 100, 0.0) for t in tasks)
+        )
+        assert [current for _, current, _ in counted] == [1] * BURST
+    finally:
+        await services.close()

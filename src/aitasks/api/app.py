@@ -92,6 +92,7 @@ def create_app(
                     "run `aitasks db upgrade`"
                 )
             await services.load_secrets()
+            await services.warm()
             warn_mock_fallbacks(services)
             if embedded:
                 worker = Worker(services, concurrency=settings.worker_concurrency)

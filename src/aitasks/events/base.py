@@ -140,5 +140,8 @@ class EventLog(ABC):
         """Forget a task's events (it is about to run again, from the start). Its fence stays, so
         a worker still holding an earlier run cannot write into the new one."""
 
+    async def warm(self) -> None:  # noqa: B027 - optional hook; memory is ready
+        """Connect and load scripts before serving (see `redis_connect.warm`)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

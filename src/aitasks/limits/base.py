@@ -113,6 +113,9 @@ class Counters(ABC):
     @abstractmethod
     async def tokens_used(self, key_id: str, day: str) -> int: ...
 
+    async def warm(self) -> None:  # noqa: B027 - optional hook; memory is ready
+        """Connect and load scripts before serving (see `redis_connect.warm`)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook; memory holds nothing to close
         pass
 
@@ -250,6 +253,9 @@ class Limits:
     async def tokens_used(self, key_id: str) -> int:
         """The tokens the key has used or reserved today (UTC)."""
         return await self.counters.tokens_used(key_id, _today(self.clock())[0])
+
+    async def warm(self) -> None:
+        await self.counters.warm()
 
     async def close(self) -> None:
         await self.counters.close()

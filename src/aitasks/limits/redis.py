@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from aitasks.limits.base import WINDOW_SECONDS, Counters, Reservation, Settlement
-from aitasks.redis_connect import RedisClient, connect, redis_call
+from aitasks.redis_connect import RedisClient, connect, redis_call, warm
 from aitasks.redis_keys import (
     TOKENS_TTL_SECONDS,
     held_tokens_key,
@@ -117,6 +117,10 @@ class RedisCounters(Counters):
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisCounters:
         return cls(connect(url, socket_timeout=5.0), prefix=prefix)
+
+    async def warm(self) -> None:
+        scripts = (self._count_request, self._reserve, self._confirm, self._forget, self._settle)
+        await warm(self.redis, scripts)
 
     async def count_request(
         self, key_id: str, minute: int, limit: int, previous_weight: float

@@ -150,5 +150,8 @@ class TaskQueue(ABC):
     async def ping(self) -> None:
         """Raise `RedisUnavailable` when the queue cannot be reached."""
 
+    async def warm(self) -> None:  # noqa: B027 - optional hook; the in-process queue is ready
+        """Connect and load scripts before serving (see `redis_connect.warm`)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook; the in-process queue holds nothing
         """Release connections."""

@@ -41,7 +41,7 @@ from aitasks.queue.redis_scripts import (
     RATE_SLOT_SCRIPT,
     TAKE_SCRIPT,
 )
-from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call
+from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call, warm
 from aitasks.redis_keys import (
     CONSUMER_GROUP,
     TASK_FIELD,
@@ -95,6 +95,9 @@ class RedisStreamQueue(TaskQueue):
         # The socket timeout outlasts any blocking read the workers make, or those would time out.
         redis = connect(url, socket_timeout=SOCKET_TIMEOUT_SECONDS)
         return cls(redis, prefix=prefix, redeliver_after=redeliver_after, fifo=fifo)
+
+    async def warm(self) -> None:
+        await warm(self.redis, (self._take_script, self._publish_script))
 
     def _key(self, queue: str) -> str:
         return stream_key(self.prefix, queue)
