@@ -139,18 +139,6 @@ async def test_failing_keeps_the_reason_and_the_attempts(db: Database) -> None:
     assert failed.error == {"type": "provider_error", "message": "boom", "attempts": 1}
 
 
-async def test_unfinished_tasks_are_listed_for_republishing(db: Database) -> None:
-    done, pending = await submit(db), await submit(db)
-    held = await claim(db, done.id)
-    assert held.task is not None
-    await complete(db, held.task)
-    running = await submit(db)
-    await claim(db, running.id)
-    async with db.session() as session:
-        unfinished = await claims.unfinished_tasks(session)
-    assert {task_id for task_id, _ in unfinished} == {pending.id, running.id}
-
-
 async def test_a_stale_run_of_the_same_worker_cannot_write(db: Database) -> None:
     """The worker claims its own task again after its lease ran out: only the new run writes."""
     task = await submit(db)

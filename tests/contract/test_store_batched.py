@@ -6,13 +6,10 @@ delivery comes back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from aitasks.queue.base import TaskQueue
 from aitasks.routing import ModelTable
@@ -22,6 +19,7 @@ from aitasks.store.database import Database
 from aitasks.store.models import LOCAL_TENANT, Message, Task, TaskStatus, WebhookDelivery, utcnow
 from aitasks.store.tasks import Callback, Owner
 from tests.support.backends import REDELIVER_AFTER
+from tests.support.statements import statements
 
 SPEC = ModelTable.load(environ={}).resolve("mock-chat")
 OWNER = Owner(LOCAL_TENANT)
@@ -83,32 +81,17 @@ async def row(db: Database, task_id: str) -> Task:
         return task
 
 
-@contextmanager
-def statements(db: Database) -> Iterator[list[str]]:
-    """The SQL statements the database runs meanwhile."""
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-        seen.append(" ".join(statement.split()))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
-
-
 @pytest.mark.parametrize("worker_path", [False, True], ids=["claim_tasks", "claim_deliveries"])
 async def test_one_statement_claims_a_batch_of_claimable_tasks(
     db: Database, worker_path: bool
 ) -> None:
     tasks = [await submit(db) for _ in range(5)]
-    with statements(db) as seen:
+    async with statements(db) as seen:
         got = await claim_many(db, [t.id for t in tasks], worker_path=worker_path)
     assert [c.outcome for c in got] == [Outcome.CLAIMED] * 5
     assert [c.task.id for c in got if c.task] == [t.id for t in tasks]
     assert all(c.task and c.task.attempts == 1 and c.task.worker_id == "w1" for c in got)
-    assert [s.split()[0] for s in seen if not s.startswith(("BEGIN", "COMMIT"))] == ["UPDATE"]
+    assert [s.verb for s in seen if s.verb not in ("BEGIN", "COMMIT")] == ["UPDATE"]
 
 
 @pytest.mark.parametrize("worker_path", [False, True], ids=["claim_tasks", "claim_deliveries"])

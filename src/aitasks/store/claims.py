@@ -6,18 +6,19 @@ lease (it stalled, another took over) or whose task was cancelled writes nothing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import String, and_, any_, bindparam, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from aitasks.priority import QueuedTask
-from aitasks.store import deadlines
+from aitasks.store import deadlines, driver
 from aitasks.store.conversations import ContextHeader, header_of
 from aitasks.store.database import Database
 from aitasks.store.finishes import (
@@ -132,21 +133,32 @@ CLAIM = _claim_statement(TASKS.c.id == bindparam("task_id"))
 # so two workers claiming overlapping sets (a redelivered entry) wait on each other, never in a
 # cycle.
 CLAIM_MANY = _claim_statement(TASKS.c.id.in_(bindparam("task_ids", expanding=True)))
+
+
 # The common case in one autocommitted statement, no BEGIN and COMMIT around it (two round trips
 # fewer): a task whose claim has no consequence to write with it, i.e. no callback (whose
 # webhook row must be written in the claim's transaction) and not on its first claim past its
 # deadline (which must end EXPIRED in the claim's transaction, never seen RUNNING). The others
 # are left to `claim_tasks`, which this statement never takes.
-CLAIM_PLAIN = _claim_statement(
-    and_(
-        TASKS.c.id.in_(bindparam("task_ids", expanding=True)),
-        TASKS.c.callback_url.is_(None),
-        or_(
-            TASKS.c.expires_at.is_(None),
-            TASKS.c.started_at.is_not(None),
-            TASKS.c.expires_at > bindparam("now", type_=Timestamp),
-        ),
+def _plain(which: Any) -> Any:
+    """The claim's UPDATE of the tasks `which` picks that need nothing more than it."""
+    return _claim_statement(
+        and_(
+            which,
+            TASKS.c.callback_url.is_(None),
+            or_(
+                TASKS.c.expires_at.is_(None),
+                TASKS.c.started_at.is_not(None),
+                TASKS.c.expires_at > bindparam("now", type_=Timestamp),
+            ),
+        )
     )
+
+
+CLAIM_PLAIN = _plain(TASKS.c.id.in_(bindparam("task_ids", expanding=True)))
+# The same for asyncpg itself (`store/driver.py`), the ids as one array parameter.
+CLAIM_PLAIN_ON_DRIVER = driver.DriverStatement(
+    _plain(TASKS.c.id == any_(bindparam("task_ids", type_=ARRAY(String))))
 )
 TASK_COLUMNS = tuple(column.key for column in TASKS.c)
 NEW_TASK = manager_of_class(Task).new_instance
@@ -183,8 +195,8 @@ async def claim_deliveries(
         "lease_until": now + timedelta(seconds=lease_seconds),
     }
     async with db.read_connection() as connection:
-        rows = (await connection.execute(CLAIM_PLAIN, values)).all()
-    found = {row._mapping["id"]: _claim_of(row) for row in rows}
+        rows = await _claim_plain(connection, values)
+    found = {fields["id"]: _claim_of(fields) for fields in rows}
     rest = [task_id for task_id in unique if task_id not in found]
     if rest:
         async with db.session() as session:
@@ -193,6 +205,25 @@ async def claim_deliveries(
             )
         found.update(zip(rest, taken, strict=True))
     return _in_order(task_ids, found)
+
+
+async def _claim_plain(
+    connection: AsyncConnection, values: dict[str, Any]
+) -> Sequence[Mapping[Any, Any]]:
+    """`CLAIM_PLAIN`'s rows: on PostgreSQL by the driver itself; again through SQLAlchemy after
+    an error of the driver's (autocommitted, a failed statement took nothing), so an outage is
+    told from the rest as everywhere else."""
+    on_driver = await driver.driver_of(connection)
+    if on_driver is not None:
+        statement = CLAIM_PLAIN_ON_DRIVER
+        try:
+            rows: Sequence[Mapping[Any, Any]] = await on_driver.fetch(
+                statement.sql, *statement.args(values)
+            )
+            return rows
+        except Exception:
+            pass  # claimed below, where SQLAlchemy tells an outage from the rest
+    return [row._mapping for row in await connection.execute(CLAIM_PLAIN, values)]
 
 
 def _in_order(task_ids: Sequence[str], found: dict[str, Claim]) -> list[Claim]:
@@ -204,9 +235,8 @@ def _in_order(task_ids: Sequence[str], found: dict[str, Claim]) -> list[Claim]:
     return claims
 
 
-def _claim_of(row: Any) -> Claim:
+def _claim_of(fields: Mapping[Any, Any]) -> Claim:
     """A row the claim's update returned, as the claim of a task to run."""
-    fields = row._mapping
     # A plain (transient) Task: the worker only reads it, and the ORM's loading cost more than
     # the claim's SQL. Filled in directly, as the ORM's own loading does: `Task(**fields)` sets
     # each column through its instrumentation (63 µs a task, against 2).
@@ -297,7 +327,7 @@ async def _claimed(
 ) -> Claim:
     """The claim of a row the update took: the run to start, or its expiry when its first claim
     came past its deadline (then it never ran)."""
-    claim = _claim_of(row)
+    claim = _claim_of(row._mapping)
     task = claim.task
     assert task is not None
     if deadlines.overdue(task, now):
@@ -369,13 +399,3 @@ async def release_task(session: AsyncSession, task: Task, *, worker_id: str) -> 
             .returning(Task.id)
         )
         return released.first() is not None
-
-
-async def unfinished_tasks(session: AsyncSession) -> Sequence[tuple[str, str]]:
-    """(id, queue) of every task not yet finished, oldest first."""
-    rows = await session.execute(
-        select(Task.id, Task.queue)
-        .where(Task.status.in_(UNFINISHED_STATUSES))
-        .order_by(Task.created_at, Task.turn)
-    )
-    return [(row[0], row[1]) for row in rows]

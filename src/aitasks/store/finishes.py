@@ -8,25 +8,42 @@ which of its rows matched) and two flushes never wait on each other in a cycle. 
 transaction records each task's files, its assistant message and its webhook, and finds each
 conversation's next waiting turn after the lock, so a turn submitted meanwhile is claimed only
 once this one has ended (the claim waits on the lock; see `claims.claim_tasks`).
+
+On PostgreSQL the flush is written by asyncpg itself, in its own transaction, with the very
+statements the SQLAlchemy path compiles (`store/driver.py`); that path, SQLite's, writes it again
+after any error of the driver's, so an outage or a refused row is reported as everywhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import String, any_, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from aitasks.priority import Placement, QueuedTask
-from aitasks.store.models import Message, Role, StoredFile, Task, TaskStatus, table_of, utcnow
-from aitasks.store.webhooks import add_delivery
+from aitasks.store import driver
+from aitasks.store.driver import Driver, DriverStatement, setting
+from aitasks.store.models import (
+    Message,
+    Role,
+    StoredFile,
+    Task,
+    TaskStatus,
+    WebhookDelivery,
+    table_of,
+    utcnow,
+)
+from aitasks.store.webhooks import add_delivery, delivery_row
 
 TASKS = table_of(Task)
 MESSAGES = table_of(Message)
 FILES = table_of(StoredFile)
+DELIVERIES = table_of(WebhookDelivery)
 
 # The terminal UPDATE; its SET columns come from the parameters, so success and failure share it.
 FINISH = update(TASKS).where(
@@ -35,19 +52,22 @@ FINISH = update(TASKS).where(
     TASKS.c.attempts == bindparam("held_attempts"),
     TASKS.c.status == TaskStatus.RUNNING,
 )
-# The rows a flush may finish, locked in id order: those this worker still runs.
-HELD = (
-    select(TASKS.c.id, TASKS.c.attempts)
-    .where(
-        TASKS.c.id.in_(bindparam("ids", expanding=True)),
-        TASKS.c.worker_id == bindparam("worker"),
-        TASKS.c.status == TaskStatus.RUNNING,
+
+
+def _held(ids: Any) -> Any:
+    """The rows a flush may finish, locked in id order: those this worker still runs."""
+    return (
+        select(TASKS.c.id, TASKS.c.attempts)
+        .where(ids, TASKS.c.worker_id == bindparam("worker"), TASKS.c.status == TaskStatus.RUNNING)
+        .order_by(TASKS.c.id)
+        .with_for_update()
     )
-    .order_by(TASKS.c.id)
-    .with_for_update()
-)
+
+
+HELD = _held(TASKS.c.id.in_(bindparam("ids", expanding=True)))
 ADD_MESSAGE = insert(MESSAGES)
 ADD_FILES = insert(FILES)
+ADD_DELIVERY = insert(DELIVERIES)
 # What a task is published with: `QueuedTask`'s fields.
 QUEUED = (TASKS.c.id, TASKS.c.queue, TASKS.c.priority, TASKS.c.tenant, TASKS.c.weight)
 NEXT_TURN = (
@@ -60,14 +80,28 @@ NEXT_TURN = (
     .order_by(TASKS.c.turn)
     .limit(1)
 )
-# The waiting turns of several conversations at once, earliest first (a flush's next turns).
-WAITING_TURNS = (
-    select(TASKS.c.conversation_id, TASKS.c.turn, *QUEUED)
-    .where(
-        TASKS.c.conversation_id.in_(bindparam("conversations", expanding=True)),
-        TASKS.c.status == TaskStatus.PENDING,
+
+
+def _waiting_turns(conversations: Any) -> Any:
+    """The waiting turns of several conversations at once, earliest first (a flush's next
+    turns)."""
+    return (
+        select(TASKS.c.conversation_id, TASKS.c.turn, *QUEUED)
+        .where(conversations, TASKS.c.status == TaskStatus.PENDING)
+        .order_by(TASKS.c.turn)
     )
-    .order_by(TASKS.c.turn)
+
+
+WAITING_TURNS = _waiting_turns(
+    TASKS.c.conversation_id.in_(bindparam("conversations", expanding=True))
+)
+
+# The same statements for asyncpg itself (`store/driver.py`): lists as one array parameter.
+IDS = ARRAY(String)
+HELD_ON_DRIVER = DriverStatement(_held(TASKS.c.id == any_(bindparam("ids", type_=IDS))))
+NEXT_TURN_ON_DRIVER = DriverStatement(NEXT_TURN)
+WAITING_TURNS_ON_DRIVER = DriverStatement(
+    _waiting_turns(TASKS.c.conversation_id == any_(bindparam("conversations", type_=IDS)))
 )
 
 
@@ -146,6 +180,16 @@ async def finish_tasks(
     now = utcnow()
     async with session.begin():
         connection = await session.connection()
+        raw = await driver.driver_of(connection)
+        if raw is not None:
+            try:
+                # asyncpg's own transaction: SQLAlchemy begins its one lazily, at its first
+                # statement, so none is open yet and its commit below has nothing to do.
+                async with raw.transaction():
+                    mine, turns = await _finish_on_driver(raw, outcomes, worker_id, now)
+                return _written(outcomes, mine, turns)
+            except Exception:
+                pass  # rolled back: written below, where SQLAlchemy tells an outage from the rest
         if len(outcomes) == 1:
             # Alone, the fenced UPDATE says by its row count whether the task was held.
             finished = await connection.execute(FINISH, _params(outcomes[0], worker_id, now))
@@ -153,19 +197,94 @@ async def finish_tasks(
         else:
             ids = sorted({o.task.id for o in outcomes})
             held = dict((await connection.execute(HELD, {"ids": ids, "worker": worker_id})).all())
-            # One outcome per task (a task twice in a flush, which a worker never sends, once).
-            mine = list(
-                {o.task.id: o for o in outcomes if held.get(o.task.id) == o.task.attempts}.values()
-            )
+            mine = _still_held(outcomes, held)
             await _update(connection, mine, worker_id, now)
-        if not mine:
-            return [None] * len(outcomes)
-        await _record(connection, mine, now)
-        for o in mine:
-            add_delivery(session, o.task.id, o.task.callback_url, o.task.callback_events, o.status)
-        turns = await _next_turns(connection, [o.task for o in mine])
+        turns = {}
+        if mine:
+            await _record(connection, mine, now)
+            for o in mine:
+                add_delivery(
+                    session, o.task.id, o.task.callback_url, o.task.callback_events, o.status
+                )
+            turns = await _next_turns(connection, [o.task for o in mine])
+    return _written(outcomes, mine, turns)
+
+
+def _still_held(outcomes: Sequence[Outcome], held: Mapping[str, int]) -> list[Outcome]:
+    """The outcomes of tasks still held under their claim's attempt (`held`: id -> attempts);
+    one per task (a task twice in a flush, which a worker never sends, once)."""
+    return list({o.task.id: o for o in outcomes if held.get(o.task.id) == o.task.attempts}.values())
+
+
+def _written(
+    outcomes: Sequence[Outcome], mine: Sequence[Outcome], turns: Mapping[str, QueuedTask]
+) -> list[Finished | None]:
     written = {id(o) for o in mine}
     return [Finished(turns.get(o.task.id)) if id(o) in written else None for o in outcomes]
+
+
+async def _finish_on_driver(
+    connection: Driver, outcomes: Sequence[Outcome], worker_id: str, now: datetime
+) -> tuple[list[Outcome], dict[str, QueuedTask]]:
+    """What `finish_tasks` writes, by the driver itself, in its transaction: the outcomes
+    written and the next turns found."""
+    if len(outcomes) == 1:
+        params = _params(outcomes[0], worker_id, now)
+        statement = setting(FINISH, _set_columns(params))
+        finished = await connection.execute(statement.sql, *statement.args(params))
+        mine = list(outcomes) if finished == "UPDATE 1" else []
+    else:
+        ids = sorted({o.task.id for o in outcomes})
+        looked = HELD_ON_DRIVER.args({"ids": ids, "worker": worker_id})
+        held = {row[0]: row[1] for row in await connection.fetch(HELD_ON_DRIVER.sql, *looked)}
+        mine = _still_held(outcomes, held)
+        for rows in _by_columns(mine, worker_id, now).values():
+            await _run_many(connection, setting(FINISH, _set_columns(rows[0])), rows)
+    if not mine:
+        return [], {}
+    files, messages = _files(mine, now), _messages(mine, now)
+    if files:
+        await _run_many(connection, setting(ADD_FILES, tuple(files[0])), files)
+    if messages:
+        await _run_many(connection, setting(ADD_MESSAGE, tuple(messages[0])), messages)
+    hooks = [
+        hook
+        for o in mine
+        if (hook := delivery_row(o.task.id, o.task.callback_url, o.task.callback_events, o.status))
+        is not None
+    ]
+    if hooks:
+        await _run_many(connection, setting(ADD_DELIVERY, tuple(hooks[0])), hooks)
+    return mine, await _next_turns_on_driver(connection, [o.task for o in mine])
+
+
+async def _run_many(
+    connection: Driver, statement: DriverStatement, rows: Sequence[dict[str, Any]]
+) -> None:
+    if len(rows) == 1:
+        await connection.execute(statement.sql, *statement.args(rows[0]))
+    else:
+        await connection.executemany(statement.sql, statement.many(rows))
+
+
+def _set_columns(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The columns FINISH sets with these parameters (the others fence it)."""
+    return tuple(name for name in params if not name.startswith("held_"))
+
+
+async def _next_turns_on_driver(connection: Driver, tasks: Sequence[Task]) -> dict[str, QueuedTask]:
+    """`_next_turns`, by the driver."""
+    if len(tasks) == 1:
+        task = tasks[0]
+        looked = {"conversation_id": task.conversation_id, "turn": task.turn}
+        found = await connection.fetchrow(
+            NEXT_TURN_ON_DRIVER.sql, *NEXT_TURN_ON_DRIVER.args(looked)
+        )
+        return {task.id: queued_task(found)} if found is not None else {}
+    statement = WAITING_TURNS_ON_DRIVER
+    conversations = sorted({t.conversation_id for t in tasks})
+    rows = await connection.fetch(statement.sql, *statement.args({"conversations": conversations}))
+    return _first_waiting(tasks, rows)
 
 
 def _params(o: Outcome, worker_id: str, now: datetime) -> dict[str, Any]:
@@ -181,21 +300,27 @@ def _params(o: Outcome, worker_id: str, now: datetime) -> dict[str, Any]:
     }
 
 
-async def _update(
-    connection: AsyncConnection, outcomes: Sequence[Outcome], worker_id: str, now: datetime
-) -> None:
-    """The terminal updates of held tasks: one statement per set of columns (successes set
-    other columns than failures)."""
+def _by_columns(
+    outcomes: Sequence[Outcome], worker_id: str, now: datetime
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """The terminal updates' parameters, grouped by the columns they set (successes set other
+    columns than failures): one statement a group."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for o in outcomes:
         by_columns.setdefault(tuple(sorted(o.values)), []).append(_params(o, worker_id, now))
-    for rows in by_columns.values():
+    return by_columns
+
+
+async def _update(
+    connection: AsyncConnection, outcomes: Sequence[Outcome], worker_id: str, now: datetime
+) -> None:
+    """The terminal updates of held tasks."""
+    for rows in _by_columns(outcomes, worker_id, now).values():
         await connection.execute(FINISH, rows if len(rows) > 1 else rows[0])
 
 
-async def _record(connection: AsyncConnection, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """The successes' files and assistant messages."""
-    files = [
+def _files(outcomes: Sequence[Outcome], now: datetime) -> list[dict[str, Any]]:
+    return [
         {
             "id": f.id,
             "task_id": o.task.id,
@@ -207,9 +332,18 @@ async def _record(connection: AsyncConnection, outcomes: Sequence[Outcome], now:
         for o in outcomes
         for f in o.files
     ]
+
+
+def _messages(outcomes: Sequence[Outcome], now: datetime) -> list[dict[str, Any]]:
+    return [{**o.message, "created_at": now} for o in outcomes if o.message is not None]
+
+
+async def _record(connection: AsyncConnection, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """The successes' files and assistant messages."""
+    files = _files(outcomes, now)
     if files:
         await connection.execute(ADD_FILES, files)
-    messages = [{**o.message, "created_at": now} for o in outcomes if o.message is not None]
+    messages = _messages(outcomes, now)
     if messages:
         await connection.execute(ADD_MESSAGE, messages if len(messages) > 1 else messages[0])
 
@@ -221,9 +355,14 @@ async def _next_turns(connection: AsyncConnection, tasks: Sequence[Task]) -> dic
         return {tasks[0].id: waiting} if waiting is not None else {}
     conversations = sorted({t.conversation_id for t in tasks})
     rows = (await connection.execute(WAITING_TURNS, {"conversations": conversations})).all()
+    return _first_waiting(tasks, rows)
+
+
+def _first_waiting(tasks: Sequence[Task], rows: Sequence[Any]) -> dict[str, QueuedTask]:
+    """Each task's next waiting turn among `WAITING_TURNS`' rows (earliest turn first)."""
     found: dict[str, QueuedTask] = {}
     for task in tasks:
-        for row in rows:  # earliest turn first
+        for row in rows:
             if row[0] == task.conversation_id and row[1] > task.turn:
                 found[task.id] = queued_task(row[2:])
                 break

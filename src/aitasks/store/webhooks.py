@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,24 +36,32 @@ def add_delivery(
 ) -> None:
     """Add the delivery a task's move to `status` calls for (none without a callback, or for an
     event not asked for) to the session's transaction, the one that makes that move."""
+    row = delivery_row(task_id, url, events, status)
+    if row is not None:
+        session.add(WebhookDelivery(**row))
+
+
+def delivery_row(
+    task_id: str, url: str | None, events: Sequence[str] | None, status: str
+) -> dict[str, Any] | None:
+    """The columns of the delivery a task's move to `status` calls for, or None (see
+    `add_delivery`; the worker's finish writes them with the driver itself)."""
     event = EVENT_OF_STATUS.get(TaskStatus(status))
     if url is None or event is None:
-        return
+        return None
     if event not in TERMINAL_EVENTS and event not in (events or ()):
-        return
+        return None
     now = utcnow()
-    session.add(
-        WebhookDelivery(
-            id=f"msg_{new_id()}",
-            task_id=task_id,
-            event=event,
-            url=url,
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
+    return {
+        "id": f"msg_{new_id()}",
+        "task_id": task_id,
+        "event": event,
+        "url": url,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 async def claim_due(
