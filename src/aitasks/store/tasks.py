@@ -24,6 +24,7 @@ from aitasks.errors import (
     TaskNotFound,
 )
 from aitasks.routing import ModelSpec
+from aitasks.store import driver
 from aitasks.store.file_records import INSERT_FILE
 from aitasks.store.models import (
     ERRORED_STATUSES,
@@ -301,11 +302,10 @@ def detached_task(columns: Mapping[Any, Any]) -> Task:
 
 async def read_task(connection: AsyncConnection, task_id: str, *, tenant: str) -> Task:
     """The tenant's task, for reading only: a detached row, not tracked by any session."""
-    if connection.dialect.name == "postgresql":
-        # asyncpg, with the JSON codecs SQLAlchemy set on the connection when it opened.
-        driver = (await connection.get_raw_connection()).driver_connection
+    raw = await driver.driver_of(connection)
+    if raw is not None:
         try:
-            found = await driver.fetchrow(READ_TASK_SQL, task_id, tenant)  # type: ignore[union-attr]
+            found = await raw.fetchrow(READ_TASK_SQL, task_id, tenant)
         except Exception:
             found = None  # read again below, where SQLAlchemy tells an outage from the rest
         else:
