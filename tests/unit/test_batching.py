@@ -1,11 +1,10 @@
-"""Group commit in the worker: calls made together go out in one flush, calls made during a flush
-in the next, each caller gets its own result or error; and a worker running tasks side by side
-claims and finishes them in fewer statements than tasks, with every outcome as it would be alone."""
+"""Group commit in the worker (worker/flushes.py; the mechanism's own tests are test_grouping.py): a
+worker running tasks side by side claims and finishes them in fewer statements than tasks, with
+every outcome as it would be alone."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,58 +14,7 @@ from sqlalchemy import event
 from aitasks.store import claims, finishes
 from aitasks.store.models import TaskStatus
 from aitasks.worker import Worker
-from aitasks.worker.batching import Coalescer
 from tests.support.in_process import in_process_services, reaches, replies, stored, submit
-
-
-async def test_calls_made_together_share_a_flush_and_later_ones_the_next() -> None:
-    flushes: list[list[int]] = []
-    release = asyncio.Event()
-
-    async def flush(items: Sequence[int]) -> list[int]:
-        flushes.append(list(items))
-        if len(flushes) == 1:
-            await release.wait()
-        return [i * 10 for i in items]
-
-    coalescer: Coalescer[int, int] = Coalescer(flush)
-    first = [asyncio.ensure_future(coalescer.submit(i)) for i in range(3)]
-    await asyncio.sleep(0.01)
-    later = [asyncio.ensure_future(coalescer.submit(i)) for i in range(3, 5)]
-    await asyncio.sleep(0.01)
-    release.set()
-    assert await asyncio.gather(*first, *later) == [0, 10, 20, 30, 40]
-    assert flushes == [[0, 1, 2], [3, 4]]
-
-
-async def test_an_item_s_error_is_its_own_and_a_flush_s_error_everyone_s() -> None:
-    async def flush(items: Sequence[int]) -> list[int | Exception]:
-        if 99 in items:
-            raise RuntimeError("down")
-        return [ValueError(f"bad {i}") if i < 0 else i for i in items]
-
-    coalescer: Coalescer[int, int] = Coalescer(flush)
-    got = await asyncio.gather(
-        coalescer.submit(1), coalescer.submit(-1), coalescer.submit(2), return_exceptions=True
-    )
-    assert got[0] == 1 and got[2] == 2 and isinstance(got[1], ValueError)
-    together = await asyncio.gather(
-        coalescer.submit(3), coalescer.submit(99), return_exceptions=True
-    )
-    assert all(isinstance(e, RuntimeError) for e in together)
-    assert await coalescer.submit(4) == 4  # the next flush is unaffected
-
-
-async def test_a_flush_takes_at_most_its_share_and_the_rest_follow() -> None:
-    sizes: list[int] = []
-
-    async def flush(items: Sequence[int]) -> list[int]:
-        sizes.append(len(items))
-        return list(items)
-
-    coalescer: Coalescer[int, int] = Coalescer(flush, most=4)
-    assert await asyncio.gather(*(coalescer.submit(i) for i in range(10))) == list(range(10))
-    assert sizes == [4, 4, 2]
 
 
 @pytest.mark.parametrize("concurrency", [8])
@@ -116,7 +64,7 @@ async def test_one_outcome_that_cannot_be_written_fails_alone(tmp_path: Path) ->
             finishes.success(held[1], text="odd", data={"not json": object()}),
         ]
         written = await asyncio.gather(
-            *(worker.outcomes._finishes.submit(o) for o in outcomes), return_exceptions=True
+            *(worker.outcomes._finishes.hand_in(o) for o in outcomes), return_exceptions=True
         )
         assert isinstance(written[0], finishes.Finished)
         assert isinstance(written[1], Exception)

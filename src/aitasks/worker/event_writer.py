@@ -20,22 +20,22 @@ from typing import Any
 
 from aitasks import telemetry
 from aitasks.events.base import DELTA, REASONING, Append, EventLog, Fence
-from aitasks.worker.batching import Coalescer
+from aitasks.worker.flushes import flushes
 
 log = logging.getLogger(__name__)
 
 
 class EventAppender:
     """One worker's appends, of all its tasks: those that queue up while a pipeline is in
-    flight go out together in the next (`Coalescer`), so a flush of finished tasks sends all
+    flight go out together in the next (`flushes.py`), so a flush of finished tasks sends all
     their `done`s in one round trip."""
 
     def __init__(self, events: EventLog) -> None:
         self.events = events
-        self._appends: Coalescer[Append, list[str]] = Coalescer(events.append_batch)
+        self._appends = flushes(events.append_batch)
 
     async def append(self, append: Append) -> list[str]:
-        return await self._appends.submit(append)
+        return await self._appends.hand_in(append)
 
 
 class TaskEventWriter:

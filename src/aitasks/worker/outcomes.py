@@ -22,8 +22,8 @@ from aitasks.services import Services
 from aitasks.store import claims, finishes
 from aitasks.store.models import TaskStatus
 from aitasks.webhooks.dispatcher import WebhookDispatcher
-from aitasks.worker.batching import Coalescer
 from aitasks.worker.calls import ClaimLost, Reply
+from aitasks.worker.flushes import flushes
 from aitasks.worker.retrying import retry_database
 from aitasks.worker.run import TaskRun
 
@@ -38,9 +38,7 @@ class Outcomes:
         self.worker_id = worker_id
         self.webhooks = webhooks
         # Outcomes written meanwhile share one transaction (see `_write_many`).
-        self._finishes: Coalescer[finishes.Outcome, claims.Finished | None] = Coalescer(
-            self._write_many
-        )
+        self._finishes = flushes(self._write_many)
 
     async def _write_many(
         self, outcomes: Sequence[finishes.Outcome]
@@ -103,7 +101,7 @@ class Outcomes:
         )
 
         async def write() -> claims.Finished | None:
-            return await self._finishes.submit(outcome)
+            return await self._finishes.hand_in(outcome)
 
         try:
             with telemetry.span("aitasks.result.write", {"aitasks.status": TaskStatus.SUCCESS}):
@@ -138,7 +136,7 @@ class Outcomes:
         outcome = finishes.failure(task, error_type=error_type, message=message)
 
         async def write() -> claims.Finished | None:
-            return await self._finishes.submit(outcome)
+            return await self._finishes.hand_in(outcome)
 
         with telemetry.span("aitasks.result.write", {"aitasks.status": TaskStatus.FAILED}):
             written = await retry_database(write, f"task {task.id}: writing the failure")

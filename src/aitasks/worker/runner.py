@@ -29,9 +29,9 @@ from aitasks.store import claims
 from aitasks.store.models import TaskStatus, as_utc, new_id, utcnow
 from aitasks.webhooks.dispatcher import WebhookDispatcher
 from aitasks.worker import deadlines, spans
-from aitasks.worker.batching import Coalescer
 from aitasks.worker.calls import ProviderCalls
 from aitasks.worker.event_writer import EventAppender
+from aitasks.worker.flushes import flushes
 from aitasks.worker.outcomes import Outcomes
 from aitasks.worker.reconciler import Reconciler
 from aitasks.worker.retrying import retry_database
@@ -81,10 +81,10 @@ class Worker:
         self.webhooks = WebhookDispatcher(services)
         self.calls = ProviderCalls(services, worker_id=self.worker_id)
         self.outcomes = Outcomes(services, worker_id=self.worker_id, webhooks=self.webhooks)
-        # The round trips of tasks running side by side go together (`batching.py`): claims
+        # The round trips of tasks running side by side go together (`flushes.py`): claims
         # of the deliveries of one receive, and acknowledgements and events made meanwhile.
-        self._claims: Coalescer[str, claims.Claim] = Coalescer(self._claim_many)
-        self._acks: Coalescer[Delivery, None] = Coalescer(self._ack_many)
+        self._claims = flushes(self._claim_many)
+        self._acks = flushes(self._ack_many)
         self.appender = EventAppender(services.events)
         self._in_flight: set[asyncio.Task[None]] = set()
         # The runs claimed now, by task id, so a cancellation can stop one.
@@ -241,16 +241,16 @@ class Worker:
         if delivery.task_id in self._runs:
             return  # this worker runs it already (the entry came back to it); that run acks it
         with spans.claim(delivery) as claiming:
-            claim = await self._claims.submit(delivery.task_id)
+            claim = await self._claims.hand_in(delivery.task_id)
             claiming.set("aitasks.claim.outcome", claim.outcome.value)
         if claim.outcome is claims.ClaimOutcome.BUSY:
             return  # its holder acknowledges it; if the holder dies, it is handed out again
         if claim.outcome is claims.ClaimOutcome.EXPIRED and claim.task is not None:
-            await self._acks.submit(delivery)  # past its deadline: never run
+            await self._acks.hand_in(delivery)  # past its deadline: never run
             await deadlines.ended_expired(self.services, claim.task, claim.next_turn)
             return
         if claim.task is None:
-            await self._acks.submit(delivery)  # finished, gone, or waiting on a turn
+            await self._acks.hand_in(delivery)  # finished, gone, or waiting on a turn
             return
         run = TaskRun.of(claim, delivery, self.services, self.appender)
         task = run.task
@@ -277,7 +277,7 @@ class Worker:
         finally:
             self._runs.pop(task.id, None)
             await run.close()  # the lease is no longer renewed; the run's events are written
-        await self._acks.submit(delivery)
+        await self._acks.hand_in(delivery)
         if run.finished is not None:
             await turns.publish_next_turn(self.services, run.finished.next_turn)
         elif not run.handed_back:
