@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import String, and_, any_, bindparam, exists, func, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.instrumentation import manager_of_class
 
@@ -140,26 +139,19 @@ CLAIM_MANY = _claim_statement(TASKS.c.id.in_(bindparam("task_ids", expanding=Tru
 # webhook row must be written in the claim's transaction) and not on its first claim past its
 # deadline (which must end EXPIRED in the claim's transaction, never seen RUNNING). The others
 # are left to `claim_tasks`, which this statement never takes.
-def _plain(which: Any) -> Any:
-    """The claim's UPDATE of the tasks `which` picks that need nothing more than it."""
-    return _claim_statement(
-        and_(
-            which,
-            TASKS.c.callback_url.is_(None),
-            or_(
-                TASKS.c.expires_at.is_(None),
-                TASKS.c.started_at.is_not(None),
-                TASKS.c.expires_at > bindparam("now", type_=Timestamp),
-            ),
-        )
+CLAIM_PLAIN = _claim_statement(
+    and_(
+        TASKS.c.id.in_(bindparam("task_ids", expanding=True)),
+        TASKS.c.callback_url.is_(None),
+        or_(
+            TASKS.c.expires_at.is_(None),
+            TASKS.c.started_at.is_not(None),
+            TASKS.c.expires_at > bindparam("now", type_=Timestamp),
+        ),
     )
-
-
-CLAIM_PLAIN = _plain(TASKS.c.id.in_(bindparam("task_ids", expanding=True)))
-# The same for asyncpg itself (`store/driver.py`), the ids as one array parameter.
-CLAIM_PLAIN_ON_DRIVER = driver.DriverStatement(
-    _plain(TASKS.c.id == any_(bindparam("task_ids", type_=ARRAY(String))))
 )
+# The same for asyncpg itself (`store/driver.py`).
+CLAIM_PLAIN_ON_DRIVER = driver.DriverStatement(CLAIM_PLAIN)
 TASK_COLUMNS = tuple(column.key for column in TASKS.c)
 NEW_TASK = manager_of_class(Task).new_instance
 # Why a claim failed: the task's status, and where it stands in its conversation.
@@ -215,11 +207,9 @@ async def _claim_plain(
     told from the rest as everywhere else."""
     on_driver = await driver.driver_of(connection)
     if on_driver is not None:
-        statement = CLAIM_PLAIN_ON_DRIVER
+        sql, args = CLAIM_PLAIN_ON_DRIVER.sql_and_args(values)
         try:
-            rows: Sequence[Mapping[Any, Any]] = await on_driver.fetch(
-                statement.sql, *statement.args(values)
-            )
+            rows: Sequence[Mapping[Any, Any]] = await on_driver.fetch(sql, *args)
             return rows
         except Exception:
             pass  # claimed below, where SQLAlchemy tells an outage from the rest

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import JSON, bindparam
@@ -38,39 +40,72 @@ async def driver_of(connection: AsyncConnection) -> Driver | None:
 
 
 class DriverStatement:
-    """A Core statement compiled once for asyncpg: `sql`, and `args` to turn named values into
-    its positional parameters. Its constants (statuses in a WHERE) are its own; a JSON value is
-    encoded as SQLAlchemy's JSON type does (`None` is JSON `null`, not SQL NULL)."""
+    """A Core statement compiled once for asyncpg; `sql_and_args` gives the SQL and positional
+    parameters for named values. A list parameter (`IN` of the ids) becomes one parameter per
+    item, one SQL text per length, exactly as SQLAlchemy sends the same statement, so both paths
+    run the very same SQL. Constants (statuses in a WHERE) are the statement's own; a JSON value
+    is encoded as SQLAlchemy's JSON type does (`None` is JSON `null`, not SQL NULL)."""
 
     def __init__(self, statement: ClauseElement) -> None:
-        compiled = cast(SQLCompiler, statement.compile(dialect=DIALECT))
-        unset = {bind.key: None for bind in compiled.binds.values() if bind.required}
-        # Expanded: a constant list (`status IN (...)`) becomes one parameter per value.
-        expanded = compiled.construct_expanded_state(compiled.construct_params(unset))
-        self.sql: str = expanded.statement
-        self.names: tuple[str, ...] = tuple(expanded.positiontup or ())
-        self._constants = {
-            name: value for name, value in expanded.parameters.items() if name not in unset
+        self._compiled = cast(SQLCompiler, statement.compile(dialect=DIALECT))
+        binds = self._compiled.binds.items()
+        self._unset = {name: None for name, bind in binds if bind.required}
+        self._lists = tuple(name for name, bind in binds if bind.required and bind.expanding)
+        self._json = frozenset(name for name, bind in binds if isinstance(bind.type, JSON))
+        self._shapes: dict[tuple[int, ...], _Shape] = {}
+
+    def sql_and_args(self, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL for these values (their lists' lengths) and its positional parameters."""
+        lengths = tuple(len(values[name]) for name in self._lists)
+        shape = self._shapes.get(lengths)
+        if shape is None:
+            shape = self._shapes[lengths] = self._shape(values)
+        return shape.sql, [value(values) for value in shape.values]
+
+    def many(self, rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[list[Any]]]:
+        """The SQL and parameters for `executemany` (rows without lists)."""
+        sql, _ = self.sql_and_args(rows[0])
+        return sql, [self.sql_and_args(row)[1] for row in rows]
+
+    def _shape(self, values: Mapping[str, Any]) -> _Shape:
+        named = {**self._unset, **{name: values[name] for name in self._lists}}
+        expanded = self._compiled.construct_expanded_state(self._compiled.construct_params(named))
+        item_of = {
+            item: (name, index)
+            for name, items in expanded.parameter_expansion.items()
+            if name in self._lists
+            for index, item in enumerate(items)
         }
-        self._json = frozenset(
-            name
-            for name in self.names
-            if name in compiled.binds and isinstance(compiled.binds[name].type, JSON)
-        )
+        getters = []
+        for name in expanded.positiontup or ():
+            if name in item_of:
+                getters.append(_item(*item_of[name]))
+            elif name in self._json:
+                getters.append(_json(name))
+            elif name in self._unset:
+                getters.append(operator.itemgetter(name))
+            else:
+                getters.append(_constant(expanded.parameters[name]))
+        return _Shape(expanded.statement, tuple(getters))
 
-    def args(self, values: Mapping[str, Any]) -> list[Any]:
-        """The positional parameters for `values` (every parameter the statement left unset)."""
-        return [
-            json.dumps(values[name])
-            if name in self._json
-            else values[name]
-            if name in values
-            else self._constants[name]
-            for name in self.names
-        ]
 
-    def many(self, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-        return [self.args(row) for row in rows]
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    sql: str
+    # Each positional parameter's value, from the named values.
+    values: tuple[Callable[[Mapping[str, Any]], Any], ...]
+
+
+def _item(name: str, index: int) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda values: values[name][index]
+
+
+def _json(name: str) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda values: json.dumps(values[name])
+
+
+def _constant(value: Any) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda _values: value
 
 
 @functools.cache

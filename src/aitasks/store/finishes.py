@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from aitasks.priority import Placement, QueuedTask
@@ -54,17 +53,17 @@ FINISH = update(TASKS).where(
 )
 
 
-def _held(ids: Any) -> Any:
-    """The rows a flush may finish, locked in id order: those this worker still runs."""
-    return (
-        select(TASKS.c.id, TASKS.c.attempts)
-        .where(ids, TASKS.c.worker_id == bindparam("worker"), TASKS.c.status == TaskStatus.RUNNING)
-        .order_by(TASKS.c.id)
-        .with_for_update()
+# The rows a flush may finish, locked in id order: those this worker still runs.
+HELD = (
+    select(TASKS.c.id, TASKS.c.attempts)
+    .where(
+        TASKS.c.id.in_(bindparam("ids", expanding=True)),
+        TASKS.c.worker_id == bindparam("worker"),
+        TASKS.c.status == TaskStatus.RUNNING,
     )
-
-
-HELD = _held(TASKS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(TASKS.c.id)
+    .with_for_update()
+)
 ADD_MESSAGE = insert(MESSAGES)
 ADD_FILES = insert(FILES)
 ADD_DELIVERY = insert(DELIVERIES)
@@ -82,27 +81,19 @@ NEXT_TURN = (
 )
 
 
-def _waiting_turns(conversations: Any) -> Any:
-    """The waiting turns of several conversations at once, earliest first (a flush's next
-    turns)."""
-    return (
-        select(TASKS.c.conversation_id, TASKS.c.turn, *QUEUED)
-        .where(conversations, TASKS.c.status == TaskStatus.PENDING)
-        .order_by(TASKS.c.turn)
+# The waiting turns of several conversations at once, earliest first (a flush's next turns).
+WAITING_TURNS = (
+    select(TASKS.c.conversation_id, TASKS.c.turn, *QUEUED)
+    .where(
+        TASKS.c.conversation_id.in_(bindparam("conversations", expanding=True)),
+        TASKS.c.status == TaskStatus.PENDING,
     )
-
-
-WAITING_TURNS = _waiting_turns(
-    TASKS.c.conversation_id.in_(bindparam("conversations", expanding=True))
+    .order_by(TASKS.c.turn)
 )
-
-# The same statements for asyncpg itself (`store/driver.py`): lists as one array parameter.
-IDS = ARRAY(String)
-HELD_ON_DRIVER = DriverStatement(_held(TASKS.c.id == any_(bindparam("ids", type_=IDS))))
+# The same statements for asyncpg itself (`store/driver.py`).
+HELD_ON_DRIVER = DriverStatement(HELD)
 NEXT_TURN_ON_DRIVER = DriverStatement(NEXT_TURN)
-WAITING_TURNS_ON_DRIVER = DriverStatement(
-    _waiting_turns(TASKS.c.conversation_id == any_(bindparam("conversations", type_=IDS)))
-)
+WAITING_TURNS_ON_DRIVER = DriverStatement(WAITING_TURNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,12 +222,13 @@ async def _finish_on_driver(
     if len(outcomes) == 1:
         params = _params(outcomes[0], worker_id, now)
         statement = setting(FINISH, _set_columns(params))
-        finished = await connection.execute(statement.sql, *statement.args(params))
+        sql, args = statement.sql_and_args(params)
+        finished = await connection.execute(sql, *args)
         mine = list(outcomes) if finished == "UPDATE 1" else []
     else:
         ids = sorted({o.task.id for o in outcomes})
-        looked = HELD_ON_DRIVER.args({"ids": ids, "worker": worker_id})
-        held = {row[0]: row[1] for row in await connection.fetch(HELD_ON_DRIVER.sql, *looked)}
+        sql, args = HELD_ON_DRIVER.sql_and_args({"ids": ids, "worker": worker_id})
+        held = {row[0]: row[1] for row in await connection.fetch(sql, *args)}
         mine = _still_held(outcomes, held)
         for rows in _by_columns(mine, worker_id, now).values():
             await _run_many(connection, setting(FINISH, _set_columns(rows[0])), rows)
@@ -262,9 +254,10 @@ async def _run_many(
     connection: Driver, statement: DriverStatement, rows: Sequence[dict[str, Any]]
 ) -> None:
     if len(rows) == 1:
-        await connection.execute(statement.sql, *statement.args(rows[0]))
+        sql, args = statement.sql_and_args(rows[0])
+        await connection.execute(sql, *args)
     else:
-        await connection.executemany(statement.sql, statement.many(rows))
+        await connection.executemany(*statement.many(rows))
 
 
 def _set_columns(params: Mapping[str, Any]) -> tuple[str, ...]:
@@ -277,14 +270,12 @@ async def _next_turns_on_driver(connection: Driver, tasks: Sequence[Task]) -> di
     if len(tasks) == 1:
         task = tasks[0]
         looked = {"conversation_id": task.conversation_id, "turn": task.turn}
-        found = await connection.fetchrow(
-            NEXT_TURN_ON_DRIVER.sql, *NEXT_TURN_ON_DRIVER.args(looked)
-        )
+        sql, args = NEXT_TURN_ON_DRIVER.sql_and_args(looked)
+        found = await connection.fetchrow(sql, *args)
         return {task.id: queued_task(found)} if found is not None else {}
-    statement = WAITING_TURNS_ON_DRIVER
     conversations = sorted({t.conversation_id for t in tasks})
-    rows = await connection.fetch(statement.sql, *statement.args({"conversations": conversations}))
-    return _first_waiting(tasks, rows)
+    sql, args = WAITING_TURNS_ON_DRIVER.sql_and_args({"conversations": conversations})
+    return _first_waiting(tasks, await connection.fetch(sql, *args))
 
 
 def _params(o: Outcome, worker_id: str, now: datetime) -> dict[str, Any]:
