@@ -17,6 +17,7 @@ import pytest
 from redis.asyncio import RedisCluster
 
 from aitasks.config import Settings
+from aitasks.events import DONE
 from aitasks.redis_connect import cluster_url, connect
 from aitasks.services import Services
 from tests.support.flows import conversation_with_history_and_an_image, submit, wait_for_tasks
@@ -127,7 +128,7 @@ async def test_a_started_services_first_commands_all_at_once_succeed(
     """redis-py's cluster client, fresh, fails some of a burst of first commands ('NoneType'
     object has no attribute 'writelines'); the gateway and the worker warm their clients
     (`Services.warm`) before serving, so the first requests' commands, all at once, succeed on
-    each of them: the queue's and the limits'."""
+    each of them: the queue's, the event log's and the limits'."""
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, data_dir=tmp_path, redis_url=redis_cluster.url, redis_prefix=cluster_prefix
     )
@@ -136,6 +137,8 @@ async def test_a_started_services_first_commands_all_at_once_succeed(
         await services.warm()
         tasks = [f"t{n}" for n in range(BURST)]
         await asyncio.gather(*(services.queue.publish("mock", task) for task in tasks))
+        ended = await asyncio.gather(*(services.events.append(t, DONE, {}) for t in tasks))
+        assert all(ended)
         counted = await asyncio.gather(
             *(services.limits.counters.count_request(t, 1, 100, 0.0) for t in tasks)
         )

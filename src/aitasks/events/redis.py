@@ -26,7 +26,7 @@ from aitasks.events.base import (
     EventLog,
     Fence,
 )
-from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call
+from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call, warm
 from aitasks.redis_keys import (
     EVENT_DATA_FIELD,
     EVENT_TYPE_FIELD,
@@ -92,6 +92,9 @@ class RedisEventLog(EventLog):
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisEventLog:
         return cls(connect(url, socket_timeout=SOCKET_TIMEOUT_SECONDS), prefix=prefix)
+
+    async def warm(self) -> None:
+        await warm(self.redis, (self._append,))
 
     async def append_many(
         self,
