@@ -21,6 +21,7 @@ from aitasks.api.auth import KeyCache
 from aitasks.api.body_limit import BodySizeLimit
 from aitasks.api.error_handlers import install_error_handlers
 from aitasks.api.openai import create_openai_app
+from aitasks.api.poll import serve_polls_first
 from aitasks.api.routes import (
     batches,
     catalogue,
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(ops.page_router)
     for module in routes:
         app.include_router(module.router)
+    serve_polls_first(app, tasks.router.prefix + tasks.READ_PATH)
     app.mount("/static", StaticFiles(directory=web.WEB), name="static")
     openai_app = create_openai_app()
     app.mount("/openai", openai_app)

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from aitasks import lifecycle, telemetry
+from aitasks.api import poll
 from aitasks.api.auth import CallerDep
 from aitasks.api.call import CallDep
 from aitasks.api.deps import LinksDep, PreferHeader, ServicesDep, SessionDep
 from aitasks.api.listing import Page
-from aitasks.api.live import EVENT_ID, preferred_wait, task_events, wait_for_task
-from aitasks.api.responses import errors, json_response
+from aitasks.api.live import EVENT_ID, task_events
+from aitasks.api.responses import errors
 from aitasks.api.schemas import IsoDatetime, TaskList, WebhookDeliveryList
 from aitasks.errors import InvalidRequest
 from aitasks.store import tasks as store
@@ -27,23 +28,18 @@ router = APIRouter(prefix="/v1", tags=["tasks"])
 MAX_PAGE = 100
 
 
-@router.get("/tasks/{task_id}", response_model=TaskView, responses=errors(404))
+# Served by `api.poll`'s route, which stands ahead of this one; this one documents it in the
+# OpenAPI schema (the Prefer header, the bearer key, the answers) and answers the same.
+READ_PATH = "/tasks/{task_id}"
+
+
+@router.get(READ_PATH, response_model=TaskView, responses=errors(404))
 async def read_task(task_id: str, call: CallDep, prefer: PreferHeader = None) -> Response:
     """A task's status, and its result or error once it has finished.
 
     With `Prefer: wait=N`, the answer comes as soon as the task finishes, or after N seconds.
     """
-    services, caller, links = call.services, call.caller, call.links
-    # A short session of its own: a wait must not hold a pooled connection while it waits.
-    wait = preferred_wait(prefer, services.settings.max_wait_seconds)
-    if wait is None:
-        task = await lifecycle.read_task(services, task_id, tenant=caller.tenant)
-    else:
-        # Loads it first: 404 at once.
-        task = await wait_for_task(services, task_id, wait, tenant=caller.tenant)
-        # This request waited on the task's work: a link to its trace, not a parent.
-        telemetry.current().link(task.trace_context, {"aitasks.link": "wait"})
-    return json_response(task_view(task, links))
+    return await poll.answer(call, task_id, prefer)
 
 
 @router.get(
