@@ -18,7 +18,7 @@ LINES = 120
 def test_a_batch_survives_a_killed_worker_and_an_empty_redis(
     own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
-    system = own_redis_system(AITASKS_MOCK_LATENCY_MS="300", AITASKS_WORKER_CONCURRENCY="4")
+    system = own_redis_system(AITASKS_MOCK_LATENCY_MS="100", AITASKS_WORKER_CONCURRENCY="4")
     _, base_url = system.gateway()
     doomed, _ = system.worker(), system.worker()
     sdk = openai_at(base_url)

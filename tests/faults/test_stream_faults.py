@@ -130,7 +130,7 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_into_the_next_attempt(
 ) -> None:
     system = make_system(
         database_url=postgres_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
-        AITASKS_MOCK_LATENCY_MS="8000",
+        AITASKS_MOCK_LATENCY_MS="5000",
     )  # fmt: skip
     _, base_url = system.gateway()
     workers = {w.popen.pid: w for w in (system.worker(), system.worker())}

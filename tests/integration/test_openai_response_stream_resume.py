@@ -21,7 +21,7 @@ from tests.support.services import upgraded_stack
 
 # Slow enough that the reply is still being made when the reader comes back (from another
 # gateway at once; from a gateway started again, most likely, on a busy machine too).
-SLOW, SLOWER = "[latency:4000]", "[latency:20000]"
+SLOW, SLOWER = "[latency:4000]", "[latency:10000]"
 
 
 @contextmanager

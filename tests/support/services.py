@@ -23,7 +23,8 @@ from sqlalchemy.engine import make_url
 
 from aitasks.config import async_database_url
 from aitasks.store.database import Database
-from tests.support.processes import run_cli, service_env
+from aitasks.store.migrate import upgrade
+from tests.support.processes import service_env
 
 PG_ADMIN_URL = os.environ.get(
     "AITASKS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -98,8 +99,8 @@ def upgraded_stack(folder: Path, **settings: str) -> Iterator[dict[str, str]]:
 def migrated_env(
     folder: Path, database_url: str, redis_url: str, redis_prefix: str, **settings: str
 ) -> dict[str, str]:
-    """The environment of service processes on this database (its schema made by `aitasks db
-    upgrade`) and Redis prefix, with `settings`; files under `folder`."""
+    """The environment of service processes on this database (its schema made here, as `aitasks
+    db upgrade` makes it) and Redis prefix, with `settings`; files under `folder`."""
     env = service_env(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
@@ -107,9 +108,19 @@ def migrated_env(
         AITASKS_DATA_DIR=str(folder / "data"),
         **settings,
     )
-    upgraded = run_cli(["db", "upgrade"], env, folder)
-    assert upgraded.returncode == 0, upgraded.stderr
+    # In this process: a CLI run would start an interpreter and import the service for this
+    # alone (2-5 s a test on a busy machine); the CLI's upgrade has tests of its own
+    # (test_database_creation, test_distributed).
+    run_async(_upgrade(database_url))
     return env
+
+
+async def _upgrade(database_url: str) -> None:
+    db = Database(async_database_url(database_url))
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
