@@ -2,6 +2,9 @@
 
 Every command touches one task's keys (tagged `{t:<task>}`), so it works on Redis Cluster too. Each
 call goes through `redis_boundary()`, so an unreachable Redis surfaces as `RedisUnavailable`.
+On a single Redis, reads that wait go through one XREAD shared by the process
+(`events.shared_read`); on a cluster, whose tasks' streams lie in different slots, each waits on
+an XREAD of its own.
 Appends run as one script, so the fence check (see `events.base`) and the write are one step:
 nothing can be appended between a newer claim's fence and the check of an older one.
 """
@@ -9,6 +12,7 @@ nothing can be appended between a newer claim's fence and the check of an older 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +30,7 @@ from aitasks.events.base import (
     EventLog,
     Fence,
 )
+from aitasks.events.shared_read import SharedReadRefused, SharedStreamReader, stream_position
 from aitasks.redis_connect import RedisClient, connect, redis_boundary, redis_call, warm
 from aitasks.redis_keys import (
     EVENT_DATA_FIELD,
@@ -88,6 +93,7 @@ class RedisEventLog(EventLog):
         self.redis = redis
         self.prefix = prefix
         self._append = redis.register_script(APPEND)
+        self._shared = None if isinstance(redis, RedisCluster) else SharedStreamReader(redis)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisEventLog:
@@ -167,6 +173,11 @@ class RedisEventLog(EventLog):
     async def read(self, task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:
         key = events_key(self.prefix, task_id)
         block = int(wait_seconds * 1000) if wait_seconds > 0 else None
+        start = stream_position(after or "0-0")
+        if block is not None and self._shared is not None and start is not None:
+            with contextlib.suppress(SharedReadRefused):  # then alone, below
+                shared = await self._shared.read(key, start, wait_seconds)
+                return [_event(event_id, fields) for event_id, fields in shared]
         try:
             with redis_boundary():
                 found: Any = await self.redis.xread({key: after or "0-0"}, block=block)
@@ -186,6 +197,8 @@ class RedisEventLog(EventLog):
             await self.redis.delete(events_key(self.prefix, task_id))
 
     async def close(self) -> None:
+        if self._shared is not None:
+            await self._shared.close()
         await self.redis.aclose()
 
 
