@@ -160,3 +160,22 @@ async def test_where_redis_refuses_client_each_waiter_reads_alone(
         assert [e.data for e in await asyncio.wait_for(later, 2)] == [{"delta": "two"}]
     finally:
         await log.close()
+
+
+async def test_a_connection_closed_while_nobody_waits_is_replaced_unseen(
+    named: tuple[RedisEventLog, str],
+) -> None:
+    """What a Redis restarted between waits leaves: the shared read's connection closed. The next
+    waiter gets its events, not the outage that has passed."""
+    log, _ = named
+    reading = asyncio.create_task(log.read("t1", after=None, wait_seconds=5))
+    await asyncio.sleep(0.2)
+    first = await log.append("t1", DELTA, {"delta": "one"})
+    await asyncio.wait_for(reading, 2)
+    async with Redis.from_url(REDIS_URL, decode_responses=True) as admin:
+        await admin.client_kill_filter(_id=shared(log)._client_id)
+    await asyncio.sleep(0.1)
+    reading = asyncio.create_task(log.read("t1", after=first, wait_seconds=5))
+    await asyncio.sleep(0.2)
+    await log.append("t1", DELTA, {"delta": "two"})
+    assert [e.data for e in await asyncio.wait_for(reading, 2)] == [{"delta": "two"}]
