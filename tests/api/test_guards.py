@@ -128,3 +128,21 @@ async def test_a_conversation_past_its_turn_limit_refuses_more_turns(
         # The refused turn took no turn number: the history is two turns, numbered 1 and 2.
         info = (await client.get(f"/v1/conversations/{conversation}")).json()
         assert info["message_count"] <= 4
+
+
+async def test_a_method_a_path_does_not_serve_is_a_405_that_names_those_it_does(
+    embedded: EmbeddedFactory,
+) -> None:
+    async with embedded() as client:
+        for method, path, allowed in (
+            ("PUT", "/v1/tasks/any", "GET"),  # the poll's own route, ahead of FastAPI's
+            ("DELETE", "/v1/chat/completions", "POST"),
+            ("PATCH", "/healthz", "GET"),
+            # Two routes of an included router share the path.
+            ("PUT", "/openai/v1/responses/resp_any", "GET, DELETE"),
+        ):
+            answer = await client.request(method, path)
+            assert answer.status_code == 405, (method, path)
+            assert answer.headers["allow"] == allowed, (method, path)
+            error = answer.json()["error"]  # the OpenAI surface says it as OpenAI does: a code
+            assert "method_not_allowed" in (error["type"], error.get("code")), (method, path)

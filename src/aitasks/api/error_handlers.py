@@ -31,15 +31,23 @@ def error_body(
     return {"error": {"type": error_type, "message": message, "param": param, **details}}
 
 
+# The methods a 405's Allow header may name.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path. (Starlette's own 405 names only the methods
-    of the first route whose path matched, though others may serve the same path.)"""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+    """Every method some route serves at this path, found by asking the routes whether each
+    method would fully match: routers included into the app are routes of their own (FastAPI
+    keeps them unexpanded), and Starlette's own 405 names only the methods of the first route
+    whose path matched, though others may serve the same path."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
 
 
 def http_error_headers(request: Request, exc: HTTPException) -> dict[str, str]:
