@@ -51,7 +51,7 @@ def test_help_reads_right(path: tuple[str, ...]) -> None:
 
 def test_worker_help_shows_the_concurrency_default() -> None:
     text = " ".join(_help(("worker",)).replace("│", " ").split())
-    assert "Tasks in flight at once. [default: AITASKS_WORKER_CONCURRENCY, else 8]" in text
+    assert "Tasks in flight at once. [default: AITASKS_WORKER_CONCURRENCY, else 32]" in text
 
 
 def test_status_watch_is_a_plain_flag() -> None:
