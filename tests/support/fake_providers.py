@@ -75,6 +75,9 @@ class FakeServer:
 
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
+        # Not waiting for requests still in flight: a `please hang` one sleeps for 30 s, and the
+        # join below would wait out its 5 s after every such test.
+        self.server.force_exit = True
         self.thread.join(5)
 
     async def record(self, request: Request) -> dict[str, Any]:
