@@ -107,14 +107,14 @@ async def test_a_slow_background_response_is_cancelled_and_stores_no_reply(
 ) -> None:
     async with app_on(mode) as app, sdk_for(app, "ada") as sdk:
         slow = await sdk.responses.create(
-            model="mock-chat", input="[latency:4000] take your time", background=True
+            model="mock-chat", input="[latency:2000] take your time", background=True
         )
         await until_ended(sdk, slow.id, statuses={"in_progress"})
         cancelled = await sdk.responses.cancel(slow.id)
         assert cancelled.status == "cancelled" and cancelled.output == []
         assert (await sdk.responses.cancel(slow.id)).status == "cancelled"  # again: the same
         # Past the time the reply would have taken: the stopped worker wrote nothing.
-        await asyncio.sleep(4.5)
+        await asyncio.sleep(2.5)
         assert (await sdk.responses.retrieve(slow.id)).status == "cancelled"
         task_id = slow.id.removeprefix("resp_")
         replies = (
