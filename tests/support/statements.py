@@ -3,7 +3,6 @@ hot paths' statements, `store/driver.py`)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,11 +10,10 @@ from typing import Any
 
 from sqlalchemy import event
 
+from aitasks.store import driver
 from aitasks.store.database import Database
 
 SQLALCHEMY, DRIVER = "sqlalchemy", "driver"
-# asyncpg reading how a type (an array of ids) is encoded, once a connection: not the caller's.
-INTROSPECTION = ("typeinfo_tree", "set_config('jit'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,33 +28,22 @@ class Sent:
 
 @asynccontextmanager
 async def statements(db: Database) -> AsyncIterator[list[Sent]]:
-    """Every statement sent meanwhile, in order (BEGIN and COMMIT by the driver included)."""
+    """Every statement sent meanwhile, in order (the driver's own BEGIN and COMMIT left out)."""
     seen: list[Sent] = []
-    watched: list[Any] = []
 
     def by_sqlalchemy(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         seen.append(Sent(SQLALCHEMY, " ".join(statement.split())))
 
-    def by_driver(query: Any) -> None:
-        sql = " ".join(query.query.split())
-        if not any(marker in sql for marker in INTROSPECTION):
-            seen.append(Sent(DRIVER, sql))
-
-    def watch(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        # asyncpg logs the statements sent by its own calls, not SQLAlchemy's prepared ones.
-        driver = dbapi_connection.driver_connection
-        if hasattr(driver, "add_query_logger") and driver not in watched:
-            driver.add_query_logger(by_driver)
-            watched.append(driver)
+    async def by_driver(connection: Any, sql: str) -> Any:
+        seen.append(Sent(DRIVER, " ".join(sql.split())))
+        return await prepare(connection, sql)
 
     engine = db.engine.sync_engine
+    prepare = driver.prepared
     event.listen(engine, "before_cursor_execute", by_sqlalchemy)
-    event.listen(engine, "checkout", watch)
+    driver.prepared = by_driver  # type: ignore[assignment]
     try:
         yield seen
-        await asyncio.sleep(0)  # asyncpg calls its loggers soon after, not at once
     finally:
         event.remove(engine, "before_cursor_execute", by_sqlalchemy)
-        event.remove(engine, "checkout", watch)
-        for driver in watched:
-            driver.remove_query_logger(by_driver)
+        driver.prepared = prepare  # type: ignore[assignment]

@@ -207,12 +207,15 @@ async def _claim_plain(
     told from the rest as everywhere else."""
     on_driver = await driver.driver_of(connection)
     if on_driver is not None:
-        sql, args = CLAIM_PLAIN_ON_DRIVER.sql_and_args(values)
         try:
-            rows: Sequence[Mapping[Any, Any]] = await on_driver.fetch(sql, *args)
+            rows: Sequence[Mapping[Any, Any]] = await driver.fetch(
+                on_driver, CLAIM_PLAIN_ON_DRIVER, values
+            )
             return rows
         except Exception:
-            pass  # claimed below, where SQLAlchemy tells an outage from the rest
+            driver.forget(
+                on_driver
+            )  # claimed below, where SQLAlchemy tells an outage from the rest
     return [row._mapping for row in await connection.execute(CLAIM_PLAIN, values)]
 
 

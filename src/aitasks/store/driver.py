@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -106,6 +107,62 @@ def _json(name: str) -> Callable[[Mapping[str, Any]], Any]:
 
 def _constant(value: Any) -> Callable[[Mapping[str, Any]], Any]:
     return lambda _values: value
+
+
+# Each driver connection's prepared statements, by SQL, as SQLAlchemy keeps its own: measured,
+# the statements prepared once and reused cost PostgreSQL a third of what asyncpg's own
+# `fetch(sql)` did for the same claim (133 against 300-500 µs, growing as the table did).
+_PREPARED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+# Past this many on a connection (one per statement and list length), start again.
+PREPARED_PER_CONNECTION = 200
+
+
+async def prepared(connection: Driver, sql: str) -> Any:
+    """The connection's statement prepared for `sql` (every statement this module sends goes
+    through here)."""
+    statements = _PREPARED.get(connection)
+    if statements is None or len(statements) >= PREPARED_PER_CONNECTION:
+        statements = _PREPARED[connection] = {}
+    found = statements.get(sql)
+    if found is None:
+        found = statements[sql] = await connection.prepare(sql)
+    return found
+
+
+def forget(connection: Driver) -> None:
+    """Drop the connection's prepared statements (after an error: one may be stale, as after
+    a migration changed a table)."""
+    _PREPARED.pop(connection, None)
+
+
+async def fetch(connection: Driver, statement: DriverStatement, values: Mapping[str, Any]) -> Any:
+    """The rows `statement` returns for `values` (asyncpg records)."""
+    sql, args = statement.sql_and_args(values)
+    return await (await prepared(connection, sql)).fetch(*args)
+
+
+async def fetchrow(
+    connection: Driver, statement: DriverStatement, values: Mapping[str, Any]
+) -> Any:
+    sql, args = statement.sql_and_args(values)
+    return await (await prepared(connection, sql)).fetchrow(*args)
+
+
+async def execute(connection: Driver, statement: DriverStatement, values: Mapping[str, Any]) -> str:
+    """Run `statement`; its status (`UPDATE 1`)."""
+    sql, args = statement.sql_and_args(values)
+    ready = await prepared(connection, sql)
+    await ready.fetch(*args)
+    status: str = ready.get_statusmsg()
+    return status
+
+
+async def execute_many(
+    connection: Driver, statement: DriverStatement, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Run `statement` once per row (a pipeline: one round trip)."""
+    sql, args = statement.many(rows)
+    await (await prepared(connection, sql)).executemany(args)
 
 
 @functools.cache

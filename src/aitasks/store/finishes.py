@@ -180,7 +180,7 @@ async def finish_tasks(
                     mine, turns = await _finish_on_driver(raw, outcomes, worker_id, now)
                 return _written(outcomes, mine, turns)
             except Exception:
-                pass  # rolled back: written below, where SQLAlchemy tells an outage from the rest
+                driver.forget(raw)  # rolled back: written below, where SQLAlchemy tells the rest
         if len(outcomes) == 1:
             # Alone, the fenced UPDATE says by its row count whether the task was held.
             finished = await connection.execute(FINISH, _params(outcomes[0], worker_id, now))
@@ -222,13 +222,12 @@ async def _finish_on_driver(
     if len(outcomes) == 1:
         params = _params(outcomes[0], worker_id, now)
         statement = setting(FINISH, _set_columns(params))
-        sql, args = statement.sql_and_args(params)
-        finished = await connection.execute(sql, *args)
+        finished = await driver.execute(connection, statement, params)
         mine = list(outcomes) if finished == "UPDATE 1" else []
     else:
         ids = sorted({o.task.id for o in outcomes})
-        sql, args = HELD_ON_DRIVER.sql_and_args({"ids": ids, "worker": worker_id})
-        held = {row[0]: row[1] for row in await connection.fetch(sql, *args)}
+        looked = {"ids": ids, "worker": worker_id}
+        held = {row[0]: row[1] for row in await driver.fetch(connection, HELD_ON_DRIVER, looked)}
         mine = _still_held(outcomes, held)
         for rows in _by_columns(mine, worker_id, now).values():
             await _run_many(connection, setting(FINISH, _set_columns(rows[0])), rows)
@@ -254,10 +253,9 @@ async def _run_many(
     connection: Driver, statement: DriverStatement, rows: Sequence[dict[str, Any]]
 ) -> None:
     if len(rows) == 1:
-        sql, args = statement.sql_and_args(rows[0])
-        await connection.execute(sql, *args)
+        await driver.execute(connection, statement, rows[0])
     else:
-        await connection.executemany(*statement.many(rows))
+        await driver.execute_many(connection, statement, rows)
 
 
 def _set_columns(params: Mapping[str, Any]) -> tuple[str, ...]:
@@ -270,12 +268,11 @@ async def _next_turns_on_driver(connection: Driver, tasks: Sequence[Task]) -> di
     if len(tasks) == 1:
         task = tasks[0]
         looked = {"conversation_id": task.conversation_id, "turn": task.turn}
-        sql, args = NEXT_TURN_ON_DRIVER.sql_and_args(looked)
-        found = await connection.fetchrow(sql, *args)
+        found = await driver.fetchrow(connection, NEXT_TURN_ON_DRIVER, looked)
         return {task.id: queued_task(found)} if found is not None else {}
     conversations = sorted({t.conversation_id for t in tasks})
-    sql, args = WAITING_TURNS_ON_DRIVER.sql_and_args({"conversations": conversations})
-    return _first_waiting(tasks, await connection.fetch(sql, *args))
+    looked = {"conversations": conversations}
+    return _first_waiting(tasks, await driver.fetch(connection, WAITING_TURNS_ON_DRIVER, looked))
 
 
 def _params(o: Outcome, worker_id: str, now: datetime) -> dict[str, Any]:
