@@ -24,6 +24,7 @@ from typing import Any, TypeAlias, TypeVar
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
+from redis.maint_notifications import MaintNotificationsConfig
 
 from aitasks.errors import RedisUnavailable
 
@@ -67,6 +68,11 @@ def connect(url: str, *, socket_timeout: float, health_check_interval: int = 30)
         "socket_connect_timeout": 5,
         "socket_timeout": socket_timeout,
         "health_check_interval": health_check_interval,
+        # Off, so that the pool replaces a connection Redis closed (a restart) before handing it
+        # out: redis-py 8 skips that check while these are "auto", its default, and the first
+        # command on each such connection failed ("Connection closed by server"). They are a
+        # managed Redis's maintenance pushes, which need RESP3; this client speaks RESP2.
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
     plain = cluster_url(url)
     if plain is not None:
