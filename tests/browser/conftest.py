@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.support.browser import chromium
+from tests.support.browser import WORKER_SLOTS, chromium
 from tests.support.processes import Process, free_port, service_env, wait_until_up
 
 HURRIED_MODEL = """
@@ -33,7 +33,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     models = folder / "models.toml"
     models.write_text(HURRIED_MODEL)
     # Replies take 1.5 s, so the test can watch one stream in.
-    env = service_env(AITASKS_MOCK_LATENCY_MS="1500", AITASKS_MODELS=str(models))
+    env = service_env(
+        AITASKS_MOCK_LATENCY_MS="1500",
+        AITASKS_MODELS=str(models),
+        AITASKS_WORKER_CONCURRENCY=str(WORKER_SLOTS),
+    )
     process = Process(["up", "--port", str(port)], env, folder)
     try:
         wait_until_up(f"http://127.0.0.1:{port}", process)

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page, expect
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
 from aitasks.routing import ModelTable
-from tests.support.browser import shoot
+from tests.support.browser import WORKER_SLOTS, shoot
 
 
 def test_a_chat_reply_streams_in(page: Page, tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_a_batch_shows_its_progress_until_it_completes(
 
 def test_a_turn_past_its_deadline_shows_expired(page: Page, site: str, tmp_path: Path) -> None:
     # Every worker slot busy for a while, so the turn waits past its one-second deadline.
-    for n in range(8):
+    for n in range(WORKER_SLOTS):
         body = {"prompt": f"busy {n} [latency:5000]", "model": "mock-chat"}
         busy = httpx.post(f"{site}/v1/chat/completions", json=body, timeout=10)
         assert busy.status_code == 202

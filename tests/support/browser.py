@@ -16,6 +16,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 
+# The web page's site runs this many worker slots, said outright: a test fills them all to keep a
+# turn waiting.
+WORKER_SLOTS = 8
+
 
 @contextmanager
 def chromium() -> Iterator[Browser]:
