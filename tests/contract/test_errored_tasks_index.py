@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import event, text
 
 from aitasks.config import async_database_url
+from aitasks.store import claims
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
 from aitasks.store.models import LOCAL_TENANT, TaskStatus
@@ -85,5 +86,26 @@ async def test_a_task_that_succeeds_stays_out_of_the_errored_index(database_url:
         assert held.task is not None
         await complete(db, held.task)
         assert await rows(db, "SELECT status, error IS NULL FROM tasks") == [("SUCCESS", True)]
+    finally:
+        await db.dispose()
+
+
+async def test_a_retried_task_leaves_the_errored_index(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await migrate(db, "head")
+        task = await submit(db)
+        held = await claim(db, task.id)
+        assert held.task is not None
+        async with db.session() as session:
+            await claims.fail_task(
+                session, held.task, worker_id="w1", error_type="provider", message="down"
+            )
+        assert await rows(db, "SELECT status, error IS NULL FROM tasks") == [("FAILED", False)]
+        async with db.session() as session:
+            await store.retry_task(session, task.id, tenant=LOCAL_TENANT)
+        assert await rows(db, "SELECT status, error IS NULL, result IS NULL FROM tasks") == [
+            ("PENDING", True, True)
+        ]
     finally:
         await db.dispose()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, inspect, select, update
+from sqlalchemy import bindparam, insert, inspect, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import configure_mappers
@@ -416,8 +416,10 @@ async def retry_task(session: AsyncSession, task_id: str, *, tenant: str) -> Tas
             .where(Task.status.in_(RETRYABLE_STATUSES))
             .values(
                 status=TaskStatus.PENDING,
-                error=None,
-                result=None,
+                # SQL NULL: a JSON column given None writes JSON null, which `error IS NOT NULL`
+                # (the errored index, `ix_tasks_tenant_errored`) counts as an error.
+                error=null(),
+                result=null(),
                 attempts=0,
                 worker_id=None,
                 lease_until=None,
