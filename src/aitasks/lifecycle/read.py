@@ -10,5 +10,4 @@ from aitasks.store.models import Task
 async def read_task(services: Services, task_id: str, *, tenant: str) -> Task:
     """The tenant's task (`TaskNotFound` for another's), read outside any transaction: polls and
     waits read it often, and a wait must not hold a connection while it waits."""
-    async with services.db.read_connection() as connection:
-        return await store.read_task(connection, task_id, tenant=tenant)
+    return await store.read_task_from(services.db, task_id, tenant=tenant)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from aitasks.errors import DatabaseUnavailable, ValueRefused
+from aitasks.store.driver import ReadPool
 
 # A pooled connection idle at least this long is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 2.0
@@ -107,6 +108,8 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # For a lone read: no BEGIN and ROLLBACK around it, two round trips fewer.
         self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # PostgreSQL only: asyncpg's own pool for the hottest lone read (`tasks.read_task_from`).
+        self.read_pool = None if self.is_sqlite else ReadPool(self.engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -127,6 +130,10 @@ class Database:
                 yield connection
 
     async def dispose(self) -> None:
+        # Closed first, so that nothing holds the database open once this returns (a test's DROP
+        # DATABASE right after).
+        if self.read_pool is not None:
+            await self.read_pool.close()
         await self.engine.dispose()
 
 
