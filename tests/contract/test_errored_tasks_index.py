@@ -5,6 +5,8 @@ never enters it."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +16,7 @@ from aitasks.config import async_database_url
 from aitasks.store import claims
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
-from aitasks.store.models import LOCAL_TENANT, TaskStatus
+from aitasks.store.models import LOCAL_TENANT, Task, TaskStatus
 from tests.support.migrations import indexes, migrate, rows
 from tests.support.store_rows import claim, complete, submit
 
@@ -77,29 +79,30 @@ async def test_listing_failed_tasks_reads_the_errored_index(postgres_url: str) -
         await db.dispose()
 
 
-async def test_a_task_that_succeeds_stays_out_of_the_errored_index(database_url: str) -> None:
+@asynccontextmanager
+async def a_claimed_task(database_url: str) -> AsyncIterator[tuple[Database, Task]]:
+    """A migrated store holding one task, claimed by worker w1."""
     db = Database(database_url)
     try:
         await migrate(db, "head")
-        task = await submit(db)
-        held = await claim(db, task.id)
+        held = await claim(db, (await submit(db)).id)
         assert held.task is not None
-        await complete(db, held.task)
-        assert await rows(db, "SELECT status, error IS NULL FROM tasks") == [("SUCCESS", True)]
+        yield db, held.task
     finally:
         await db.dispose()
 
 
+async def test_a_task_that_succeeds_stays_out_of_the_errored_index(database_url: str) -> None:
+    async with a_claimed_task(database_url) as (db, task):
+        await complete(db, task)
+        assert await rows(db, "SELECT status, error IS NULL FROM tasks") == [("SUCCESS", True)]
+
+
 async def test_a_retried_task_leaves_the_errored_index(database_url: str) -> None:
-    db = Database(database_url)
-    try:
-        await migrate(db, "head")
-        task = await submit(db)
-        held = await claim(db, task.id)
-        assert held.task is not None
+    async with a_claimed_task(database_url) as (db, task):
         async with db.session() as session:
             await claims.fail_task(
-                session, held.task, worker_id="w1", error_type="provider", message="down"
+                session, task, worker_id="w1", error_type="provider", message="down"
             )
         assert await rows(db, "SELECT status, error IS NULL FROM tasks") == [("FAILED", False)]
         async with db.session() as session:
@@ -107,5 +110,3 @@ async def test_a_retried_task_leaves_the_errored_index(database_url: str) -> Non
         assert await rows(db, "SELECT status, error IS NULL, result IS NULL FROM tasks") == [
             ("PENDING", True, True)
         ]
-    finally:
-        await db.dispose()
