@@ -132,8 +132,6 @@ CLAIM = _claim_statement(TASKS.c.id == bindparam("task_id"))
 # so two workers claiming overlapping sets (a redelivered entry) wait on each other, never in a
 # cycle.
 CLAIM_MANY = _claim_statement(TASKS.c.id.in_(bindparam("task_ids", expanding=True)))
-
-
 # The common case in one autocommitted statement, no BEGIN and COMMIT around it (two round trips
 # fewer): a task whose claim has no consequence to write with it, i.e. no callback (whose
 # webhook row must be written in the claim's transaction) and not on its first claim past its
@@ -213,9 +211,8 @@ async def _claim_plain(
             )
             return rows
         except Exception:
-            driver.forget(
-                on_driver
-            )  # claimed below, where SQLAlchemy tells an outage from the rest
+            # Claimed below, where SQLAlchemy tells an outage from the rest.
+            driver.forget(on_driver)
     return [row._mapping for row in await connection.execute(CLAIM_PLAIN, values)]
 
 

@@ -51,8 +51,6 @@ FINISH = update(TASKS).where(
     TASKS.c.attempts == bindparam("held_attempts"),
     TASKS.c.status == TaskStatus.RUNNING,
 )
-
-
 # The rows a flush may finish, locked in id order: those this worker still runs.
 HELD = (
     select(TASKS.c.id, TASKS.c.attempts)
@@ -79,8 +77,6 @@ NEXT_TURN = (
     .order_by(TASKS.c.turn)
     .limit(1)
 )
-
-
 # The waiting turns of several conversations at once, earliest first (a flush's next turns).
 WAITING_TURNS = (
     select(TASKS.c.conversation_id, TASKS.c.turn, *QUEUED)

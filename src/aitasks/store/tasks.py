@@ -6,7 +6,7 @@ is taken up front (a read-then-write transaction there can fail instead of waiti
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -304,15 +304,9 @@ def detached_task(columns: Mapping[Any, Any]) -> Task:
 async def read_task(connection: AsyncConnection, task_id: str, *, tenant: str) -> Task:
     """The tenant's task, for reading only: a detached row, not tracked by any session."""
     raw = await driver.driver_of(connection)
-    if raw is not None:
-        try:
-            found = await raw.fetchrow(READ_TASK_SQL, task_id, tenant)
-        except Exception:
-            found = None  # read again below, where SQLAlchemy tells an outage from the rest
-        else:
-            if found is None:
-                raise TaskNotFound(task_id)
-            return detached_task(found)
+    task = await _read_on_driver(raw.fetchrow, task_id, tenant) if raw is not None else None
+    if task is not None:
+        return task
     row = (await connection.execute(READ_TASK, {"task_id": task_id, "tenant": tenant})).first()
     if row is None:
         raise TaskNotFound(task_id)
@@ -324,18 +318,26 @@ async def read_task_from(db: Database, task_id: str, *, tenant: str) -> Task:
     the gateway a quarter of one from SQLAlchemy's. Without that pool, or after any error on it,
     the read goes through SQLAlchemy's pool, which tells an outage from the rest."""
     pool = await db.read_pool.get() if db.read_pool is not None else None
-    if pool is not None:
-        try:
-            async with pool.acquire() as raw:
-                found = await raw.fetchrow(READ_TASK_SQL, task_id, tenant)
-        except Exception:
-            pass  # read again below
-        else:
-            if found is None:
-                raise TaskNotFound(task_id)
-            return detached_task(found)
+    task = await _read_on_driver(pool.fetchrow, task_id, tenant) if pool is not None else None
+    if task is not None:
+        return task
     async with db.read_connection() as connection:
         return await read_task(connection, task_id, tenant=tenant)
+
+
+async def _read_on_driver(
+    fetchrow: Callable[..., Awaitable[Any]], task_id: str, tenant: str
+) -> Task | None:
+    """`READ_TASK_SQL` by asyncpg (a connection's or a pool's `fetchrow`); None after any error
+    of the driver's, for the caller to read again through SQLAlchemy, which tells an outage from
+    the rest."""
+    try:
+        found = await fetchrow(READ_TASK_SQL, task_id, tenant)
+    except Exception:
+        return None
+    if found is None:
+        raise TaskNotFound(task_id)
+    return detached_task(found)
 
 
 async def get_task(session: AsyncSession, task_id: str, *, tenant: str) -> Task:
