@@ -11,8 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks import pg_cpu
 from benchmarks.harness import (
-    TICKS_PER_SECOND,
     System,
     _start_aitasks,
     private_redis,
@@ -24,21 +24,12 @@ from tests.support.processes import free_port
 
 
 class DefaultCluster(PostgresCluster):
-    """A cluster with PostgreSQL's own defaults, but for where it listens (the test clusters turn
-    fsync and synchronous commit off)."""
+    """A cluster with PostgreSQL's own defaults (fsync and synchronous commit on, initdb syncing
+    its files), but for where it listens (the test clusters turn fsync and synchronous commit
+    off)."""
 
-    def init(self) -> None:
-        self._run(
-            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-            "-E", "UTF8", "--locale=C",
-        )  # fmt: skip
-        settings = (
-            "listen_addresses = '127.0.0.1'\n"
-            f"port = {self.port}\n"
-            f"unix_socket_directories = '{self.folder}'\n"
-        )
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(settings)
+    INITDB_OPTIONS = ()
+    SETTINGS = ""
 
     def postmaster_pid(self) -> int:
         return int((self.data / "postmaster.pid").read_text().split()[0])
@@ -63,20 +54,6 @@ def soak_system() -> Iterator[tuple[System, DefaultCluster]]:
 
 def cluster_cpu(cluster: DefaultCluster) -> float:
     """CPU seconds the cluster used so far: the postmaster and every process it started (its
-    backends, autovacuum workers, checkpointer...), with those that ended and were reaped."""
-    pid = cluster.postmaster_pid()
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(entry.name) == pid:
-            # utime, stime, and the reaped children's cutime, cstime
-            total += sum(int(f) for f in fields[11:15]) / TICKS_PER_SECOND
-        elif int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
-    return total
+    backends, autovacuum workers, checkpointer...), with those that ended and were reaped. The
+    cluster is the soak's alone, so all of it is the system's."""
+    return pg_cpu.cluster_cpu(cluster.postmaster_pid())
