@@ -21,8 +21,10 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Literal, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, ParamSpec, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from aitasks.telemetry._otel import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ Kind = Literal["internal", "server", "client", "producer", "consumer"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Entered = TypeVar("Entered")
 
 # The values of AITASKS_TRACE_CONTENT (and OTEL_SDK_DISABLED) that mean yes.
 _YES = frozenset({"1", "true", "yes", "on"})
@@ -63,49 +66,38 @@ class Span(Protocol):
 
 
 class SpanScope(Protocol):
-    """A span from its start to its end: a context manager, plain or async, giving the span."""
+    """A span from its start to its end: a context manager, plain or async, giving the span.
+    (`*exc_info`: the exception's type, value and traceback, as `with` passes them.)"""
 
     def __enter__(self) -> Span: ...
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
+    def __exit__(self, *exc_info: object) -> None: ...
 
     async def __aenter__(self) -> Span: ...
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
+    async def __aexit__(self, *exc_info: object) -> None: ...
 
 
-class Backend(Protocol):
-    """The tracing that `configure` set up (`_otel.Tracing`)."""
+class PlainOrAsync(Generic[Entered]):
+    """A context manager for `with` and `async with` alike: the async form runs the plain one
+    (starting and ending a span waits for nothing)."""
 
-    def span(
-        self,
-        name: str,
-        attributes: Attributes | None,
-        kind: Kind,
-        parent: str | None,
-        links: Sequence[str | None],
-    ) -> SpanScope: ...
+    __slots__ = ()
 
-    def current(self) -> Span: ...
+    def __enter__(self) -> Entered:
+        raise NotImplementedError
 
-    def traceparent(self) -> str | None: ...
+    def __exit__(self, *exc_info: object) -> None:
+        raise NotImplementedError
 
-    def log_fields(self) -> dict[str, str]: ...
+    async def __aenter__(self) -> Entered:
+        return self.__enter__()
 
-    def flush(self) -> None: ...
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)
 
 
-class _Nothing:
+class _Nothing(PlainOrAsync["_Nothing"]):
     """The span, and the scope of a span, when tracing is off: one shared object doing nothing."""
 
     __slots__ = ()
@@ -130,29 +122,14 @@ class _Nothing:
     def __enter__(self) -> _Nothing:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-    async def __aenter__(self) -> _Nothing:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         return None
 
 
 NOTHING = _Nothing()
 
-_backend: Backend | None = None
+# The tracing `configure` set up (`_otel.Tracing`), or None: off.
+_backend: Tracing | None = None
 _content = False
 
 
@@ -192,7 +169,7 @@ def configure(service_name: str, *, version: str = "") -> bool:
     return True
 
 
-def install(backend: Backend) -> None:
+def install(backend: Tracing) -> None:
     """Use `backend` for every span from now on (`configure` does; tests give their own)."""
     global _backend, _content
     _backend = backend

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -30,7 +29,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from aitasks.telemetry import Attributes, AttributeValue, Kind, log
+from aitasks.telemetry import Attributes, AttributeValue, Kind, PlainOrAsync, log
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _KINDS = {
@@ -92,7 +91,7 @@ class OtelSpan:
             self._span.add_link(linked, _clean(attributes))
 
 
-class Scope:
+class Scope(PlainOrAsync[OtelSpan]):
     """One span from `__enter__` to `__exit__`, current in between (`telemetry.SpanScope`)."""
 
     __slots__ = ("_args", "_span", "_token", "_tracer")
@@ -122,17 +121,13 @@ class Scope:
         self._token = otel_context.attach(trace.set_span_in_context(span))
         return OtelSpan(span)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         span = self._span
         assert span is not None
+        exc = exc_info[1]  # (type, value, traceback)
         if isinstance(exc, asyncio.CancelledError):
             span.set_attribute("aitasks.cancelled", True)
-        elif exc is not None and not isinstance(exc, GeneratorExit):
+        elif isinstance(exc, BaseException) and not isinstance(exc, GeneratorExit):
             error_type = getattr(exc, "error_type", None) or type(exc).__qualname__
             span.set_attribute("error.type", str(error_type))
             span.record_exception(exc)
@@ -140,20 +135,9 @@ class Scope:
         otel_context.detach(self._token)  # type: ignore[arg-type]
         span.end()
 
-    async def __aenter__(self) -> OtelSpan:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
 
 class Tracing:
-    """`telemetry.Backend` over one SDK tracer provider."""
+    """The tracing `telemetry.configure` sets up: spans of one SDK tracer provider."""
 
     def __init__(self, provider: TracerProvider) -> None:
         self.provider = provider

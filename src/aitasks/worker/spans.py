@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
 from typing import Final, TypeVar
 
 from aitasks import telemetry
@@ -134,12 +133,7 @@ class ModelCall:
     async def __aenter__(self) -> ModelCall:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         return None
 
     def stream(self, pieces: AsyncIterator[Piece]) -> AsyncIterator[Piece]:
@@ -191,13 +185,8 @@ class TracedCall(ModelCall):
                 )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._scope.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._scope.__exit__(*exc_info)
 
     async def stream(self, pieces: AsyncIterator[Piece]) -> AsyncIterator[Piece]:
         """The provider's stream, watched: the first piece's time, the text, the usage."""
