@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support.browser import shoot
+from tests.support.browser import shoot, this_origin_only
 from tests.support.processes import Process, free_port, run_cli, service_env, wait_until_up
 
 
@@ -78,15 +78,7 @@ def finished_total(page: Page) -> int:
 
 def test_the_operations_page(browser: Browser, site: Site, tmp_path: Path) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    elsewhere: list[str] = []
-    context.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if route.request.url.startswith(site.url)
-            else (elsewhere.append(route.request.url), route.abort())
-        ),
-    )
+    elsewhere = this_origin_only(context, site.url)
     page = context.new_page()
     asked: list[str] = []
 

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page, expect
 from aitasks.providers.base import ChatMessage
 from aitasks.providers.mock import mock_reply
 from aitasks.routing import ModelTable
-from tests.support.browser import WORKER_SLOTS, shoot
+from tests.support.browser import WORKER_SLOTS, shoot, this_origin_only
 
 
 def test_a_chat_reply_streams_in(page: Page, tmp_path: Path) -> None:
@@ -91,15 +91,7 @@ def test_the_api_docs_render_from_this_origin_alone(
     """/docs is Swagger UI served by the gateway itself: it draws with no network but this
     origin (no CDN script on the origin where the web page keeps the API key)."""
     context = browser.new_context(viewport={"width": 1100, "height": 800})
-    elsewhere: list[str] = []
-    context.route(
-        "**/*",
-        lambda route: (
-            route.continue_()
-            if route.request.url.startswith(site)
-            else (elsewhere.append(route.request.url), route.abort())
-        ),
-    )
+    elsewhere = this_origin_only(context, site)
     docs = context.new_page()
     docs.goto(f"{site}/docs")
     expect(docs.locator(".opblock-summary-path", has_text="/v1/chat/completions")).to_be_visible()

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -31,6 +31,22 @@ def chromium() -> Iterator[Browser]:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+def this_origin_only(context: BrowserContext, origin: str) -> list[str]:
+    """Let the context's pages load from `origin` alone: any other request is aborted and its URL
+    kept in the list returned, for the test to find empty."""
+    elsewhere: list[str] = []
+
+    def only_origin(route: Route) -> None:
+        if route.request.url.startswith(origin):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_origin)
+    return elsewhere
 
 
 def shoot(page: Page, folder: Path, name: str) -> None:
