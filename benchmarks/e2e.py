@@ -115,6 +115,9 @@ def half_peak(system: System, results: dict[tuple[str, int], LoadResult], second
         f"aitasks at half its peak ({rate:.0f} tasks/s arriving for {seconds:g} s, open loop, "
         f"waiting by wait): completed {len(r.finished_at)}, errors {r.errors}, "
         f"added latency p50 {r.ms(0.5):.1f} ms, p95 {r.ms(0.95):.1f} ms, p99 {r.ms(0.99):.1f} ms"
+        f" (from the send: p50 {r.ms(0.5, r.from_sent):.1f}, p99 {r.ms(0.99, r.from_sent):.1f};"
+        f" the client sent late by p50 {r.ms(0.5, r.client_lags):.2f} ms,"
+        f" p99 {r.ms(0.99, r.client_lags):.2f} ms)"
     )
 
 

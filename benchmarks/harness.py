@@ -108,10 +108,17 @@ def running(
     latency_ms: int = 0,
     worker_concurrency: int | None = None,
     extra_env: Mapping[str, str] | None = None,
+    database_settings: Mapping[str, str] | None = None,
 ) -> Iterator[System]:
-    """Start one system on its own Redis and database; stop it and drop both afterwards."""
+    """Start one system on its own Redis and database; stop it and drop both afterwards.
+    `database_settings` are PostgreSQL settings for its database's sessions (a diagnosis's:
+    `synchronous_commit` off, to see what the commits' WAL flushes cost)."""
     folder = Path(tempfile.mkdtemp(prefix=f"aitasks-bench-{name}-"))
     with private_redis() as (redis_url, redis_pid), fresh_postgres_database() as database_url:
+        for setting, value in (database_settings or {}).items():
+            database = database_url.rsplit("/", 1)[1]
+            with psycopg.connect(database_url, autocommit=True) as connection:
+                connection.execute(f'ALTER DATABASE "{database}" SET {setting} = {value}')  # type: ignore[arg-type]
         starter = {"aitasks": _start_aitasks, "seed": _start_seed, "celery": _start_celery}[name]
         system = System(name, [], database_url, redis_url, folder, redis_pid)
         with stopped_after(system):
@@ -374,6 +381,10 @@ class LoadResult:
     cpu: dict[str, float] = field(default_factory=dict)
     # Requests the system failed: at the transport (connection reset, timeout) or with a 5xx.
     errors: int = 0
+    # Open loop only: how late the client sent each task against its schedule (its own lag, not
+    # the system's), and each latency counted from the send instead of from when it was due.
+    client_lags: list[float] = field(default_factory=list)
+    from_sent: list[float] = field(default_factory=list)
 
     @property
     def submitted_per_s(self) -> float:
@@ -383,8 +394,9 @@ class LoadResult:
     def completed_per_s(self) -> float:
         return len(self.finished_at) / (max(self.finished_at) - self.started)
 
-    def ms(self, share: float) -> float:
-        return percentile(self.latencies, share) * 1000
+    def ms(self, share: float, of: list[float] | None = None) -> float:
+        """A percentile of the latencies (or of `of`), in ms."""
+        return percentile(self.latencies if of is None else of, share) * 1000
 
     def cpu_per_task(self) -> str:
         """Where the machine's time went: CPU ms per completed task, by part."""
@@ -496,7 +508,8 @@ async def one_task(
 ) -> bool:
     """Submit a chat task, wait for it and record it in `result`: its latency from `since` (by
     default, from sending the submit). False when the system failed a request on the way."""
-    started = time.perf_counter() if since is None else since
+    sent = time.perf_counter()
+    started = sent if since is None else since
     try:
         body = {"prompt": prompt, "model": MODEL}
         async with client.post("/v1/chat/completions", json=body) as response:
@@ -512,6 +525,9 @@ async def one_task(
     result.failures += status != "SUCCESS"
     result.latencies.append(seen - started)
     result.finished_at.append(seen)
+    if since is not None:
+        result.client_lags.append(sent - since)
+        result.from_sent.append(seen - sent)
     return True
 
 
@@ -550,21 +566,45 @@ async def open_loop(
 ) -> LoadResult:
     """Tasks arriving at a fixed `rate` per second for `seconds`, whether or not earlier ones have
     finished; each is submitted, then waited for. A task's latency counts from when it was due,
-    not from when the client got round to sending it, so a client falling behind shows."""
+    not from when the client got round to sending it, so a client falling behind shows; how far
+    it fell behind is kept too (`client_lags`), and the latency from the send (`from_sent`).
+
+    The client is made so as not to be what is measured: its connections are opened before the
+    first task is due (no task pays a TCP handshake), and one scheduler starts each task when it
+    is due (not thousands of coroutines made up front, whose making delays the first ones)."""
     n = int(rate * seconds)
+    # Enough for the tasks of 100 ms in flight at once; more are opened if needed. (Not many
+    # more: the idle ones are closed after the pool's keep-alive, all at once.)
+    warm = min(n, max(10, int(rate / 10)))
     client = session(base_url, n + 10)
-    result = LoadResult(started=time.perf_counter())
-
-    async def one(i: int) -> None:
-        due = result.started + i / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        await one_task(client, f"{prompt} #{i}", wait, result, since=due)
-
+    tasks: set[asyncio.Task[bool]] = set()
     try:
-        await asyncio.gather(*(one(i) for i in range(n)))
+        await _open_connections(client, warm)
+        result = LoadResult(started=time.perf_counter())
+        for i in range(n):
+            due = result.started + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one_task(client, f"{prompt} #{i}", wait, result, since=due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
     finally:
+        for task in tasks:
+            task.cancel()
         await client.close()
     return result
+
+
+async def _open_connections(client: aiohttp.ClientSession, n: int) -> None:
+    """`n` keep-alive connections opened at once (each by a health check), left in the pool."""
+
+    async def check() -> None:
+        async with client.get("/healthz") as response:
+            await response.read()
+
+    await asyncio.gather(*(check() for _ in range(n)))
 
 
 def run_loop(coroutine: Any) -> Any:

@@ -59,19 +59,22 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    """Runs tasks from `queues`, at most `concurrency` at once."""
+    """Runs tasks from `queues`, at most `concurrency` at once (by default the setting's)."""
 
     def __init__(
         self,
         services: Services,
         *,
         queues: Sequence[str] | None = None,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         worker_id: str | None = None,
     ) -> None:
         self.services = services
         self.settings = services.settings
         self.queues = list(queues) if queues else services.models.queues
+        # Unless given, the setting's (AITASKS_WORKER_CONCURRENCY): one default, not two.
+        if concurrency is None:
+            concurrency = self.settings.worker_concurrency
         self.concurrency = concurrency
         # Its last slots, which batch work leaves free for the other lanes (see `_lanes`).
         headroom = self.settings.batch_headroom
