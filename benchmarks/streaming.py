@@ -8,6 +8,7 @@
 
     .venv/bin/python -m benchmarks.streaming --requests 200
     .venv/bin/python -m benchmarks.streaming --quick        # a smoke run; records nothing
+    .venv/bin/python -m benchmarks.streaming --first-token-only --no-record   # the one-client lines
 
 Needs PostgreSQL (AITASKS_TEST_POSTGRES, as the tests) and Redis at AITASKS_TEST_REDIS.
 """
@@ -108,9 +109,16 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("--quick", action="store_true", help="10 requests each; no record")
+    parser.add_argument(
+        "--first-token-only",
+        action="store_true",
+        help="only the one-client time to first token (for before/after runs); no record",
+    )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.no_record = 10, True
+    if args.first_token_only:
+        args.no_record = True
     folder = Path(tempfile.mkdtemp(prefix="aitasks-bench-"))
     with upgraded_stack(
         folder,
@@ -125,7 +133,7 @@ def main() -> int:
         try:
             wait_until_up(base_url, gateway)
             time.sleep(2)  # the worker's start-up
-            lines = asyncio.run(run(base_url, args.requests))
+            lines = asyncio.run(run(base_url, args.requests, args.first_token_only))
         finally:
             gateway.stop()
             worker.stop()
@@ -136,7 +144,7 @@ def main() -> int:
     return 0
 
 
-async def run(base_url: str, n: int) -> list[str]:
+async def run(base_url: str, n: int, first_token_only: bool = False) -> list[str]:
     own = provider_first_piece_seconds()
     few = max(20, n // 5)  # each streamed request takes the mock's full second
     lines = [
@@ -152,12 +160,16 @@ async def run(base_url: str, n: int) -> list[str]:
             await measure(base_url, first_token_openai, few, 1),
             own,
         ),
+    ]
+    if first_token_only:
+        return lines
+    lines.append(
         summary(
             "first token added, OpenAI stream, 100 clients",
             await measure(base_url, first_token_openai, n, 100),
             own,
-        ),
-    ]
+        )
+    )
     for clients in (1, 100):
         lines.append(
             summary(
