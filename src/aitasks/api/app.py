@@ -37,6 +37,7 @@ from aitasks.api.routes import (
     web,
     webhooks,
 )
+from aitasks.api.submit_route import serve_submits_first
 from aitasks.config import Settings
 from aitasks.errors import ConfigError
 from aitasks.ops import Sampler, open_series
@@ -141,7 +142,8 @@ def create_app(
     app.include_router(ops.page_router)
     for module in routes:
         app.include_router(module.router)
-    serve_polls_first(app, tasks.router.prefix + tasks.READ_PATH)
+    serve_submits_first(app)
+    serve_polls_first(app, tasks.router.prefix + tasks.READ_PATH)  # the most frequent, first
     app.mount("/static", StaticFiles(directory=web.WEB), name="static")
     openai_app = create_openai_app()
     app.mount("/openai", openai_app)

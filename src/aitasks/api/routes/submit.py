@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from aitasks.api.call import CallDep
+from aitasks.api.call import Call, CallDep
 from aitasks.api.deps import PreferHeader
 from aitasks.api.live import preferred_wait, task_events, wait_for_task
 from aitasks.api.responses import errors
@@ -23,6 +23,11 @@ from aitasks.store.models import TERMINAL_STATUSES, TaskStatus
 from aitasks.views import TaskView, task_view
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
+
+# Served by `api.submit_route`'s routes when well-formed, which stand ahead of these; these
+# document them in the OpenAPI schema and answer what those hand on.
+CHAT_PATH = "/chat/completions"
+IMAGE_PATH = "/images/generations"
 
 # 202 the new task (or with `Prefer: wait`, the task as it is then); 200 the task of an idempotent
 # repeat, or with `Prefer: wait` a finished task.
@@ -103,7 +108,7 @@ async def submit(
 
 
 @router.post(
-    "/chat/completions",
+    CHAT_PATH,
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SubmitResponse | TaskView,
     responses=SUBMIT_RESPONSES,
@@ -123,6 +128,32 @@ async def create_chat(
     them, and the next submit to the conversation carries their `tool_results` instead of a
     prompt. `response_format` asks for JSON; `images` sends pictures (file ids or data: URLs).
     """
+    return await submit_chat(call, body, idempotency_key, prefer)
+
+
+@router.post(
+    IMAGE_PATH,
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SubmitResponse | TaskView,
+    responses=SUBMIT_RESPONSES,
+)
+async def create_image(
+    body: Annotated[SubmitRequest, Body(openapi_examples=IMAGE_EXAMPLE)],
+    call: CallDep,
+    idempotency_key: IdempotencyKey = None,
+    prefer: PreferHeader = None,
+) -> Response:
+    """Submit an image generation; the task's result is the images' URLs.
+
+    `Prefer: wait=N` and `"stream": true` work as for chat.
+    """
+    return await submit_image(call, body, idempotency_key, prefer)
+
+
+async def submit_chat(
+    call: Call, body: ChatSubmitRequest, idempotency_key: str | None, prefer: str | None
+) -> Response:
+    """What `create_chat` answers; `api.submit_route`'s route answers the same through it."""
     services = call.services
     turn = ChatTurn(
         tools=tools_of(body.tools),
@@ -140,22 +171,10 @@ async def create_chat(
     )
 
 
-@router.post(
-    "/images/generations",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=SubmitResponse | TaskView,
-    responses=SUBMIT_RESPONSES,
-)
-async def create_image(
-    body: Annotated[SubmitRequest, Body(openapi_examples=IMAGE_EXAMPLE)],
-    call: CallDep,
-    idempotency_key: IdempotencyKey = None,
-    prefer: PreferHeader = None,
+async def submit_image(
+    call: Call, body: SubmitRequest, idempotency_key: str | None, prefer: str | None
 ) -> Response:
-    """Submit an image generation; the task's result is the images' URLs.
-
-    `Prefer: wait=N` and `"stream": true` work as for chat.
-    """
+    """What `create_image` answers; `api.submit_route`'s route answers the same through it."""
     return await submit(
         call.services, call.caller, body, ModelKind.IMAGE, call.links, idempotency_key, prefer
     )

@@ -1,0 +1,142 @@
+"""The seed's submits (`POST /v1/chat/completions`, `POST /v1/images/generations`), every task's
+first request, served by a plain Starlette route placed ahead of FastAPI's routing when the request
+is well-formed; anything else is handed on to FastAPI's route, as if this one were not there.
+
+FastAPI's per-request work (its two exit stacks, solving the dependencies, reading the headers and
+the body into models, each step timed for its telemetry) was a third of a submit's CPU. This route
+reads the body as FastAPI does (JSON by the same `json.loads`, for the same content types) and
+validates it with the same model; only when the body and the headers would pass FastAPI's checks
+does it answer by itself, through the very functions FastAPI's route calls (`routes/submit.py`), so
+the key, the limits and every answer are the same. A request that FastAPI would refuse (malformed
+JSON, a missing or invalid field, another content type, an `Idempotency-Key` over its length) is
+answered by FastAPI's own route, with the body read here handed to it again: every 400 and 422 keeps
+its bytes. The FastAPI routes stay, for the OpenAPI schema and those answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel
+from starlette._exception_handler import wrap_app_handling_exceptions
+from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
+from starlette.types import Message, Receive, Scope, Send
+
+from aitasks.api.call import Call, get_call
+from aitasks.api.routes import submit
+from aitasks.api.schemas import ChatSubmitRequest, SubmitRequest
+
+# A scope handed on to the routes behind: this route does not match it a second time.
+HANDED_ON = "aitasks.submit_route.handed_on"
+# The content types FastAPI surely reads as JSON; others (`+json`, parameters) are left to it.
+JSON_CONTENT_TYPES = frozenset({"application/json"})
+# FastAPI's `Idempotency-Key` header declaration (`routes/submit.IdempotencyKey`): its length.
+IDEMPOTENCY_KEY_MAX = 200
+
+Answer = Callable[[Call, Any, str | None, str | None], Awaitable[Response]]
+
+
+async def _body(request: Request) -> bytes:
+    """The body, read as FastAPI reads it: its limit's 413 raised as it is, any other failure
+    (the client gone mid-body) its 400."""
+    try:
+        return await request.body()
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+def _one_header(scope: Scope, name: bytes) -> str | None:
+    """The first header called `name` (lower case), as Starlette's `Headers.get` gives it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _served_by_handle(_request: Request) -> Response:  # pragma: no cover
+    raise NotImplementedError("SubmitRoute.handle serves its requests")
+
+
+class SubmitRoute(Route):
+    """Matches POST only (other methods pass on to the routes behind, for their 405s), and no
+    scope it handed on itself."""
+
+    def __init__(self, path: str, name: str, model: type[BaseModel], answer: Answer) -> None:
+        super().__init__(
+            path, _served_by_handle, methods=["POST"], name=name, include_in_schema=False
+        )
+        self.model, self.answer = model, answer
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or scope["method"] != "POST" or HANDED_ON in scope:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+    def _well_formed(self, scope: Scope, body: bytes) -> tuple[Any, str | None] | None:
+        """The validated body and the `Idempotency-Key`, when FastAPI would accept both; None
+        when it would refuse either (it answers those itself)."""
+        content_type = _one_header(scope, b"content-type")
+        if not body or content_type not in JSON_CONTENT_TYPES:
+            return None
+        key = _one_header(scope, b"idempotency-key")
+        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+            return None
+        try:
+            # As FastAPI reads it: Starlette's `Request.json`, then the model, from attributes.
+            return self.model.model_validate(json.loads(body), from_attributes=True), key
+        except Exception:  # FastAPI answers it: a 400, a 422, or its own error
+            return None
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        handed_on: bytes | None = None
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            nonlocal handed_on
+            body = await _body(request)
+            submission = self._well_formed(scope, body)
+            if submission is None:
+                handed_on = body
+                return
+            call = await get_call(request)
+            prefer = _one_header(scope, b"prefer")
+            response = await self.answer(call, submission[0], submission[1], prefer)
+            await response(scope, receive, send)
+
+        await wrap_app_handling_exceptions(app, request)(scope, receive, send)
+        if handed_on is not None:
+            await _hand_on(scope, receive, send, handed_on)
+
+
+async def _hand_on(scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
+    """Route the request again, as if this route were not there, its body read once more."""
+    replayed = False
+
+    async def receive_again() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    scope[HANDED_ON] = True
+    await scope["router"](scope, receive_again, send)
+
+
+def serve_submits_first(app: FastAPI) -> None:
+    """Put the submits' routes ahead of every other route of `app`."""
+    routes: list[Any] = app.router.routes
+    prefix = submit.router.prefix
+    chat = SubmitRoute(
+        prefix + submit.CHAT_PATH, "chat_submit", ChatSubmitRequest, submit.submit_chat
+    )
+    image = SubmitRoute(
+        prefix + submit.IMAGE_PATH, "image_submit", SubmitRequest, submit.submit_image
+    )
+    routes[0:0] = [chat, image]
