@@ -19,7 +19,6 @@ from aitasks import metrics, telemetry
 from aitasks.auth.caller import Caller
 from aitasks.config import Settings
 from aitasks.errors import InvalidRequest, PayloadTooLarge, RedisUnavailable
-from aitasks.events.base import STATUS
 from aitasks.lifecycle import placement
 from aitasks.lifecycle.admission import admit, confirm, unadmit
 from aitasks.lifecycle.backpressure import refuse_when_full
@@ -30,7 +29,7 @@ from aitasks.priority import Lane
 from aitasks.routing import ModelKind
 from aitasks.services import Services
 from aitasks.store import tasks as store
-from aitasks.store.models import Task, TaskStatus, new_id, utcnow
+from aitasks.store.models import Task, new_id, utcnow
 from aitasks.store.tasks import Callback, Owner
 from aitasks.webhooks.targets import check_url
 
@@ -180,26 +179,41 @@ async def submit_task(
         if turn is not None:
             await turn.store(services, caller.tenant)
             context = turn.stored_context() if turn.context is not None else context
-        async with telemetry.span("aitasks.store.submit"), services.db.session() as session:
-            submission = await store.submit_task(
-                session,
-                owner=Owner(caller.tenant, key.id if key else None),
-                spec=spec,
-                prompt=prompt,
-                conversation_id=conversation_id,
-                task_id=task_id,
-                idempotency_key=idempotency_key,
-                request_hash=fingerprint,
-                params=params,
-                context=context,
-                callback=callback,
-                max_turns=services.settings.max_turns,
-                trace_context=trace,
-                turn_input=turn.turn_input() if turn is not None else None,
-                files=turn.new_files if turn is not None else (),
-                scheduling=scheduled.columns(),
-                response=response,
-            )
+        owner = Owner(caller.tenant, key.id if key else None)
+        files = turn.new_files if turn is not None else ()
+        turn_input = turn.turn_input() if turn is not None else None
+        with telemetry.span("aitasks.store.submit"):
+            if conversation_id is None and not files and store.groups_first_turns(services.db):
+                # The most common submit, written by the group commit: no session of its own.
+                values = store.task_values(
+                    owner, spec, prompt, task_id=task_id, params=params, context=context,
+                    callback=callback, trace_context=trace, turn_input=turn_input,
+                    scheduling=scheduled.columns(), response=response,
+                )  # fmt: skip
+                submission = await store.submit_first_turn(
+                    services.db, values, idempotency_key=idempotency_key, request_hash=fingerprint
+                )
+            else:
+                async with services.db.session() as session:
+                    submission = await store.submit_task(
+                        session,
+                        owner=owner,
+                        spec=spec,
+                        prompt=prompt,
+                        conversation_id=conversation_id,
+                        task_id=task_id,
+                        idempotency_key=idempotency_key,
+                        request_hash=fingerprint,
+                        params=params,
+                        context=context,
+                        callback=callback,
+                        max_turns=services.settings.max_turns,
+                        trace_context=trace,
+                        turn_input=turn_input,
+                        files=files,
+                        scheduling=scheduled.columns(),
+                        response=response,
+                    )
     except BaseException:
         await unadmit(services, caller, [task_id])
         if turn is not None:
@@ -214,16 +228,18 @@ async def submit_task(
     metrics.TASKS_SUBMITTED.labels(services.models.label_of(task.model), task.queue).inc()
     telemetry.current().update({"aitasks.task_id": task.id, "aitasks.queue": task.queue})
     try:
-        # Three round trips made at once: the first event of its log, its queue entry (published
-        # with the other tasks committed meanwhile), and its admission confirmed (best effort,
-        # never raising).
-        queued = Announcement(task.id, task.queue, task.trace_context, scheduled.placement)
+        # Its queue entry and the first event of its log, written with those of the other tasks
+        # committed meanwhile; beside them, its admission confirmed (best effort, never raising).
+        queued = Announcement(
+            task.id, task.queue, task.trace_context, scheduled.placement, services.events
+        )
         with telemetry.span(f"publish {task.queue}", kind="producer"):
-            await asyncio.gather(
-                services.events.append(task.id, STATUS, {"status": TaskStatus.PENDING}),
-                announce(services.queue, queued),
-                confirm(services, key, task_id, task.id),
-            )
+            if key is None:
+                await announce(services.queue, queued)
+            else:
+                await asyncio.gather(
+                    announce(services.queue, queued), confirm(services, key, task_id, task.id)
+                )
     except RedisUnavailable as exc:
         # The task is committed; the workers' reconciler publishes it once the queue is back.
         log.warning("task %s stored but not published: %s", task.id, exc.message)

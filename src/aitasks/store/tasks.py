@@ -25,7 +25,7 @@ from aitasks.errors import (
 )
 from aitasks.routing import ModelSpec
 from aitasks.store import driver
-from aitasks.store.database import Database
+from aitasks.store.database import Database, database_boundary
 from aitasks.store.file_records import INSERT_FILE
 from aitasks.store.models import (
     ERRORED_STATUSES,
@@ -114,26 +114,11 @@ async def submit_task(
     `response` what a Responses API task keeps beside (`Task.response`).
     """
     try:
-        values: dict[str, Any] = {
-            "id": task_id or new_id(),
-            "tenant": owner.tenant,
-            "api_key_id": owner.api_key_id,
-            "callback_url": callback.url if callback else None,
-            "callback_events": callback.events if callback else None,
-            "kind": spec.kind.value,
-            "model": spec.name,
-            "queue": spec.queue,
-            "provider": spec.served_by,
-            "prompt": prompt,
-            "status": TaskStatus.PENDING,
-            "attempts": 0,
-            "params": params,
-            "context": context,
-            "trace_context": trace_context,
-            "input": turn_input,
-            "response": response,
-            **{**UNSCHEDULED, **(scheduling or {})},
-        }
+        values = task_values(
+            owner, spec, prompt, task_id=task_id, params=params, context=context,
+            callback=callback, trace_context=trace_context, turn_input=turn_input,
+            scheduling=scheduling, response=response,
+        )  # fmt: skip
         task = await _insert_task(
             session, values, conversation_id, idempotency_key, request_hash, max_turns, files
         )
@@ -146,6 +131,78 @@ async def submit_task(
         if earlier is None:
             raise
         return Submission(earlier, created=False)
+    return Submission(task, created=True)
+
+
+def task_values(
+    owner: Owner,
+    spec: ModelSpec,
+    prompt: str,
+    *,
+    task_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    context: list[dict[str, Any]] | None = None,
+    callback: Callback | None = None,
+    trace_context: str | None = None,
+    turn_input: dict[str, Any] | None = None,
+    scheduling: Mapping[str, Any] | None = None,
+    response: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new task's own columns (`TASK_FIELDS`), as `submit_task` writes them."""
+    return {
+        "id": task_id or new_id(),
+        "tenant": owner.tenant,
+        "api_key_id": owner.api_key_id,
+        "callback_url": callback.url if callback else None,
+        "callback_events": callback.events if callback else None,
+        "kind": spec.kind.value,
+        "model": spec.name,
+        "queue": spec.queue,
+        "provider": spec.served_by,
+        "prompt": prompt,
+        "status": TaskStatus.PENDING,
+        "attempts": 0,
+        "params": params,
+        "context": context,
+        "trace_context": trace_context,
+        "input": turn_input,
+        "response": response,
+        **{**UNSCHEDULED, **(scheduling or {})},
+    }
+
+
+def groups_first_turns(db: Database) -> bool:
+    """Whether a new conversation's first turn on `db` is written by the group commit
+    (`submit_batch`): on PostgreSQL; SQLite has one writer anyway."""
+    return db.engine.dialect.name == "postgresql"
+
+
+async def submit_first_turn(
+    db: Database,
+    values: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> Submission:
+    """`submit_task` of a new conversation's first turn without images (`values`: its
+    `task_values`) where `groups_first_turns(db)`: written by the group commit on the engine,
+    with no session of its own (opening and closing one cost a submit more CPU than the rest of
+    its store work); a session is opened only to answer an idempotent repeat."""
+    with database_boundary():
+        try:
+            task = await _insert_first_turn(
+                db.engine, values, utcnow(), idempotency_key, request_hash
+            )
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            async with db.sessions() as session:
+                earlier = await replay(
+                    session, idempotency_key, request_hash, tenant=values["tenant"]
+                )
+            if earlier is None:
+                raise
+            return Submission(earlier, created=False)
     return Submission(task, created=True)
 
 
