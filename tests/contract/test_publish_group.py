@@ -8,6 +8,8 @@ import asyncio
 import pytest
 
 from aitasks.errors import RedisUnavailable
+from aitasks.events.base import STATUS, EventLog
+from aitasks.events.redis import RedisEventLog
 from aitasks.lifecycle.publish_group import Announcement, announce
 from aitasks.priority import Lane, Placement
 from aitasks.queue.base import TaskQueue
@@ -47,3 +49,28 @@ async def test_more_tasks_than_a_group_holds_are_all_published(
     tasks = [Announcement(f"n{i}", "mock", None, Placement()) for i in range(count)]
     await asyncio.gather(*(announce(queue, task) for task in tasks))
     assert len(await queue.queued_task_ids("mock")) == count
+
+
+async def test_tasks_published_at_once_each_start_their_event_log(
+    queue: TaskQueue, events: EventLog
+) -> None:
+    tasks = [Announcement(f"e{i}", "mock", None, Placement(), events) for i in range(30)]
+    await asyncio.gather(*(announce(queue, task) for task in tasks))
+    assert await queue.queued_task_ids("mock") == {t.task_id for t in tasks}
+    for task in tasks:
+        logged = await events.read(task.task_id, after=None, wait_seconds=0)
+        assert [(e.type, e.data) for e in logged] == [(STATUS, {"status": "PENDING"})]
+
+
+async def test_each_task_hears_that_its_event_log_cannot_be_reached(queue: TaskQueue) -> None:
+    unreachable = RedisEventLog.from_url("redis://127.0.0.1:1/0", prefix="gone")
+    try:
+        tasks = [Announcement(f"u{i}", "mock", None, Placement(), unreachable) for i in range(5)]
+        answers = await asyncio.gather(
+            *(announce(queue, task) for task in tasks), return_exceptions=True
+        )
+    finally:
+        await unreachable.close()
+    assert all(isinstance(a, RedisUnavailable) for a in answers), answers
+    # Its queue entries went all the same: the reconciler finds nothing to publish twice.
+    assert await queue.queued_task_ids("mock") == {t.task_id for t in tasks}
