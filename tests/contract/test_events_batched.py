@@ -37,3 +37,19 @@ async def test_appends_after_redis_lost_its_scripts_are_written_once(events: Eve
     assert all(isinstance(r, list) and len(r) == 1 for r in results)
     for i in range(3):
         assert len(await events.read(f"t{i}", after=None, wait_seconds=0)) == 1
+
+
+async def test_a_lone_append_gets_what_it_would_get_alone(events: EventLog) -> None:
+    # One append in a batch goes as one script call, not a pipeline of one: refused by a newer
+    # fence as alone, and written once after Redis lost its scripts.
+    await events.append_many("newer", [(STATUS, {"status": "RUNNING"})], fence=Fence(1, 2))
+    stale = Append("newer", [(DELTA, {"delta": "stale"})], False, Fence(1, 1))
+    assert await events.append_batch([stale]) == [[]]
+    if isinstance(events, RedisEventLog):
+        await events.redis.script_flush()
+    written = await events.append_batch(
+        [Append("a", [(DELTA, {"delta": "hi"})], True, Fence(1, 1))]
+    )
+    assert isinstance(written[0], list) and len(written[0]) == 1
+    read = await events.read("a", after=None, wait_seconds=0)
+    assert [e.data for e in read] == [{"delta": "hi"}]

@@ -69,3 +69,17 @@ async def test_a_writer_whose_claim_was_taken_over_writes_nothing_more() -> None
         {"status": "RUNNING", "attempt": 2},
         {"delta": "new"},
     ]
+
+
+async def test_a_later_piece_is_written_without_waiting_a_turn() -> None:
+    log = CountingLog()
+    writer = TaskEventWriter(log, "t1", lambda: Fence(1, 1))
+    writer.emit(STATUS, {"status": "RUNNING"})
+    await writer.flush()
+    writer.emit(DELTA, {"delta": "first "})
+    writer.emit(DELTA, {"delta": "piece"})  # the same step: it rides along
+    await asyncio.sleep(0)  # the writer's task takes one step: the write is on its way
+    assert log.calls == [([STATUS], True), ([DELTA], False)]
+    await writer.flush()
+    read = await log.read("t1", after=None, wait_seconds=0)
+    assert read[-1].data == {"delta": "first piece"}

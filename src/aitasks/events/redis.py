@@ -118,6 +118,13 @@ class RedisEventLog(EventLog):
         # One pipeline of EVALSHAs; one that finds the script missing (Redis restarted) is sent
         # again alone once the script is loaded, so none is written twice.
         calls = [self._script_call(a) for a in appends]
+        if len(calls) == 1:
+            # A lone append (a streamed reply's next piece, at low load) as one EVALSHA: a
+            # pipeline costs more to build and read for one command.
+            try:
+                return [[str(i) for i in await self._append_alone(*calls[0])]]
+            except Exception as exc:
+                return [exc]
         if isinstance(self.redis, RedisCluster):
             # A cluster client refuses scripts in a pipeline: side by side, one call each.
             sent = await asyncio.gather(

@@ -67,9 +67,12 @@ class TaskEventWriter:
             self._writing = asyncio.create_task(self._write())
 
     async def _write(self) -> None:
-        # One turn of the event loop first, so what the same moment emits rides along: the
-        # `RUNNING` status with a reply that comes at once, instead of a round trip of its own.
-        await asyncio.sleep(0)
+        if not self._written_before:
+            # One turn of the event loop before the first write, so what the same moment emits
+            # rides along: the `RUNNING` status with a reply that comes at once, instead of a
+            # round trip of its own. Later pieces go at once (what the provider's stream emits
+            # in one step is queued before this task runs anyway): the time to each piece.
+            await asyncio.sleep(0)
         while self._queued and not self.fenced_off:
             batch, self._queued = self._queued, []
             try:
