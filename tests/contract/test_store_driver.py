@@ -31,7 +31,7 @@ from aitasks.store.models import (
     table_of,
 )
 from aitasks.store.tasks import Callback, Owner
-from tests.support.statements import DRIVER, statements
+from tests.support.statements import DRIVER, SQLALCHEMY, statements
 
 SPEC = ModelTable.load(environ={}).resolve("mock-chat")
 OWNER = Owner(LOCAL_TENANT)
@@ -93,6 +93,8 @@ async def a_worker_flow(db: Database, *, on_driver: bool) -> list[Any]:
         flushed = await finish(db, outcomes)
         alone = await finish(db, [finishes.success(single_task, text="alone")])
     assert ({s.by for s in seen} == {DRIVER}) is on_driver
+    # Two statements a flush whatever its size: the write, and the read of the next turns.
+    assert len(seen) == 4, seen
     assert flushed[0].next_turn.id == later.id
     return [
         [f is not None and (f.next_turn.id == later.id if f.next_turn else None) for f in flushed],
@@ -139,7 +141,11 @@ async def test_the_driver_writes_what_sqlalchemy_writes(
     async def no_driver(_connection: Any) -> None:
         return None
 
-    monkeypatch.setattr(driver, "driver_of", no_driver)  # the SQLite path, on PostgreSQL
+    # Every statement through SQLAlchemy, as after errors of the driver's.
+    monkeypatch.setattr(driver, "driver_of", no_driver)
+    assert pg.read_pool is not None
+    await pg.read_pool.close()
+    monkeypatch.setattr(pg, "read_pool", None)
     by_sqlalchemy = await a_worker_flow(pg, on_driver=False)
     assert by_driver == by_sqlalchemy
     assert driven == await every_row(pg)
@@ -167,12 +173,18 @@ async def cut(db: Database, url: str) -> None:
 
 
 async def test_a_cut_connection_is_the_database_unavailable_and_writes_nothing(
-    pg: Database,
+    pg: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task = await submit(pg)
     await cut(pg, pg.url)
-    with pytest.raises(DatabaseUnavailable):
-        await claims.claim_deliveries(pg, [task.id], worker_id="w1", lease_seconds=30)
+
+    async def pool_fails(*_args: Any) -> None:
+        raise OSError("connection reset")  # the pool's connection cut as well
+
+    with monkeypatch.context() as patched:
+        patched.setattr(driver, "fetch_pooled", pool_fails)
+        with pytest.raises(DatabaseUnavailable):
+            await claims.claim_deliveries(pg, [task.id], worker_id="w1", lease_seconds=30)
     (held,) = await claimed(pg, task.id)  # the pool connects anew; nothing was taken before
     assert held.attempts == 1
 
@@ -182,6 +194,33 @@ async def test_a_cut_connection_is_the_database_unavailable_and_writes_nothing(
     async with pg.session() as session:
         assert (await session.get(Task, task.id)).status == TaskStatus.RUNNING  # type: ignore[union-attr]
     assert await finish(pg, [finishes.success(held, text="kept")]) == [finishes.Finished()]
+
+
+async def test_a_claim_outlives_its_pool_connection_cut(pg: Database) -> None:
+    """The claim's connection from asyncpg's pool ends (a restart, a fail-over): the pool
+    connects anew, or the claim goes through SQLAlchemy; either way it is taken once."""
+    first, second = await submit(pg), await submit(pg)
+    await claimed(pg, first.id)  # the pool made, its connection open
+    async with pg.read_connection() as connection:
+        await connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    await asyncio.sleep(0.2)
+    (task,) = await claimed(pg, second.id)
+    assert task.attempts == 1
+
+
+async def test_a_database_out_before_the_pool_was_made_is_unavailable(postgres_url: str) -> None:
+    url = async_database_url(postgres_url)
+    gone = Database(url.rsplit("@", 1)[0] + "@127.0.0.1:9/nowhere", pool_size=1)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await claims.claim_deliveries(gone, ["x" * 32], worker_id="w1", lease_seconds=30)
+    finally:
+        await gone.dispose()
 
 
 async def test_a_refused_write_rolls_the_whole_flush_back_as_sqlalchemy_reports_it(
@@ -208,3 +247,56 @@ async def test_a_refused_write_rolls_the_whole_flush_back_as_sqlalchemy_reports_
         for task_id in (ok.id, doubled.id):
             stored = await session.get(Task, task_id)
             assert stored is not None and stored.status == TaskStatus.RUNNING
+
+
+async def test_a_driver_error_mid_flush_goes_on_through_sqlalchemy(
+    pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush's write fails on the driver (its statement took nothing): it and the read of
+    the next turns after it go through SQLAlchemy's connection, with the same SQL and outcome."""
+    first = await submit(pg)
+    later = await submit(pg, first.conversation_id)
+    other = await submit(pg)
+    held = await claimed(pg, first.id, other.id)
+    prepare = driver.prepared
+
+    async def flush_fails(connection: Any, sql: str) -> Any:
+        if sql == finishes.FLUSH_SQL:
+            raise OSError("connection reset")
+        return await prepare(connection, sql)
+
+    monkeypatch.setattr(driver, "prepared", flush_fails)
+    async with statements(pg) as seen:
+        written = await finish(pg, [finishes.success(task, text="ok") for task in held])
+    # The write tried on the driver, then it and the read through SQLAlchemy.
+    assert [s.by for s in seen] == [DRIVER, SQLALCHEMY, SQLALCHEMY]
+    assert written[0].next_turn.id == later.id and written[1] == finishes.Finished()
+    async with pg.session() as session:
+        for task in held:
+            stored = await session.get(Task, task.id)
+            assert stored is not None and stored.status == TaskStatus.SUCCESS
+
+
+async def test_a_prepared_statement_is_planned_again_as_it_ages(
+    pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL keeps a prepared statement's plan as the tables were when it was made: the
+    driver prepares each statement again once it is REPLAN_FIRST_SECONDS old, then twice that,
+    up to REPLAN_LAST_SECONDS, so a plan made on an empty table does not outlive it."""
+    clock = [1000.0]
+    monkeypatch.setattr(driver.time, "monotonic", lambda: clock[0])
+    async with pg.engine.connect() as connection:
+        raw = await driver.driver_of(connection)
+        first = await driver.prepared(raw, "SELECT 1")
+        assert await driver.prepared(raw, "SELECT 1") is first
+        ages = []
+        for _ in range(8):
+            statement = await driver.prepared(raw, "SELECT 1")
+            age = 0.0
+            while await driver.prepared(raw, "SELECT 1") is statement:
+                clock[0] += 0.5
+                age += 0.5
+            ages.append(age)
+    first_age, last_age = driver.REPLAN_FIRST_SECONDS, driver.REPLAN_LAST_SECONDS
+    assert ages == [min(first_age * 2**n, last_age) for n in range(8)]
+    assert ages[-1] == last_age

@@ -184,8 +184,10 @@ async def claim_deliveries(
         "worker_id": worker_id,
         "lease_until": now + timedelta(seconds=lease_seconds),
     }
-    async with db.read_connection() as connection:
-        rows = await _claim_plain(connection, values)
+    rows = await _claim_plain_on_pool(db, values)
+    if rows is None:
+        async with db.read_connection() as connection:
+            rows = [row._mapping for row in await connection.execute(CLAIM_PLAIN, values)]
     found = {fields["id"]: _claim_of(fields) for fields in rows}
     rest = [task_id for task_id in unique if task_id not in found]
     if rest:
@@ -197,23 +199,23 @@ async def claim_deliveries(
     return _in_order(task_ids, found)
 
 
-async def _claim_plain(
-    connection: AsyncConnection, values: dict[str, Any]
-) -> Sequence[Mapping[Any, Any]]:
-    """`CLAIM_PLAIN`'s rows: on PostgreSQL by the driver itself; again through SQLAlchemy after
-    an error of the driver's (autocommitted, a failed statement took nothing), so an outage is
-    told from the rest as everywhere else."""
-    on_driver = await driver.driver_of(connection)
-    if on_driver is not None:
-        try:
-            rows: Sequence[Mapping[Any, Any]] = await driver.fetch(
-                on_driver, CLAIM_PLAIN_ON_DRIVER, values
-            )
-            return rows
-        except Exception:
-            # Claimed below, where SQLAlchemy tells an outage from the rest.
-            driver.forget(on_driver)
-    return [row._mapping for row in await connection.execute(CLAIM_PLAIN, values)]
+async def _claim_plain_on_pool(
+    db: Database, values: dict[str, Any]
+) -> Sequence[Mapping[Any, Any]] | None:
+    """`CLAIM_PLAIN`'s rows on a connection of asyncpg's own pool (PostgreSQL), as a poll's read:
+    one autocommitted statement needs no SQLAlchemy connection checked out. None without the
+    pool, or after any error of the driver's (a failed statement took nothing), for the caller
+    to claim through SQLAlchemy, which tells an outage from the rest."""
+    pool = await db.read_pool.get() if db.read_pool is not None else None
+    if pool is None:
+        return None
+    try:
+        rows: Sequence[Mapping[Any, Any]] = await driver.fetch_pooled(
+            pool, CLAIM_PLAIN_ON_DRIVER, values
+        )
+    except Exception:
+        return None
+    return rows
 
 
 def _in_order(task_ids: Sequence[str], found: dict[str, Claim]) -> list[Claim]:

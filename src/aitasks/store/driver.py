@@ -116,9 +116,23 @@ def _constant(value: Any) -> Callable[[Mapping[str, Any]], Any]:
 # Each driver connection's prepared statements, by SQL, as SQLAlchemy keeps its own: measured,
 # the statements prepared once and reused cost PostgreSQL a third of what asyncpg's own
 # `fetch(sql)` did for the same claim (133 against 300-500 µs, growing as the table did).
-_PREPARED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_PREPARED: weakref.WeakKeyDictionary[Any, dict[str, _Prepared]] = weakref.WeakKeyDictionary()
 # Past this many on a connection (one per statement and list length), start again.
 PREPARED_PER_CONNECTION = 200
+# A statement is prepared again once this old, then twice as old, up to the last: PostgreSQL
+# plans a prepared statement once for all (its generic plan, after five of its own) as the
+# tables were then, and a plan made while `tasks` was nearly empty (a fresh database) scans it
+# whole. Where autovacuum is on, its ANALYZE replans too; where it is off (the CI server), this
+# does, each plan made with the table at least about half its size at the next.
+REPLAN_FIRST_SECONDS = 1.0
+REPLAN_LAST_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class _Prepared:
+    statement: Any
+    until: float  # prepared again from then on (time.monotonic)
+    lifetime: float
 
 
 async def prepared(connection: Driver, sql: str) -> Any:
@@ -128,9 +142,12 @@ async def prepared(connection: Driver, sql: str) -> Any:
     if statements is None or len(statements) >= PREPARED_PER_CONNECTION:
         statements = _PREPARED[connection] = {}
     found = statements.get(sql)
-    if found is None:
-        found = statements[sql] = await connection.prepare(sql)
-    return found
+    now = time.monotonic()
+    if found is None or now >= found.until:
+        lifetime = REPLAN_FIRST_SECONDS if found is None else found.lifetime * 2
+        lifetime = min(lifetime, REPLAN_LAST_SECONDS)
+        found = statements[sql] = _Prepared(await connection.prepare(sql), now + lifetime, lifetime)
+    return found.statement
 
 
 def forget(connection: Driver) -> None:
@@ -143,6 +160,16 @@ async def fetch(connection: Driver, statement: DriverStatement, values: Mapping[
     """The rows `statement` returns for `values` (asyncpg records)."""
     sql, args = statement.sql_and_args(values)
     return await (await prepared(connection, sql)).fetch(*args)
+
+
+async def fetch_pooled(
+    pool: asyncpg.Pool, statement: DriverStatement, values: Mapping[str, Any]
+) -> Any:
+    """`fetch` on a connection of asyncpg's pool (`ReadPool`), acquired and released: a prepared
+    statement object dies with its acquisition there, so the statement is asyncpg's own, kept in
+    each connection's cache by its SQL (prepared once a connection too)."""
+    sql, args = statement.sql_and_args(values)
+    return await pool.fetch(sql, *args)
 
 
 async def fetchrow(
@@ -177,10 +204,14 @@ def setting(statement: Any, columns: tuple[str, ...]) -> DriverStatement:
     return DriverStatement(statement.values({column: bindparam(column) for column in columns}))
 
 
-# asyncpg's own pool, for the lone reads clients send most (a poll): a connection from it costs
-# the gateway a quarter of one from SQLAlchemy's (measured: a read 56 against 133 µs, issue 20).
+# asyncpg's own pool, for the lone statements sent most (a poll's read, a worker's claim): a
+# connection from it costs a quarter of one from SQLAlchemy's (measured: a read 56 against 133
+# µs of the gateway's CPU, issue 20).
 # Its connections add to the engine's: at most this many a process, one kept open while idle.
 READ_POOL_SIZE = 10
+# Its statements are asyncpg's own, prepared again once this old (see `REPLAN_FIRST_SECONDS`;
+# asyncpg's cache keeps one age for all).
+READ_POOL_REPLAN_SECONDS = 5.0
 # After the pool could not be made (the database is out), this long before trying again; the
 # reads meanwhile go through SQLAlchemy, which answers the outage.
 READ_POOL_RETRY_SECONDS = 5.0
@@ -206,8 +237,9 @@ async def _json_codecs(connection: Driver) -> None:
 
 
 async def _no_reset(_connection: Driver) -> None:
-    """Its connections only ever run a lone SELECT outside a transaction: nothing to undo. asyncpg's
-    default reset (`RESET ALL`, `UNLISTEN *`, ...) is a round trip at every release."""
+    """Its connections only ever run a lone statement outside a transaction (a poll's SELECT, a
+    worker's claim): nothing to undo. asyncpg's default reset (`RESET ALL`, `UNLISTEN *`, ...) is
+    a round trip at every release."""
 
 
 class ReadPool:
@@ -239,7 +271,7 @@ class ReadPool:
             try:
                 self._pool = await asyncpg.create_pool(
                     min_size=1, max_size=READ_POOL_SIZE, init=_json_codecs, reset=_no_reset,
-                    **self._connect,
+                    max_cached_statement_lifetime=READ_POOL_REPLAN_SECONDS, **self._connect,
                 )  # fmt: skip
             except Exception:
                 self._failed_at = time.monotonic()

@@ -9,24 +9,27 @@ transaction records each task's files, its assistant message and its webhook, an
 conversation's next waiting turn after the lock, so a turn submitted meanwhile is claimed only
 once this one has ended (the claim waits on the lock; see `claims.claim_tasks`).
 
-On PostgreSQL the flush is written by asyncpg itself, in its own transaction, with the very
-statements the SQLAlchemy path compiles (`store/driver.py`); that path, SQLite's, writes it again
-after any error of the driver's, so an outage or a refused row is reported as everywhere else.
+On PostgreSQL a flush of any size is two statements sent by asyncpg itself, each committed alone:
+one that locks, finishes and records (`FLUSH_SQL`, its rows sent as arrays), then the read of the
+next turns (`NEXT_TURNS_SQL`); after an error of the driver's the same SQL goes through
+SQLAlchemy's connection, so an outage or a refused row is reported as everywhere else. SQLite,
+which has neither arrays nor writes in a WITH, writes it statement by statement.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import JSON, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from aitasks.priority import Placement, QueuedTask
 from aitasks.store import driver
-from aitasks.store.driver import Driver, DriverStatement, setting
+from aitasks.store.driver import Driver
 from aitasks.store.models import (
     Message,
     Role,
@@ -86,10 +89,161 @@ WAITING_TURNS = (
     )
     .order_by(TASKS.c.turn)
 )
-# The same statements for asyncpg itself (`store/driver.py`).
-HELD_ON_DRIVER = DriverStatement(HELD)
-NEXT_TURN_ON_DRIVER = DriverStatement(NEXT_TURN)
-WAITING_TURNS_ON_DRIVER = DriverStatement(WAITING_TURNS)
+
+# ---- PostgreSQL: a flush of any size in one statement, its rows sent as arrays
+
+# The columns an outcome may set (`Outcome.values`), beside its status and times.
+SETTABLE = ("result", "usage", "served_model", "provider", "error")
+MESSAGE_COLUMNS = ("conversation_id", "turn", "role", "content", "files", "data", "task_id")
+FILE_COLUMNS = ("id", "task_id", "content_type", "size", "storage_key")
+DELIVERY_COLUMNS = (
+    "id", "task_id", "event", "url", "status", "attempts", "next_attempt_at", "created_at",
+)  # fmt: skip
+_quote = driver.DIALECT.identifier_preparer.quote
+
+
+class _Positions:
+    """Positional parameters ($1, $2, ...) by name, numbered in the order they are first used."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __call__(self, name: str, sql_type: str) -> str:
+        if name not in self.names:
+            self.names.append(name)
+        return f"${self.names.index(name) + 1}::{sql_type}"
+
+
+def _is_json(table: Table, column: str) -> bool:
+    return isinstance(table.c[column].type, JSON)
+
+
+def _unnest(at: _Positions, table: Table, columns: Sequence[str], alias: str) -> str:
+    """Rows from one array per column (JSON sent as text: `_value` casts it back), as `alias`."""
+    arrays = ", ".join(
+        at(f"{alias}.{column}", "TEXT[]" if _is_json(table, column)
+           else f"{table.c[column].type.compile(dialect=driver.DIALECT)}[]")
+        for column in columns
+    )  # fmt: skip
+    return f"unnest({arrays}) AS {alias}({', '.join(_quote(c) for c in columns)})"
+
+
+def _value(table: Table, alias: str, column: str) -> str:
+    cast = "::JSON" if _is_json(table, column) else ""
+    return f"{alias}.{_quote(column)}{cast}"
+
+
+def _insert_finished(
+    at: _Positions, table: Table, columns: Sequence[str], alias: str, *, created_now: bool
+) -> str:
+    """INSERT of the rows (one array per column) whose task the statement finished."""
+    names = [*columns, "created_at"] if created_now else list(columns)
+    values = [_value(table, alias, c) for c in columns]
+    values += [at("now", "TIMESTAMP WITH TIME ZONE")] if created_now else []
+    return (
+        f"INSERT INTO {table.name} ({', '.join(_quote(c) for c in names)}) "
+        f"SELECT {', '.join(values)} FROM {_unnest(at, table, columns, alias)} "
+        f"JOIN finished ON finished.id = {alias}.task_id"
+    )
+
+
+def _flush_sql() -> tuple[str, tuple[str, ...]]:
+    """`FLUSH_SQL` and its parameters' names in order. The held rows are locked first, in id
+    order (two flushes never wait on each other in a cycle); the UPDATE is fenced again by the
+    claim (worker, attempt, `RUNNING`), which PostgreSQL re-checks on a row changed meanwhile;
+    the inserts take only the rows of tasks it finished, and it returns their ids."""
+    at = _Positions()
+    worker = at("worker", "VARCHAR")
+    running = f"'{TaskStatus.RUNNING.value}'"
+    flags = [f"set_{column}" for column in SETTABLE]
+    outcome_columns = ["id", "attempts", "status", *SETTABLE]
+    outcome_arrays = ", ".join(
+        [
+            *(at(f"o.{c}", "TEXT[]" if _is_json(TASKS, c)
+                 else f"{TASKS.c[c].type.compile(dialect=driver.DIALECT)}[]")
+              for c in outcome_columns),
+            *(at(f"o.{flag}", "BOOLEAN[]") for flag in flags),
+        ]
+    )  # fmt: skip
+    now = at("now", "TIMESTAMP WITH TIME ZONE")
+    sets = ", ".join(
+        f"{_quote(c)} = CASE WHEN o.{flag} THEN {_value(TASKS, 'o', c)} ELSE tasks.{_quote(c)} END"
+        for c, flag in zip(SETTABLE, flags, strict=True)
+    )
+    names = ", ".join(_quote(c) for c in [*outcome_columns, *flags])
+    sql = (
+        f"WITH o AS (SELECT * FROM unnest({outcome_arrays}) AS o({names})), "
+        f"held AS (SELECT tasks.id FROM tasks JOIN o ON tasks.id = o.id "
+        f"WHERE tasks.id = ANY({at('o.id', 'VARCHAR(32)[]')}) AND tasks.worker_id = {worker} "
+        f"AND tasks.attempts = o.attempts AND tasks.status = {running} "
+        f"ORDER BY tasks.id FOR UPDATE OF tasks), "
+        f"finished AS (UPDATE tasks SET status = o.status, lease_until = NULL, "
+        f"finished_at = {now}, updated_at = {now}, {sets} FROM o JOIN held ON held.id = o.id "
+        f"WHERE tasks.id = o.id AND tasks.worker_id = {worker} AND tasks.attempts = o.attempts "
+        f"AND tasks.status = {running} RETURNING tasks.id), "
+        f"m AS ({_insert_finished(at, MESSAGES, MESSAGE_COLUMNS, 'mm', created_now=True)}), "
+        f"f AS ({_insert_finished(at, FILES, FILE_COLUMNS, 'ff', created_now=True)}), "
+        f"d AS ({_insert_finished(at, DELIVERIES, DELIVERY_COLUMNS, 'dd', created_now=False)}) "
+        f"SELECT id FROM finished"
+    )
+    return sql, tuple(at.names)
+
+
+FLUSH_SQL, FLUSH_PARAMETERS = _flush_sql()
+# Each finished task's next waiting turn: (task id, `QUEUED`'s columns). By (conversation, turn)
+# in the unique index, the first `PENDING` turn after the task's.
+NEXT_TURNS_SQL = (
+    f"SELECT looked.task_id, {', '.join(f'waiting.{c.key}' for c in QUEUED)} "
+    "FROM unnest($1::VARCHAR[], $2::VARCHAR[], $3::INTEGER[]) "
+    "AS looked(task_id, conversation_id, turn) CROSS JOIN LATERAL ("
+    f"SELECT {', '.join(c.key for c in QUEUED)} FROM tasks "
+    "WHERE tasks.conversation_id = looked.conversation_id AND tasks.turn > looked.turn "
+    f"AND tasks.status = '{TaskStatus.PENDING.value}' ORDER BY tasks.turn LIMIT 1) AS waiting"
+)
+
+
+def _flush_args(outcomes: Sequence[Outcome], worker_id: str, now: datetime) -> list[Any]:
+    """`FLUSH_SQL`'s parameters for these outcomes (one per task)."""
+    values: dict[str, Any] = {"worker": worker_id, "now": now}
+    columns: dict[str, list[Any]] = {name: [] for name in FLUSH_PARAMETERS if "." in name}
+    for o in outcomes:
+        unknown = o.values.keys() - set(SETTABLE)
+        if unknown:
+            raise ValueError(f"an outcome cannot set {sorted(unknown)}")
+        columns["o.id"].append(o.task.id)
+        columns["o.attempts"].append(o.task.attempts)
+        columns["o.status"].append(o.status.value)
+        for column in SETTABLE:
+            given = column in o.values
+            value = o.values.get(column)
+            columns[f"o.{column}"].append(
+                json.dumps(value) if given and _is_json(TASKS, column) else value
+            )
+            columns[f"o.set_{column}"].append(given)
+    _add_rows(columns, "mm", MESSAGES, _messages(outcomes, now), MESSAGE_COLUMNS)
+    _add_rows(columns, "ff", FILES, _files(outcomes, now), FILE_COLUMNS)
+    hooks = [
+        hook
+        for o in outcomes
+        if (hook := delivery_row(o.task.id, o.task.callback_url, o.task.callback_events, o.status))
+        is not None
+    ]
+    _add_rows(columns, "dd", DELIVERIES, hooks, DELIVERY_COLUMNS)
+    values.update(columns)
+    return [values[name] for name in FLUSH_PARAMETERS]
+
+
+def _add_rows(
+    columns: dict[str, list[Any]],
+    alias: str,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+) -> None:
+    for row in rows:
+        for name in names:
+            value = row[name]
+            columns[f"{alias}.{name}"].append(json.dumps(value) if _is_json(table, name) else value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,39 +316,85 @@ def failure(task: Task, *, error_type: str, message: str) -> Outcome:
 async def finish_tasks(
     session: AsyncSession, outcomes: Sequence[Outcome], *, worker_id: str
 ) -> list[Finished | None]:
-    """Write every outcome this worker still holds in one transaction; for each, what it found
-    (None: the claim was lost, nothing was written for it)."""
+    """Write every outcome this worker still holds, all or none; for each, what it found (None:
+    the claim was lost, nothing was written for it)."""
     now = utcnow()
     async with session.begin():
         connection = await session.connection()
-        raw = await driver.driver_of(connection)
-        if raw is not None:
-            try:
-                # asyncpg's own transaction: SQLAlchemy begins its one lazily, at its first
-                # statement, so none is open yet and its commit below has nothing to do.
-                async with raw.transaction():
-                    mine, turns = await _finish_on_driver(raw, outcomes, worker_id, now)
-                return _written(outcomes, mine, turns)
-            except Exception:
-                driver.forget(raw)  # rolled back: written below, where SQLAlchemy tells the rest
-        if len(outcomes) == 1:
-            # Alone, the fenced UPDATE says by its row count whether the task was held.
-            finished = await connection.execute(FINISH, _params(outcomes[0], worker_id, now))
-            mine = list(outcomes) if finished.rowcount == 1 else []
+        if connection.dialect.name == "postgresql":
+            on_postgres = OnPostgres(connection, await driver.driver_of(connection))
+            mine, turns = await _finish_on_postgres(on_postgres, outcomes, worker_id, now)
         else:
-            ids = sorted({o.task.id for o in outcomes})
-            held = dict((await connection.execute(HELD, {"ids": ids, "worker": worker_id})).all())
-            mine = _still_held(outcomes, held)
-            await _update(connection, mine, worker_id, now)
-        turns = {}
-        if mine:
-            await _record(connection, mine, now)
-            for o in mine:
-                add_delivery(
-                    session, o.task.id, o.task.callback_url, o.task.callback_events, o.status
-                )
-            turns = await _next_turns(connection, [o.task for o in mine])
+            mine, turns = await _finish_stepwise(session, connection, outcomes, worker_id, now)
     return _written(outcomes, mine, turns)
+
+
+class OnPostgres:
+    """Where a flush's statements go on PostgreSQL: to asyncpg itself, each prepared once per
+    connection (`driver.prepared`), outside any transaction (each statement commits alone); after
+    an error of the driver's, that statement and the rest of the flush go through SQLAlchemy's
+    connection, the same SQL, so that an outage is `DatabaseUnavailable` and a refused row is
+    SQLAlchemy's error, as everywhere else (`database.database_boundary`)."""
+
+    def __init__(self, connection: AsyncConnection, raw: Driver | None) -> None:
+        self.connection = connection
+        self.raw = raw
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        if self.raw is not None:
+            try:
+                rows: Sequence[Sequence[Any]] = await (await driver.prepared(self.raw, sql)).fetch(
+                    *args
+                )
+                return rows
+            except Exception:
+                driver.forget(self.raw)  # one of its statements may be stale
+                self.raw = None  # the statement failed whole: run it again below
+        return (await self.connection.exec_driver_sql(sql, tuple(args))).all()
+
+
+async def _finish_on_postgres(
+    on: OnPostgres, outcomes: Sequence[Outcome], worker_id: str, now: datetime
+) -> tuple[list[Outcome], dict[str, QueuedTask]]:
+    """A flush on PostgreSQL in two statements, whatever its size: `FLUSH_SQL` locks and finishes
+    the held tasks and inserts their messages, files and webhooks, then `NEXT_TURNS_SQL` reads
+    each finished task's next turn. The read is a statement of its own because a statement reads
+    as of its start: only one that starts after the lock sees a turn submitted while it waited
+    (see `claims.claim_tasks`)."""
+    unique = list({o.task.id: o for o in outcomes}.values())  # a task twice: the later outcome
+    finished = {row[0] for row in await on.fetch(FLUSH_SQL, _flush_args(unique, worker_id, now))}
+    mine = [o for o in unique if o.task.id in finished]
+    if not mine:
+        return [], {}
+    looked = [[o.task.id for o in mine], [o.task.conversation_id for o in mine]]
+    rows = await on.fetch(NEXT_TURNS_SQL, [*looked, [o.task.turn for o in mine]])
+    return mine, {row[0]: queued_task(row[1:]) for row in rows}
+
+
+async def _finish_stepwise(
+    session: AsyncSession,
+    connection: AsyncConnection,
+    outcomes: Sequence[Outcome],
+    worker_id: str,
+    now: datetime,
+) -> tuple[list[Outcome], dict[str, QueuedTask]]:
+    """A flush where `FLUSH_SQL` cannot run (SQLite: no arrays, no writes in a WITH), statement by
+    statement in the session's transaction."""
+    if len(outcomes) == 1:
+        # Alone, the fenced UPDATE says by its row count whether the task was held.
+        finished = await connection.execute(FINISH, _params(outcomes[0], worker_id, now))
+        mine = list(outcomes) if finished.rowcount == 1 else []
+    else:
+        ids = sorted({o.task.id for o in outcomes})
+        held = dict((await connection.execute(HELD, {"ids": ids, "worker": worker_id})).all())
+        mine = _still_held(outcomes, held)
+        await _update(connection, mine, worker_id, now)
+    if not mine:
+        return [], {}
+    await _record(connection, mine, now)
+    for o in mine:
+        add_delivery(session, o.task.id, o.task.callback_url, o.task.callback_events, o.status)
+    return mine, await _next_turns(connection, [o.task for o in mine])
 
 
 def _still_held(outcomes: Sequence[Outcome], held: Mapping[str, int]) -> list[Outcome]:
@@ -208,67 +408,6 @@ def _written(
 ) -> list[Finished | None]:
     written = {id(o) for o in mine}
     return [Finished(turns.get(o.task.id)) if id(o) in written else None for o in outcomes]
-
-
-async def _finish_on_driver(
-    connection: Driver, outcomes: Sequence[Outcome], worker_id: str, now: datetime
-) -> tuple[list[Outcome], dict[str, QueuedTask]]:
-    """What `finish_tasks` writes, by the driver itself, in its transaction: the outcomes
-    written and the next turns found."""
-    if len(outcomes) == 1:
-        params = _params(outcomes[0], worker_id, now)
-        statement = setting(FINISH, _set_columns(params))
-        finished = await driver.execute(connection, statement, params)
-        mine = list(outcomes) if finished == "UPDATE 1" else []
-    else:
-        ids = sorted({o.task.id for o in outcomes})
-        looked = {"ids": ids, "worker": worker_id}
-        held = {row[0]: row[1] for row in await driver.fetch(connection, HELD_ON_DRIVER, looked)}
-        mine = _still_held(outcomes, held)
-        for rows in _by_columns(mine, worker_id, now).values():
-            await _run_many(connection, setting(FINISH, _set_columns(rows[0])), rows)
-    if not mine:
-        return [], {}
-    files, messages = _files(mine, now), _messages(mine, now)
-    if files:
-        await _run_many(connection, setting(ADD_FILES, tuple(files[0])), files)
-    if messages:
-        await _run_many(connection, setting(ADD_MESSAGE, tuple(messages[0])), messages)
-    hooks = [
-        hook
-        for o in mine
-        if (hook := delivery_row(o.task.id, o.task.callback_url, o.task.callback_events, o.status))
-        is not None
-    ]
-    if hooks:
-        await _run_many(connection, setting(ADD_DELIVERY, tuple(hooks[0])), hooks)
-    return mine, await _next_turns_on_driver(connection, [o.task for o in mine])
-
-
-async def _run_many(
-    connection: Driver, statement: DriverStatement, rows: Sequence[dict[str, Any]]
-) -> None:
-    if len(rows) == 1:
-        await driver.execute(connection, statement, rows[0])
-    else:
-        await driver.execute_many(connection, statement, rows)
-
-
-def _set_columns(params: Mapping[str, Any]) -> tuple[str, ...]:
-    """The columns FINISH sets with these parameters (the others fence it)."""
-    return tuple(name for name in params if not name.startswith("held_"))
-
-
-async def _next_turns_on_driver(connection: Driver, tasks: Sequence[Task]) -> dict[str, QueuedTask]:
-    """`_next_turns`, by the driver."""
-    if len(tasks) == 1:
-        task = tasks[0]
-        looked = {"conversation_id": task.conversation_id, "turn": task.turn}
-        found = await driver.fetchrow(connection, NEXT_TURN_ON_DRIVER, looked)
-        return {task.id: queued_task(found)} if found is not None else {}
-    conversations = sorted({t.conversation_id for t in tasks})
-    looked = {"conversations": conversations}
-    return _first_waiting(tasks, await driver.fetch(connection, WAITING_TURNS_ON_DRIVER, looked))
 
 
 def _params(o: Outcome, worker_id: str, now: datetime) -> dict[str, Any]:
