@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import and_, any_, bindparam, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.instrumentation import manager_of_class
 
@@ -137,19 +138,27 @@ CLAIM_MANY = _claim_statement(TASKS.c.id.in_(bindparam("task_ids", expanding=Tru
 # webhook row must be written in the claim's transaction) and not on its first claim past its
 # deadline (which must end EXPIRED in the claim's transaction, never seen RUNNING). The others
 # are left to `claim_tasks`, which this statement never takes.
-CLAIM_PLAIN = _claim_statement(
-    and_(
-        TASKS.c.id.in_(bindparam("task_ids", expanding=True)),
-        TASKS.c.callback_url.is_(None),
-        or_(
-            TASKS.c.expires_at.is_(None),
-            TASKS.c.started_at.is_not(None),
-            TASKS.c.expires_at > bindparam("now", type_=Timestamp),
-        ),
+def _claim_plain(ids: Any) -> Any:
+    return _claim_statement(
+        and_(
+            ids,
+            TASKS.c.callback_url.is_(None),
+            or_(
+                TASKS.c.expires_at.is_(None),
+                TASKS.c.started_at.is_not(None),
+                TASKS.c.expires_at > bindparam("now", type_=Timestamp),
+            ),
+        )
     )
+
+
+CLAIM_PLAIN = _claim_plain(TASKS.c.id.in_(bindparam("task_ids", expanding=True)))
+# The same for asyncpg itself (`store/driver.py`), its ids one array (`= ANY`): one statement
+# for every number of ids, where `IN` made one per number, each planned anew five times before
+# PostgreSQL settles on a generic plan (and again each time it is prepared again).
+CLAIM_PLAIN_ON_DRIVER = driver.DriverStatement(
+    _claim_plain(TASKS.c.id == any_(bindparam("task_ids", type_=ARRAY(TASKS.c.id.type))))
 )
-# The same for asyncpg itself (`store/driver.py`).
-CLAIM_PLAIN_ON_DRIVER = driver.DriverStatement(CLAIM_PLAIN)
 TASK_COLUMNS = tuple(column.key for column in TASKS.c)
 NEW_TASK = manager_of_class(Task).new_instance
 # Why a claim failed: the task's status, and where it stands in its conversation.

@@ -211,7 +211,7 @@ def setting(statement: Any, columns: tuple[str, ...]) -> DriverStatement:
 READ_POOL_SIZE = 10
 # Its statements are asyncpg's own, prepared again once this old (see `REPLAN_FIRST_SECONDS`;
 # asyncpg's cache keeps one age for all).
-READ_POOL_REPLAN_SECONDS = 5.0
+READ_POOL_REPLAN_SECONDS = 20.0
 # After the pool could not be made (the database is out), this long before trying again; the
 # reads meanwhile go through SQLAlchemy, which answers the outage.
 READ_POOL_RETRY_SECONDS = 5.0
