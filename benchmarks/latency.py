@@ -21,8 +21,9 @@ Each task's moments, all on the machine's wall clock (one machine, one clock):
 The stages between them are printed with their p50 / p90 / p99 / mean. Event ids have millisecond
 resolution, so a stage that ends or starts at one is known to a millisecond (its mean over many
 tasks is still fair). With --probe every server process loads a `sitecustomize` (from a folder of
-this run's) that records garbage collections (generation, CPU time of the pause) and its event loop's lateness
-(a timer every 5 ms: how late each fires; uvloop's timers have 1 ms resolution).
+this run's) that records garbage collections (generation, CPU time of the pause, and the objects a
+full one walked) and its event loop's lateness (a timer every 5 ms: how late each fires; uvloop's
+timers have 1 ms resolution).
 
 The client is measured too: how late it sent against the schedule (`due -> sent`), and how late
 its own event loop ran its timers during the run; a client that cannot keep up shows there, not as
@@ -86,8 +87,11 @@ def _on_gc(phase, info):
     # CPU time (the thread's), not wall time: on a busy machine a collection may be preempted.
     if phase == "start":
         _started[0] = time.thread_time()
-    else:
-        _gc.append((time.time(), info["generation"], time.thread_time() - _started[0]))
+    elif info["generation"] < 2:
+        _gc.append((time.time(), info["generation"], time.thread_time() - _started[0], 0))
+    else:  # with what a full collection walked (counted after it: not part of its pause)
+        pause = time.thread_time() - _started[0]
+        _gc.append((time.time(), 2, pause, len(gc.get_objects(2))))
 
 
 gc.callbacks.append(_on_gc)
@@ -315,9 +319,12 @@ def probe_table(folder: Path, runs: dict[str, Run]) -> list[str]:
         for label, run in runs.items():
             pauses = [
                 (gen, pause * 1000)
-                for at, gen, pause in found["gc"]
+                for at, gen, pause, _ in found["gc"]
                 if run.started <= at <= run.ended
             ]
+            heap = max(
+                (n for at, _, _, n in found["gc"] if run.started <= at <= run.ended), default=0
+            )
             lags = [lag * 1000 for at, lag in found["lags"] if run.started <= at <= run.ended]
             by_gen = {g: [p for gen, p in pauses if gen == g] for g in (0, 1, 2)}
             gcs = ", ".join(
@@ -327,7 +334,7 @@ def probe_table(folder: Path, runs: dict[str, Run]) -> list[str]:
             lines.append(
                 f"  {label:<5} {name:<8} GC: {gcs}; loop late p50 {percentile(lags, 0.5):.2f} "
                 f"p99 {percentile(lags, 0.99):.2f} worst {max(lags, default=0):.2f} ms "
-                f"(>5 ms: {sum(lag > 5 for lag in lags)}x)"
+                f"(>5 ms: {sum(lag > 5 for lag in lags)}x); objects in the oldest generation {heap}"
             )
     return lines
 
