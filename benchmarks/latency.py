@@ -315,7 +315,10 @@ def probe_table(folder: Path, runs: dict[str, Run]) -> list[str]:
     lines = []
     for path in sorted(folder.glob("*.json")):
         found = json.loads(path.read_text())
-        name = "worker" if "worker" in found["argv"] else "gateway"
+        command = found["argv"][1] if len(found["argv"]) > 1 else ""
+        if command not in ("api", "worker"):
+            continue  # `aitasks db upgrade`, before the runs
+        name = "gateway" if command == "api" else "worker"
         for label, run in runs.items():
             pauses = [
                 (gen, pause * 1000)
@@ -353,8 +356,11 @@ def main() -> int:
         "--synchronous-commit", choices=["on", "off"], default="on",
         help="off: a diagnosis of what the commits' WAL flushes cost (not a configuration)",
     )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="5 lone, 20/s for 1 s, probed")
     parser.add_argument("--probe", action="store_true", help="GC and event-loop stalls per process")
     args = parser.parse_args()
+    if args.quick:
+        args.lone, args.rate, args.seconds, args.probe = 5, 20, 1, True
     folder = Path(tempfile.mkdtemp(prefix="aitasks-latency-"))
     extra: dict[str, str] = {}
     if args.probe:
