@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.routing import Match
 
 from aitasks.api import submit_route
+from aitasks.api.front_door import FrontDoor
 from aitasks.api.submit_route import SubmitRoute
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
 
@@ -39,15 +40,19 @@ def asgi_app(app: KeyedApp) -> FastAPI:
 
 @contextmanager
 def fastapi_alone(app: FastAPI) -> Iterator[None]:
-    """The app without the plain submit routes: FastAPI's routes answer every submit."""
-    routes = app.router.routes
+    """The app without the plain submit routes and its front door (`api/front_door.py`):
+    FastAPI's stack and routes answer every submit."""
+    routes, door = app.router.routes, app.middleware_stack
+    assert isinstance(door, FrontDoor)
     kept = list(routes)
     routes[:] = [route for route in routes if not isinstance(route, SubmitRoute)]
     assert len(routes) == len(kept) - 2
+    app.middleware_stack = door.full
     try:
         yield
     finally:
         routes[:] = kept
+        app.middleware_stack = door
 
 
 def routed(app: KeyedApp, *, alone: bool) -> AbstractContextManager[None]:

@@ -20,6 +20,7 @@ from aitasks import __version__, telemetry
 from aitasks.api.auth import KeyCache
 from aitasks.api.body_limit import BodySizeLimit
 from aitasks.api.error_handlers import install_error_handlers
+from aitasks.api.front_door import open_front_door
 from aitasks.api.openai import create_openai_app
 from aitasks.api.poll import serve_polls_first
 from aitasks.api.routes import (
@@ -142,8 +143,8 @@ def create_app(
     app.include_router(ops.page_router)
     for module in routes:
         app.include_router(module.router)
-    serve_submits_first(app)
-    serve_polls_first(app, tasks.router.prefix + tasks.READ_PATH)  # the most frequent, first
+    submits = serve_submits_first(app)
+    poll = serve_polls_first(app, tasks.router.prefix + tasks.READ_PATH)  # the most frequent, first
     app.mount("/static", StaticFiles(directory=web.WEB), name="static")
     openai_app = create_openai_app()
     app.mount("/openai", openai_app)
@@ -155,4 +156,5 @@ def create_app(
         upload_bytes=settings.max_image_bytes,
         batch_bytes=settings.max_batch_bytes,
     )
+    open_front_door(app, [poll, *submits])
     return app

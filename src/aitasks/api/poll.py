@@ -58,7 +58,9 @@ class PollRoute(Route):
         return super().matches(scope)
 
 
-def serve_polls_first(app: FastAPI, path: str) -> None:
-    """Put the poll's route at `path` ahead of every other route of `app`."""
+def serve_polls_first(app: FastAPI, path: str) -> PollRoute:
+    """Put the poll's route at `path` ahead of every other route of `app`; returns it."""
     routes: list[Any] = app.router.routes
-    routes.insert(0, PollRoute(path))
+    route = PollRoute(path)
+    routes.insert(0, route)
+    return route

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from pydantic import BaseModel
 from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.exceptions import HTTPException
@@ -32,6 +33,8 @@ from aitasks.api.schemas import ChatSubmitRequest, SubmitRequest
 
 # A scope handed on to the routes behind: this route does not match it a second time.
 HANDED_ON = "aitasks.submit_route.handed_on"
+# What FastAPI's routes find their files' exit stack by (`AsyncExitStackMiddleware` sets it).
+FASTAPI_FILES_STACK = "fastapi_middleware_astack"
 # The content types FastAPI surely reads as JSON; others (`+json`, parameters) are left to it.
 JSON_CONTENT_TYPES = frozenset({"application/json"})
 # FastAPI's `Idempotency-Key` header declaration (`routes/submit.IdempotencyKey`): its length.
@@ -126,11 +129,15 @@ async def _hand_on(scope: Scope, receive: Receive, send: Send, body: bytes) -> N
         return await receive()
 
     scope[HANDED_ON] = True
-    await scope["router"](scope, receive_again, send)
+    router = scope["router"]
+    if FASTAPI_FILES_STACK not in scope:
+        # Come through the front door (`api/front_door.py`), which a FastAPI route needs this for.
+        router = AsyncExitStackMiddleware(router)
+    await router(scope, receive_again, send)
 
 
-def serve_submits_first(app: FastAPI) -> None:
-    """Put the submits' routes ahead of every other route of `app`."""
+def serve_submits_first(app: FastAPI) -> list[SubmitRoute]:
+    """Put the submits' routes ahead of every other route of `app`; returns them."""
     routes: list[Any] = app.router.routes
     prefix = submit.router.prefix
     chat = SubmitRoute(
@@ -140,3 +147,4 @@ def serve_submits_first(app: FastAPI) -> None:
         prefix + submit.IMAGE_PATH, "image_submit", SubmitRequest, submit.submit_image
     )
     routes[0:0] = [chat, image]
+    return [chat, image]
