@@ -27,6 +27,7 @@ import httpx
 import psycopg
 import redis
 
+from benchmarks.pg_cpu import DatabaseCpu
 from tests.support.flows import TERMINAL
 from tests.support.processes import (
     Process,
@@ -85,6 +86,8 @@ class System:
     env: dict[str, str] = field(default_factory=dict)
     gateways: list[Proc] = field(default_factory=list)
     workers: list[Proc] = field(default_factory=list)
+    # Its database's share of the shared PostgreSQL's CPU (`benchmarks.pg_cpu`), from `running`.
+    postgres_cpu: DatabaseCpu | None = None
 
 
 @contextlib.contextmanager
@@ -114,13 +117,19 @@ def running(
     `database_settings` are PostgreSQL settings for its database's sessions (a diagnosis's:
     `synchronous_commit` off, to see what the commits' WAL flushes cost)."""
     folder = Path(tempfile.mkdtemp(prefix=f"aitasks-bench-{name}-"))
-    with private_redis() as (redis_url, redis_pid), fresh_postgres_database() as database_url:
+    with (
+        private_redis() as (redis_url, redis_pid),
+        fresh_postgres_database() as database_url,
+        DatabaseCpu(database_url) as postgres_cpu,
+    ):
         for setting, value in (database_settings or {}).items():
             database = database_url.rsplit("/", 1)[1]
             with psycopg.connect(database_url, autocommit=True) as connection:
                 connection.execute(f'ALTER DATABASE "{database}" SET {setting} = {value}')  # type: ignore[arg-type]
         starter = {"aitasks": _start_aitasks, "seed": _start_seed, "celery": _start_celery}[name]
-        system = System(name, [], database_url, redis_url, folder, redis_pid)
+        system = System(
+            name, [], database_url, redis_url, folder, redis_pid, postgres_cpu=postgres_cpu
+        )
         with stopped_after(system):
             starter(system, folder, redis_url, gateways, workers, latency_ms,
                     worker_concurrency, dict(extra_env or {}))  # fmt: skip
@@ -344,9 +353,17 @@ def _process_table() -> dict[int, tuple[int, str, float]]:
     return table
 
 
+# Parts of `cpu_use` that are the whole shared PostgreSQL's, not the system's alone: PostgreSQL's
+# background processes (WAL writer, checkpointer...) and what `benchmarks.pg_cpu` could not put on
+# a database. Shown beside a run's total, not in it.
+SHARED_PARTS = ("pg shared", "pg unattributed")
+
+
 def cpu_use(system: System) -> dict[str, float]:
     """CPU seconds used so far by each part of a run: the system's gateways and workers (with
-    their child processes: Celery's prefork pool), Redis, all of PostgreSQL, and this client."""
+    their child processes: Celery's prefork pool), Redis, the PostgreSQL backends of the system's
+    database (not the other databases' on the shared server; `SHARED_PARTS` beside them), and this
+    client. Without a sampler (a cluster of its own), the caller counts PostgreSQL itself."""
     table = _process_table()
     children: dict[int, list[int]] = {}
     for pid, (parent, _, _) in table.items():
@@ -360,14 +377,18 @@ def cpu_use(system: System) -> dict[str, float]:
             stack.extend(children.get(pid, ()))
         return total
 
-    return {
+    postgres = system.postgres_cpu.reading() if system.postgres_cpu is not None else None
+    parts = {
         "gateway": tree([p.popen.pid for p in system.gateways]),
         "worker": tree([p.popen.pid for p in system.workers]),
-        "postgres": sum(cpu for _, name, cpu in table.values() if name == "postgres"),
+        **({"postgres": postgres.database} if postgres is not None else {}),
         "redis": tree([system.redis_pid]),
         # This process alone: the systems' processes are its children.
         "client": table[os.getpid()][2],
     }
+    if postgres is not None:
+        parts |= {"pg shared": postgres.shared, "pg unattributed": postgres.unattributed}
+    return parts
 
 
 @dataclass
@@ -399,10 +420,17 @@ class LoadResult:
         return percentile(self.latencies if of is None else of, share) * 1000
 
     def cpu_per_task(self) -> str:
-        """Where the machine's time went: CPU ms per completed task, by part."""
+        """Where the machine's time went: CPU ms per completed task, by part; the shared
+        PostgreSQL's parts (`SHARED_PARTS`) after the total, not in it."""
         n = len(self.finished_at)
-        parts = ", ".join(f"{part} {seconds / n * 1000:.2f}" for part, seconds in self.cpu.items())
-        return f"{sum(self.cpu.values()) / n * 1000:.1f} ms ({parts})"
+        own = {part: s for part, s in self.cpu.items() if part not in SHARED_PARTS}
+        parts = ", ".join(f"{part} {seconds / n * 1000:.2f}" for part, seconds in own.items())
+        shared = ", ".join(
+            f"{part} {self.cpu[part] / n * 1000:.2f}" for part in SHARED_PARTS if part in self.cpu
+        )
+        return f"{sum(own.values()) / n * 1000:.1f} ms ({parts})" + (
+            f" + the server's {shared}" if shared else ""
+        )
 
 
 def measured(system: System, load: Awaitable[LoadResult]) -> LoadResult:
