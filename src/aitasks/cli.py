@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import signal
 import sys
 import time
@@ -89,6 +90,9 @@ async def _serve(app_: object, host: str, port: int, settings: Settings) -> None
         port=port,
         log_config=None,
         log_level=settings.log_level.lower(),
+        # Off where the level would drop its lines anyway: uvicorn builds each request's line
+        # (client address, path) before the level is looked at.
+        access_log=logging.getLogger().isEnabledFor(logging.INFO),
         timeout_graceful_shutdown=10,
     )
     await uvicorn.Server(config).serve()
