@@ -10,7 +10,7 @@ conversation's next waiting turn after the lock, so a turn submitted meanwhile i
 once this one has ended (the claim waits on the lock; see `claims.claim_tasks`).
 
 On PostgreSQL a flush of any size is two statements sent by asyncpg itself, each committed alone:
-one that locks, finishes and records (`FLUSH_SQL`, its rows sent as arrays), then the read of the
+one that locks, finishes and records (`flush_sql`, its rows sent as arrays), then the read of the
 next turns (`NEXT_TURNS_SQL`); after an error of the driver's the same SQL goes through
 SQLAlchemy's connection, so an outage or a refused row is reported as everywhere else. SQLite,
 which has neither arrays nor writes in a WITH, writes it statement by statement.
@@ -18,6 +18,7 @@ which has neither arrays nor writes in a WITH, writes it statement by statement.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -114,17 +115,23 @@ class _Positions:
         return f"${self.names.index(name) + 1}::{sql_type}"
 
 
+def _array(at: _Positions, name: str, table: Table, column: str) -> str:
+    """An array parameter for `unnest`, as a scalar subquery: PostgreSQL then estimates the rows
+    alike whether it plans for the values at hand or for any (a generic plan), so it settles on
+    the generic plan after five, as for any statement. Seen as values, a custom plan estimated
+    the very number of rows and always looked cheaper: the statement was planned at every flush
+    (0.3-0.8 ms of PostgreSQL's CPU, more than a lone finish's execution)."""
+    sql_type = "TEXT" if _is_json(table, column) else table.c[column].type.compile(driver.DIALECT)
+    return f"(SELECT {at(name, f'{sql_type}[]')})"
+
+
 def _is_json(table: Table, column: str) -> bool:
     return isinstance(table.c[column].type, JSON)
 
 
 def _unnest(at: _Positions, table: Table, columns: Sequence[str], alias: str) -> str:
     """Rows from one array per column (JSON sent as text: `_value` casts it back), as `alias`."""
-    arrays = ", ".join(
-        at(f"{alias}.{column}", "TEXT[]" if _is_json(table, column)
-           else f"{table.c[column].type.compile(dialect=driver.DIALECT)}[]")
-        for column in columns
-    )  # fmt: skip
+    arrays = ", ".join(_array(at, f"{alias}.{column}", table, column) for column in columns)
     return f"unnest({arrays}) AS {alias}({', '.join(_quote(c) for c in columns)})"
 
 
@@ -147,8 +154,11 @@ def _insert_finished(
     )
 
 
-def _flush_sql() -> tuple[str, tuple[str, ...]]:
-    """`FLUSH_SQL` and its parameters' names in order. The held rows are locked first, in id
+@functools.cache
+def flush_sql(messages: bool, files: bool, hooks: bool) -> tuple[str, tuple[str, ...]]:
+    """The flush's statement, with the inserts its rows need (an INSERT of no rows still opens
+    its table and indexes: a lone finish paid more for the empty ones than for its own), and
+    its parameters' names in order. The held rows are locked first, in id
     order (two flushes never wait on each other in a cycle); the UPDATE is fenced again by the
     claim (worker, attempt, `RUNNING`), which PostgreSQL re-checks on a row changed meanwhile;
     the inserts take only the rows of tasks it finished, and it returns their ids."""
@@ -159,12 +169,10 @@ def _flush_sql() -> tuple[str, tuple[str, ...]]:
     outcome_columns = ["id", "attempts", "status", *SETTABLE]
     outcome_arrays = ", ".join(
         [
-            *(at(f"o.{c}", "TEXT[]" if _is_json(TASKS, c)
-                 else f"{TASKS.c[c].type.compile(dialect=driver.DIALECT)}[]")
-              for c in outcome_columns),
-            *(at(f"o.{flag}", "BOOLEAN[]") for flag in flags),
+            *(_array(at, f"o.{c}", TASKS, c) for c in outcome_columns),
+            *(f"(SELECT {at(f'o.{flag}', 'BOOLEAN[]')})" for flag in flags),
         ]
-    )  # fmt: skip
+    )
     now = at("now", "TIMESTAMP WITH TIME ZONE")
     sets = ", ".join(
         f"{_quote(c)} = CASE WHEN o.{flag} THEN {_value(TASKS, 'o', c)} ELSE tasks.{_quote(c)} END"
@@ -180,21 +188,28 @@ def _flush_sql() -> tuple[str, tuple[str, ...]]:
         f"finished AS (UPDATE tasks SET status = o.status, lease_until = NULL, "
         f"finished_at = {now}, updated_at = {now}, {sets} FROM o JOIN held ON held.id = o.id "
         f"WHERE tasks.id = o.id AND tasks.worker_id = {worker} AND tasks.attempts = o.attempts "
-        f"AND tasks.status = {running} RETURNING tasks.id), "
-        f"m AS ({_insert_finished(at, MESSAGES, MESSAGE_COLUMNS, 'mm', created_now=True)}), "
-        f"f AS ({_insert_finished(at, FILES, FILE_COLUMNS, 'ff', created_now=True)}), "
-        f"d AS ({_insert_finished(at, DELIVERIES, DELIVERY_COLUMNS, 'dd', created_now=False)}) "
-        f"SELECT id FROM finished"
+        f"AND tasks.status = {running} RETURNING tasks.id)"
+        + "".join(
+            f", {name} AS ({_insert_finished(at, table, columns, alias, created_now=now_made)})"
+            for name, wanted, table, columns, alias, now_made in (
+                ("m", messages, MESSAGES, MESSAGE_COLUMNS, "mm", True),
+                ("f", files, FILES, FILE_COLUMNS, "ff", True),
+                ("d", hooks, DELIVERIES, DELIVERY_COLUMNS, "dd", False),
+            )
+            if wanted
+        )
+        + " SELECT id FROM finished"
     )
     return sql, tuple(at.names)
 
 
-FLUSH_SQL, FLUSH_PARAMETERS = _flush_sql()
+# The common flush: replies (messages), no files, no webhooks.
+FLUSH_SQL = flush_sql(True, False, False)[0]
 # Each finished task's next waiting turn: (task id, `QUEUED`'s columns). By (conversation, turn)
-# in the unique index, the first `PENDING` turn after the task's.
+# in the unique index, the first `PENDING` turn after the task's (its arrays as in `_array`).
 NEXT_TURNS_SQL = (
     f"SELECT looked.task_id, {', '.join(f'waiting.{c.key}' for c in QUEUED)} "
-    "FROM unnest($1::VARCHAR[], $2::VARCHAR[], $3::INTEGER[]) "
+    "FROM unnest((SELECT $1::VARCHAR[]), (SELECT $2::VARCHAR[]), (SELECT $3::INTEGER[])) "
     "AS looked(task_id, conversation_id, turn) CROSS JOIN LATERAL ("
     f"SELECT {', '.join(c.key for c in QUEUED)} FROM tasks "
     "WHERE tasks.conversation_id = looked.conversation_id AND tasks.turn > looked.turn "
@@ -202,10 +217,23 @@ NEXT_TURNS_SQL = (
 )
 
 
-def _flush_args(outcomes: Sequence[Outcome], worker_id: str, now: datetime) -> list[Any]:
-    """`FLUSH_SQL`'s parameters for these outcomes (one per task)."""
+def _flush_args(
+    outcomes: Sequence[Outcome], worker_id: str, now: datetime
+) -> tuple[str, list[Any]]:
+    """The flush's statement for these outcomes (one per task) and its parameters."""
+    rows = {
+        "mm": _messages(outcomes, now),
+        "ff": _files(outcomes, now),
+        "dd": [
+            hook
+            for o in outcomes
+            if (hook := delivery_row(o.task.id, o.task.callback_url, o.task.callback_events,
+                                     o.status)) is not None
+        ],
+    }  # fmt: skip
+    sql, parameters = flush_sql(bool(rows["mm"]), bool(rows["ff"]), bool(rows["dd"]))
     values: dict[str, Any] = {"worker": worker_id, "now": now}
-    columns: dict[str, list[Any]] = {name: [] for name in FLUSH_PARAMETERS if "." in name}
+    columns: dict[str, list[Any]] = {name: [] for name in parameters if "." in name}
     for o in outcomes:
         unknown = o.values.keys() - set(SETTABLE)
         if unknown:
@@ -220,17 +248,14 @@ def _flush_args(outcomes: Sequence[Outcome], worker_id: str, now: datetime) -> l
                 json.dumps(value) if given and _is_json(TASKS, column) else value
             )
             columns[f"o.set_{column}"].append(given)
-    _add_rows(columns, "mm", MESSAGES, _messages(outcomes, now), MESSAGE_COLUMNS)
-    _add_rows(columns, "ff", FILES, _files(outcomes, now), FILE_COLUMNS)
-    hooks = [
-        hook
-        for o in outcomes
-        if (hook := delivery_row(o.task.id, o.task.callback_url, o.task.callback_events, o.status))
-        is not None
-    ]
-    _add_rows(columns, "dd", DELIVERIES, hooks, DELIVERY_COLUMNS)
+    for alias, table, names in (
+        ("mm", MESSAGES, MESSAGE_COLUMNS), ("ff", FILES, FILE_COLUMNS),
+        ("dd", DELIVERIES, DELIVERY_COLUMNS),
+    ):  # fmt: skip
+        if rows[alias]:
+            _add_rows(columns, alias, table, rows[alias], names)
     values.update(columns)
-    return [values[name] for name in FLUSH_PARAMETERS]
+    return sql, [values[name] for name in parameters]
 
 
 def _add_rows(
@@ -356,13 +381,14 @@ class OnPostgres:
 async def _finish_on_postgres(
     on: OnPostgres, outcomes: Sequence[Outcome], worker_id: str, now: datetime
 ) -> tuple[list[Outcome], dict[str, QueuedTask]]:
-    """A flush on PostgreSQL in two statements, whatever its size: `FLUSH_SQL` locks and finishes
+    """A flush on PostgreSQL in two statements, whatever its size: `flush_sql` locks and finishes
     the held tasks and inserts their messages, files and webhooks, then `NEXT_TURNS_SQL` reads
     each finished task's next turn. The read is a statement of its own because a statement reads
     as of its start: only one that starts after the lock sees a turn submitted while it waited
     (see `claims.claim_tasks`)."""
     unique = list({o.task.id: o for o in outcomes}.values())  # a task twice: the later outcome
-    finished = {row[0] for row in await on.fetch(FLUSH_SQL, _flush_args(unique, worker_id, now))}
+    sql, args = _flush_args(unique, worker_id, now)
+    finished = {row[0] for row in await on.fetch(sql, args)}
     mine = [o for o in unique if o.task.id in finished]
     if not mine:
         return [], {}
@@ -378,7 +404,7 @@ async def _finish_stepwise(
     worker_id: str,
     now: datetime,
 ) -> tuple[list[Outcome], dict[str, QueuedTask]]:
-    """A flush where `FLUSH_SQL` cannot run (SQLite: no arrays, no writes in a WITH), statement by
+    """A flush where `flush_sql` cannot run (SQLite: no arrays, no writes in a WITH), statement by
     statement in the session's transaction."""
     if len(outcomes) == 1:
         # Alone, the fenced UPDATE says by its row count whether the task was held.
