@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import and_, any_, bindparam, exists, func, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.instrumentation import manager_of_class
 
@@ -133,6 +132,8 @@ CLAIM = _claim_statement(TASKS.c.id == bindparam("task_id"))
 # so two workers claiming overlapping sets (a redelivered entry) wait on each other, never in a
 # cycle.
 CLAIM_MANY = _claim_statement(TASKS.c.id.in_(bindparam("task_ids", expanding=True)))
+
+
 # The common case in one autocommitted statement, no BEGIN and COMMIT around it (two round trips
 # fewer): a task whose claim has no consequence to write with it, i.e. no callback (whose
 # webhook row must be written in the claim's transaction) and not on its first claim past its
@@ -153,12 +154,11 @@ def _claim_plain(ids: Any) -> Any:
 
 
 CLAIM_PLAIN = _claim_plain(TASKS.c.id.in_(bindparam("task_ids", expanding=True)))
-# The same for asyncpg itself (`store/driver.py`), its ids one array (`= ANY`): one statement
-# for every number of ids, where `IN` made one per number, each planned anew five times before
-# PostgreSQL settles on a generic plan (and again each time it is prepared again).
-CLAIM_PLAIN_ON_DRIVER = driver.DriverStatement(
-    _claim_plain(TASKS.c.id == any_(bindparam("task_ids", type_=ARRAY(TASKS.c.id.type))))
-)
+# The same for asyncpg itself (`store/driver.py`). Its ids stay an `IN` list, one statement per
+# number of ids, which PostgreSQL plans anew each time: as one array (`= ANY`) it settled on a
+# generic plan, and one made on a small table scanned all of `tasks` for the earlier turns
+# (measured at c=50: 15.8 ms and 1,330 blocks a claim of 8, against 2.2 ms and 375).
+CLAIM_PLAIN_ON_DRIVER = driver.DriverStatement(CLAIM_PLAIN)
 TASK_COLUMNS = tuple(column.key for column in TASKS.c)
 NEW_TASK = manager_of_class(Task).new_instance
 # Why a claim failed: the task's status, and where it stands in its conversation.
