@@ -186,3 +186,34 @@ async def test_after_done_nothing_goes_in_and_a_retry_shuts_out_the_old_run(
     )
     read = await events.read("t1", after=None, wait_seconds=0)
     assert [e.data for e in read] == [{"status": "PENDING"}, {"status": "RUNNING", "attempt": 1}]
+
+
+async def test_a_read_until_a_type_waits_past_the_others_and_hands_all_of_them(
+    events: EventLog,
+) -> None:
+    """`Prefer: wait` waits for `done` alone: the statuses and pieces before it do not end its
+    read, and it gets them all with the `done`."""
+    await events.append("t1", STATUS, {"status": "PENDING"})
+    reading = asyncio.create_task(events.read_until("t1", DONE, after=None, wait_seconds=5))
+    await asyncio.sleep(0.1)
+    await events.append_many("t1", [(STATUS, {"status": "RUNNING"})], first=False)
+    await asyncio.sleep(0.1)
+    await events.append_many("t1", [(DELTA, {"delta": "a"})], first=False)
+    await asyncio.sleep(0.1)
+    assert not reading.done()
+    await events.append_many("t1", [(STATUS, {"status": "SUCCESS"}), (DONE, {})], first=False)
+    got = await asyncio.wait_for(reading, 2)
+    assert [e.type for e in got] == [STATUS, STATUS, DELTA, STATUS, DONE]
+    assert got == await events.read("t1", after=None, wait_seconds=0)
+
+
+async def test_a_read_until_a_type_that_never_comes_ends_with_what_came(
+    events: EventLog,
+) -> None:
+    first = await events.append("t1", STATUS, {"status": "PENDING"})
+    reading = asyncio.create_task(events.read_until("t1", DONE, after=first, wait_seconds=0.5))
+    await asyncio.sleep(0.1)
+    await events.append_many("t1", [(STATUS, {"status": "RUNNING"})], first=False)
+    got = await asyncio.wait_for(reading, 3)
+    assert [e.data for e in got] == [{"status": "RUNNING"}]
+    assert await events.read_until("t2", DONE, after=None, wait_seconds=0.2) == []

@@ -179,3 +179,35 @@ async def test_a_connection_closed_while_nobody_waits_is_replaced_unseen(
     await asyncio.sleep(0.2)
     await log.append("t1", DELTA, {"delta": "two"})
     assert [e.data for e in await asyncio.wait_for(reading, 2)] == [{"delta": "two"}]
+
+
+async def test_a_wait_for_done_stays_in_the_shared_read_through_the_events_before_it(
+    named: tuple[RedisEventLog, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `Prefer: wait` is handed nothing before `done`: it stays a waiter the next XREAD covers,
+    instead of coming back after each status to be taken in again (a CLIENT UNBLOCK each)."""
+    log, _ = named
+    first = await log.append("t1", STATUS, {"status": "PENDING"})
+    reader = shared(log)
+    unblocks = 0
+    unblock = reader._redis.client_unblock
+
+    async def counted(client_id: int) -> bool:
+        nonlocal unblocks
+        unblocks += 1
+        return await unblock(client_id)
+
+    monkeypatch.setattr(reader._redis, "client_unblock", counted)
+    # Another waiter, which keeps the shared XREAD blocked between the events.
+    other = asyncio.create_task(log.read("t2", after=None, wait_seconds=5))
+    waiting = asyncio.create_task(log.read_until("t1", DONE, after=first, wait_seconds=5))
+    await asyncio.sleep(0.2)
+    for n in range(5):
+        await log.append_many("t1", [(DELTA, {"delta": str(n)})], first=False)
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and reader.waiting == 2
+    await log.append_many("t1", [(DONE, {})], first=False)
+    got = await asyncio.wait_for(waiting, 2)
+    assert [e.type for e in got] == [DELTA] * 5 + [DONE]
+    assert unblocks <= 1  # at most the one that took it in
+    other.cancel()

@@ -66,8 +66,8 @@ async def wait_for_task(services: Services, task_id: str, seconds: float, *, ten
         if left <= 0:
             break
         try:
-            events = await services.events.read(
-                task_id, after=after, wait_seconds=min(left, WAIT_BACKSTOP_SECONDS)
+            events = await services.events.read_until(
+                task_id, DONE, after=after, wait_seconds=min(left, WAIT_BACKSTOP_SECONDS)
             )
         except RedisUnavailable as exc:
             log.info("task %s: event log unreachable, waiting on the database: %s", task_id, exc)
@@ -75,10 +75,8 @@ async def wait_for_task(services: Services, task_id: str, seconds: float, *, ten
             events = []
         if events:
             after = events[-1].id
-            if all(e.type != DONE for e in events):
-                continue
-        # A `done`, a quiet spell or a log that is down: the database says whether it has really
-        # finished (a `done` left from before a retry does not count).
+        # A `done`, the end of the wait (or of a backstop's spell) or a log that is down: the
+        # database says how the task stands (a `done` left from before a retry does not count).
         task = await read_task(services, task_id, tenant=tenant)
     return task
 

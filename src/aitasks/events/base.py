@@ -13,6 +13,7 @@ it. The gateway's own events (PENDING at submit, CANCELLED) carry no fence.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,23 @@ class EventLog(ABC):
     async def read(self, task_id: str, *, after: str | None, wait_seconds: float) -> list[Event]:
         """Events after id `after` (from the start when None), waiting up to `wait_seconds` for
         the first one when there are none yet."""
+
+    async def read_until(
+        self, task_id: str, until: str, *, after: str | None, wait_seconds: float
+    ) -> list[Event]:
+        """Events after id `after`, up to the first of type `until` (and any read with it),
+        waiting up to `wait_seconds` for that one; what came meanwhile when it did not. A waiter
+        for the end (`Prefer: wait`) is not woken by each status and piece before it."""
+        deadline = time.monotonic() + wait_seconds
+        seen: list[Event] = []
+        while True:
+            left = deadline - time.monotonic()
+            events = await self.read(task_id, after=after, wait_seconds=max(left, 0.0))
+            seen += events
+            if left <= 0 or any(event.type == until for event in events):
+                return seen
+            if events:
+                after = events[-1].id
 
     @abstractmethod
     async def last(self, task_id: str) -> Event | None:

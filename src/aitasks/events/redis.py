@@ -194,6 +194,19 @@ class RedisEventLog(EventLog):
             _event(event_id, fields) for _, entries in (found or []) for event_id, fields in entries
         ]
 
+    async def read_until(
+        self, task_id: str, until: str, *, after: str | None, wait_seconds: float
+    ) -> list[Event]:
+        # Through the shared read, the waiter is handed its entries only once `until` comes:
+        # each status before it would otherwise end the shared XREAD early to take it back in.
+        start = stream_position(after or "0-0")
+        if wait_seconds > 0 and self._shared is not None and start is not None:
+            key = events_key(self.prefix, task_id)
+            with contextlib.suppress(SharedReadRefused):  # then alone, as `read` does
+                shared = await self._shared.read(key, start, wait_seconds, until=until)
+                return [_event(event_id, fields) for event_id, fields in shared]
+        return await super().read_until(task_id, until, after=after, wait_seconds=wait_seconds)
+
     async def last(self, task_id: str) -> Event | None:
         key = events_key(self.prefix, task_id)
         newest: Any = await redis_call(lambda: self.redis.xrevrange(key, count=1))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -27,6 +27,7 @@ from redis.asyncio.connection import AbstractConnection
 
 from aitasks.errors import RedisUnavailable
 from aitasks.redis_connect import redis_boundary
+from aitasks.redis_keys import EVENT_TYPE_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ class _Waiter:
     after: Position
     found: asyncio.Future[list[Entry]]
     after_arg: bytes  # `after` as the XREAD's argument
+    # Handed its entries only once one of this type comes (None: at the first); those before it
+    # are kept in `seen`, and `after` moves past them, so the stream's next XREAD still covers it.
+    until: str | None = None
+    seen: list[Entry] = field(default_factory=list)
 
 
 @dataclass(eq=False, slots=True)
@@ -118,16 +123,19 @@ class SharedStreamReader:
         """How many reads wait now."""
         return sum(len(stream.waiters) for stream in self._streams.values())
 
-    async def read(self, key: str, after: Position, wait_seconds: float) -> list[Entry]:
-        """The entries of stream `key` after `after`, once there are any; empty after
-        `wait_seconds` with none. Raises `RedisUnavailable` when the shared read fails so, and
-        `SharedReadRefused` when Redis refuses it."""
+    async def read(
+        self, key: str, after: Position, wait_seconds: float, *, until: str | None = None
+    ) -> list[Entry]:
+        """The entries of stream `key` after `after`, once there are any (with `until`: once one
+        of that type is among them); after `wait_seconds`, those that came (maybe none). Raises
+        `RedisUnavailable` when the shared read fails so, and `SharedReadRefused` when Redis
+        refuses it."""
         if self.refused:
             raise SharedReadRefused
         if self._loop is None or self._loop.done():
             self._loop = asyncio.create_task(self._run(), name="shared event-log reader")
         found = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(key, after, found, _bulk(f"{after[0]}-{after[1]}"))
+        waiter = _Waiter(key, after, found, _bulk(f"{after[0]}-{after[1]}"), until)
         stream = self._streams.get(key)
         if stream is None:
             stream = self._streams[key] = _Stream(_bulk(key), set())
@@ -142,7 +150,7 @@ class SharedStreamReader:
             async with asyncio.timeout(wait_seconds):
                 return await waiter.found
         except TimeoutError:
-            return []
+            return waiter.seen
         finally:
             self._forget(waiter)
 
@@ -251,9 +259,16 @@ class SharedStreamReader:
                 if waiter.found.done() or start is None or waiter.after < start:
                     continue  # came later, from further back: the next XREAD covers it
                 fresh = [e for e, at in zip(entries, positions, strict=True) if at > waiter.after]
-                if fresh:
-                    waiter.found.set_result(fresh)
-                    waiting.discard(waiter)
+                if not fresh:
+                    continue
+                if waiter.until is not None and all(
+                    fields.get(EVENT_TYPE_FIELD) != waiter.until for _, fields in fresh
+                ):
+                    waiter.seen += fresh
+                    waiter.after, waiter.after_arg = positions[-1], _bulk(fresh[-1][0])
+                    continue
+                waiter.found.set_result(waiter.seen + fresh)
+                waiting.discard(waiter)
             if not waiting:
                 del self._streams[key]
 
