@@ -18,6 +18,7 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.live import Live
+from starlette.types import ASGIApp
 
 from aitasks import logs
 from aitasks.cli_help import BatchId, Command, ExpiresAfter, Group, KeyWeight, MaxPriority
@@ -32,6 +33,7 @@ from aitasks.store import api_keys as store_keys
 from aitasks.store.database import Database, database_boundary
 from aitasks.store.migrate import schema_state, upgrade
 from aitasks.store.models import ApiKey as ApiKeyRow
+from aitasks.warm_freeze import FreezingApp
 from aitasks.worker import Worker
 from aitasks.worker.retrying import retry_database
 
@@ -83,9 +85,9 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-async def _serve(app_: object, host: str, port: int, settings: Settings) -> None:
+async def _serve(app_: ASGIApp, host: str, port: int, settings: Settings) -> None:
     config = uvicorn.Config(
-        app_,  # type: ignore[arg-type]
+        FreezingApp(app_),
         host=host,
         port=port,
         log_config=None,

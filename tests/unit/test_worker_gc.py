@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from aitasks import warm_freeze
 from aitasks.store.models import TaskStatus
-from aitasks.worker import Worker, runner
+from aitasks.warm_freeze import FreezingApp, WarmFreeze
+from aitasks.worker import Worker
 from tests.support.in_process import in_process_services, stored, submit
 
 
@@ -22,7 +24,7 @@ async def test_the_slots_come_from_the_setting_unless_given(tmp_path: Path) -> N
 
 
 class CollectorSpy:
-    """Stands in for the `gc` module in the worker: records what it is asked to do."""
+    """Stands in for the `gc` module in `warm_freeze`: records what it is asked to do."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -39,17 +41,17 @@ async def test_what_the_first_deliveries_made_is_frozen_once_after_a_collection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spy = CollectorSpy()
-    monkeypatch.setattr(runner, "gc", spy)
-    monkeypatch.setattr(runner, "FREEZE_AFTER_DELIVERIES", (2,))
+    monkeypatch.setattr(warm_freeze, "gc", spy)
     async with in_process_services(tmp_path) as services:
         tasks = [await submit(services, f"turn {i}") for i in range(3)]
         worker = Worker(services)
+        worker.freezes = WarmFreeze(after=(2,))
         stop = asyncio.Event()
         loop = asyncio.create_task(worker.run(stop))
         try:
             async with asyncio.timeout(10):
                 while True:
-                    if worker._handled >= 3:  # every delivery handled, acknowledged or not
+                    if worker.freezes.done >= 3:  # every delivery handled, acknowledged or not
                         break
                     await asyncio.sleep(0.01)
         finally:
@@ -57,4 +59,22 @@ async def test_what_the_first_deliveries_made_is_frozen_once_after_a_collection(
             await asyncio.wait_for(loop, 10)
         for task in tasks:
             assert (await stored(services, task.id)).status == TaskStatus.SUCCESS
+    assert spy.calls == ["collect", "freeze"]
+
+
+async def test_a_gateway_freezes_once_after_its_first_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spy = CollectorSpy()
+    monkeypatch.setattr(warm_freeze, "gc", spy)
+    served: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        served.append(scope["type"])
+
+    freezing = FreezingApp(app, WarmFreeze(after=(2,)))
+    await freezing({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    for _ in range(3):
+        await freezing({"type": "http"}, None, None)  # type: ignore[arg-type]
+    assert served == ["lifespan", "http", "http", "http"]
     assert spy.calls == ["collect", "freeze"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import itertools
 import logging
 import os
@@ -28,6 +27,7 @@ from aitasks.queue import Delivery
 from aitasks.services import Services
 from aitasks.store import claims
 from aitasks.store.models import TaskStatus, as_utc, new_id, utcnow
+from aitasks.warm_freeze import WarmFreeze
 from aitasks.webhooks.dispatcher import WebhookDispatcher
 from aitasks.worker import deadlines, spans
 from aitasks.worker.calls import ProviderCalls
@@ -53,13 +53,6 @@ RUNNING_SHOWN = 20
 # headroom is free, how soon it looks again whether batch work may have a slot.
 RECEIVE_WAIT_SECONDS = 5.0
 HEADROOM_WAIT_SECONDS = 0.05
-# After how many deliveries handled what the worker made to run them (connections, prepared
-# statements, compiled queries, metric series: ~27,000 objects after a few thousand tasks) is
-# frozen out of the collector's sight, as `cli.run_service` freezes what start-up made: a full
-# collection walked them all, every few seconds under load (30 ms of CPU a pause on this machine,
-# the loop stopped meanwhile: a tail-latency spike for every task in flight). Twice, the second
-# for what only a longer run makes; each time after a full collection, so no garbage is kept.
-FREEZE_AFTER_DELIVERIES = (500, 10_000)
 
 
 def default_worker_id() -> str:
@@ -101,7 +94,8 @@ class Worker:
         # The runs claimed now, by task id, so a cancellation can stop one.
         self._runs: dict[str, TaskRun] = {}
         self._stopping = False
-        self._handled = 0  # deliveries, for `FREEZE_AFTER_DELIVERIES`
+        # What running the first deliveries made, frozen out of the collector's sight.
+        self.freezes = WarmFreeze()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take and run tasks until `stop` is set, then finish or hand back the ones in flight."""
@@ -243,10 +237,7 @@ class Worker:
             # again when the delivery is handed out again, or by the reconciler.
             log.exception("task %s: unexpected error", delivery.task_id)
         finally:
-            self._handled += 1
-            if self._handled in FREEZE_AFTER_DELIVERIES:
-                gc.collect()
-                gc.freeze()
+            self.freezes.count()
 
     async def process(self, delivery: Delivery) -> None:
         """One delivery, start to end: claim its task, run it, write the outcome, acknowledge the
