@@ -3,13 +3,10 @@ exits 0, without touching RESULTS.md. How fast it measured is not checked here."
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.benchmark_runs import ROOT, quick_run
+
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
@@ -40,15 +37,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 )
 def test_quick_run(module: str, figures: list[str]) -> None:
     before = RESULTS.read_bytes() if RESULTS.exists() else b""
-    run = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    run = quick_run(module)
     for figure in figures:
         assert figure in run.stdout, run.stdout
     assert (RESULTS.read_bytes() if RESULTS.exists() else b"") == before, "a quick run recorded"

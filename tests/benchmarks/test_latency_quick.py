@@ -3,25 +3,12 @@ is printed for the lone tasks and the open loop, with the server processes' prob
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 from benchmarks.latency import STAGES
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.benchmark_runs import quick_run
 
 
 def test_quick_run_prints_every_stage_and_the_probe() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.latency", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    run = quick_run("latency")
     assert "lone: 5 of 5 tasks succeeded" in run.stdout, run.stdout
     assert "open loop 20/s for 1 s: 20 of 20 tasks succeeded" in run.stdout, run.stdout
     for name, _, _ in STAGES:
