@@ -123,8 +123,11 @@ def test_the_operations_page(browser: Browser, site: Site, tmp_path: Path) -> No
     expect(page.get_by_test_id("trace-id")).to_have_text("(not traced)")
     shoot(page, tmp_path, "2-timeline")
 
-    # Its retry button queues it again: it runs (and fails) anew.
+    # Its retry button queues it again: it runs (and fails) anew. On a page that does not refresh
+    # while the test reads it: a refresh after the click drops the queued-again task from the
+    # failures (it is PENDING now), and its row with it.
     failed_at = task(site, failing)["finished_at"]
+    page.goto(f"{site.url}/ops?refresh=3600")
     row.get_by_test_id("retry").click()
     expect(row.get_by_test_id("retried")).to_contain_text("queued again (PENDING)")
     again = wait_for(site, failing, "FAILED")
