@@ -10,13 +10,18 @@ import pytest
 from PIL import Image
 
 from tests.support.embedded import EmbeddedFactory, finished
-from tests.support.tiny_sd import build_tiny_pipeline
+from tests.support.tiny_sd import build_tiny_pipeline, one_torch_thread
 
 
 async def test_an_image_task_runs_stable_diffusion_in_the_worker(
     embedded: EmbeddedFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # everything comes from the folder
+    with one_torch_thread():
+        await _runs_in_the_worker(embedded, tmp_path)
+
+
+async def _runs_in_the_worker(embedded: EmbeddedFactory, tmp_path: Path) -> None:
     model = build_tiny_pipeline(tmp_path / "models")
     table = tmp_path / "models.toml"
     table.write_text(

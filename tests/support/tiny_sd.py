@@ -4,7 +4,24 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one CPU thread meanwhile: with its default (a thread a core), the toy pipeline's
+    25 steps took 5-10 s on a busy 2-core machine, its threads spinning against each other and
+    the other processes, and 0.3 s on one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def build_tiny_pipeline(folder: Path) -> Path:
