@@ -21,6 +21,9 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
         ("purge", ["the longest", "load during the purge", "errors: 0", "left: 400 recent"]),
         ("fairness", ["fair: B idle", "B under A's batch", "fifo: B under", "400 answered"]),
         ("gateway_cpu", ["submit CPU us", "poll CPU us", "submits/s", "polls/s"]),
+        # A PostgreSQL cluster of its own (initdb, pg_stat_statements loaded): 34 s on a busy
+        # 2-core machine, the longest of these but the soak.
+        ("pg_statements", ["completed/s", "tasks: cluster CPU", "calls/task", "exec us/task"]),
         (
             "soak",
             [
