@@ -8,13 +8,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from aitasks.auth.caller import LOCAL_TENANT
 from aitasks.config import async_database_url
 from aitasks.errors import DatabaseUnavailable, IdempotencyKeyReused, TaskNotFound
 from aitasks.routing import ModelTable
+from aitasks.store import driver
 from aitasks.store import tasks as store
 from aitasks.store.database import Database
 from aitasks.store.migrate import upgrade
@@ -103,21 +104,28 @@ async def test_postgresql_writes_concurrent_submits_in_few_statements(db: Databa
         # SQLite has one writer: its submits go one by one, and the test above covers them.
         assert (await submit(db, "alone")).created
         return
-    inserts: list[str] = []
+    groups: list[int] = []
+    real = driver.prepared
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if statement.lstrip().upper().startswith(("INSERT INTO TASKS", "WITH")):
-            inserts.append(statement)
+    async def counted(connection: Any, sql: str) -> Any:
+        statement = await real(connection, sql)
+        if not sql.startswith("WITH w0 AS (INSERT INTO conversations"):
+            return statement
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-    try:
+        class Counted:
+            async def fetch(self, *args: Any) -> Any:
+                groups.append(len(args[0]))
+                return await statement.fetch(*args)
+
+        return Counted()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(driver, "prepared", counted)
         answers = await asyncio.gather(*(submit(db, f"p {i}") for i in range(50)))
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
     assert all(a.created for a in answers)
     assert await rows(db, Task) == 50
-    # Two groups may be writing at once; a group of fifty is one statement per table.
-    assert len(inserts) <= 10, len(inserts)
+    # One statement a group, of all its submits; two groups may be writing at once.
+    assert sum(groups) == 50 and len(groups) <= 10, groups
 
 
 async def test_a_task_reads_back_as_it_was_submitted(db: Database) -> None:
@@ -140,23 +148,23 @@ async def test_a_group_cut_short_by_an_outage_acknowledges_nothing_it_did_not_co
     db = Database(async_database_url(postgres_url))
     await upgrade(db)
     cut: list[int] = []
+    real = driver.prepared
 
-    def cut_mid_group(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        # The group's connection dies after its tasks are written, before its COMMIT.
-        if not cut and statement.lstrip().upper().startswith("INSERT INTO MESSAGES"):
-            pid = conn.connection.driver_connection.get_server_pid()
+    async def cut_first_group(connection: Any, sql: str) -> Any:
+        # The group's connection dies as its statement is sent.
+        if not cut and sql.startswith("WITH w0 AS (INSERT INTO conversations"):
+            pid = connection.get_server_pid()
             with psycopg.connect(postgres_url, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", [pid])
             cut.append(pid)
+        return await real(connection, sql)
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", cut_mid_group)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(driver, "prepared", cut_first_group)
         answers = await asyncio.gather(
             *(submit(db, f"p {i}") for i in range(30)), return_exceptions=True
         )
         after = await submit(db, "after the outage")
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", cut_mid_group)
     try:
         created = {a.task.id for a in answers if isinstance(a, Submission)}
         failed = [a for a in answers if not isinstance(a, Submission)]

@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from aitasks.priority import Placement, QueuedTask
 from aitasks.store import driver
-from aitasks.store.driver import Driver
 from aitasks.store.models import (
     Message,
     Role,
@@ -41,6 +40,7 @@ from aitasks.store.models import (
     table_of,
     utcnow,
 )
+from aitasks.store.on_driver import OnPostgres
 from aitasks.store.webhooks import add_delivery, delivery_row
 
 TASKS = table_of(Task)
@@ -352,30 +352,6 @@ async def finish_tasks(
         else:
             mine, turns = await _finish_stepwise(session, connection, outcomes, worker_id, now)
     return _written(outcomes, mine, turns)
-
-
-class OnPostgres:
-    """Where a flush's statements go on PostgreSQL: to asyncpg itself, each prepared once per
-    connection (`driver.prepared`), outside any transaction (each statement commits alone); after
-    an error of the driver's, that statement and the rest of the flush go through SQLAlchemy's
-    connection, the same SQL, so that an outage is `DatabaseUnavailable` and a refused row is
-    SQLAlchemy's error, as everywhere else (`database.database_boundary`)."""
-
-    def __init__(self, connection: AsyncConnection, raw: Driver | None) -> None:
-        self.connection = connection
-        self.raw = raw
-
-    async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        if self.raw is not None:
-            try:
-                rows: Sequence[Sequence[Any]] = await (await driver.prepared(self.raw, sql)).fetch(
-                    *args
-                )
-                return rows
-            except Exception:
-                driver.forget(self.raw)  # one of its statements may be stale
-                self.raw = None  # the statement failed whole: run it again below
-        return (await self.connection.exec_driver_sql(sql, tuple(args))).all()
 
 
 async def _finish_on_postgres(

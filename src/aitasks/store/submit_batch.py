@@ -1,101 +1,54 @@
 """Group commit: a new conversation's first turn, submitted concurrently by many requests, written
-by one transaction of multi-row INSERTs on PostgreSQL, each request answered once its row is
+by one PostgreSQL statement for the whole group, each request answered once its rows are
 committed.
 
 A submit that finds no group writing joins a new one, which starts writing at the next turn of the
 event loop (so the submits that arrived in the same tick go with it); those that arrive while a
-group writes wait for the next, which grows with the load. One round trip per statement per group,
-not per task: the driver's and SQLAlchemy's cost per statement is most of a submit's. A group
-whose transaction fails is written again one by one, each submit in its own transaction, so one
-bad row (a value the database refuses, an idempotency key already taken) fails only its own
-request; one cut short by an outage fails every request of it, as each would have failed alone.
-Only PostgreSQL groups: SQLite has one writer anyway, and its submits go one by one.
+group writes wait for the next, which grows with the load. The statement (`first_turns_sql`)
+inserts the conversations, tasks, user messages and idempotency keys of every submit of the group
+from arrays, one per column, through data-modifying CTEs: atomic by itself, so it is sent by
+asyncpg itself outside any transaction (no BEGIN or COMMIT round trips), and the foreign keys
+between its rows are checked at its end. A group the statement fails on is written again one by
+one, each submit alone, so one bad row (a value the database refuses, an idempotency key already
+taken) fails only its own request; one cut short by an outage fails every request of it, as each
+would have failed alone. Only PostgreSQL groups: SQLite has one writer anyway, and its submits go
+one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
+import re
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import JSON, Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitasks.errors import DatabaseUnavailable
 from aitasks.grouping import Groups, groups_of
+from aitasks.store import driver
 from aitasks.store.database import translated
 from aitasks.store.models import Conversation, IdempotencyKey, Message, Role, Task, table_of
+from aitasks.store.on_driver import OnPostgres
 
 TITLE_CHARS = 80
-# Rows one transaction writes at most; a larger backlog is written by the groups after it.
+# Rows one statement writes at most; a larger backlog is written by the groups after it.
 GROUP_ROWS = 100
 # Groups written at once: one writing while the next fills keeps every round trip busy.
 GROUPS_IN_FLIGHT = 2
 
-INSERT_CONVERSATION = insert(table_of(Conversation))
-INSERT_TASK = insert(table_of(Task))
-INSERT_MESSAGE = insert(table_of(Message))
-INSERT_IDEMPOTENCY_KEY = insert(table_of(IdempotencyKey))
-
-
-def _first_turn_statement(task_fields: tuple[str, ...]) -> Insert:
-    """A new conversation, its first task and the user's message as one PostgreSQL statement
-    (data-modifying CTEs): atomic by itself, so it needs no BEGIN and COMMIT around it, and the
-    foreign keys between the three rows are checked at its end. One round trip, not five: what a
-    lone submit (a group of one) runs."""
-    conversations, tasks, messages = table_of(Conversation), table_of(Task), table_of(Message)
-
-    def bind(column: Any, key: str | None = None) -> Any:
-        # Prefixed: a bind parameter may not be named like a column of its INSERT.
-        return bindparam(f"p_{key or column.name}", type_=column.type)
-
-    now = bind(tasks.c.created_at, "now")
-    conversation = (
-        insert(conversations)
-        .values(
-            id=bind(conversations.c.id, "conversation_id"),
-            tenant=bind(conversations.c.tenant),
-            title=bind(conversations.c.title),
-            turns=1,
-            created_at=now,
-            updated_at=now,
-        )
-        .cte("new_conversation")
-    )
-    task = (
-        insert(tasks)
-        .values(
-            {name: bind(tasks.c[name]) for name in task_fields}
-            | {
-                "conversation_id": bind(tasks.c.conversation_id),
-                "turn": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        .cte("new_task")
-    )
-    return (
-        insert(messages)
-        .values(
-            conversation_id=bind(messages.c.conversation_id),
-            turn=1,
-            role=Role.USER.value,
-            content=bind(messages.c.content, "prompt"),
-            files=[],
-            data=bind(messages.c.data, "input"),
-            task_id=bind(messages.c.task_id, "id"),
-            created_at=now,
-        )
-        .add_cte(conversation, task)
-    )
-
-
-# Compiled once per set of task columns (a surface may set more columns than another).
-_FIRST_TURN: dict[tuple[str, ...], Insert] = {}
+CONVERSATIONS = table_of(Conversation)
+TASKS = table_of(Task)
+MESSAGES = table_of(Message)
+IDEMPOTENCY_KEYS = table_of(IdempotencyKey)
+_quote = driver.DIALECT.identifier_preparer.quote
 
 
 @dataclass(slots=True)
@@ -123,49 +76,121 @@ class FirstTurn:
                 "created_at": self.now}  # fmt: skip
 
 
-async def _write(connection: AsyncConnection, turns: list[FirstTurn]) -> None:
-    """The rows of `turns` in one transaction: a multi-row INSERT per table, parents first."""
-    async with connection.begin():
-        await connection.execute(INSERT_CONVERSATION, [t.conversation() for t in turns])
-        # One statement per set of columns: a surface may set columns another leaves out.
-        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for t in turns:
-            row = t.task()
-            by_columns.setdefault(tuple(row), []).append(row)
-        for rows in by_columns.values():
-            await connection.execute(INSERT_TASK, rows)
-        await connection.execute(INSERT_MESSAGE, [t.message() for t in turns])
-        keys = [t.key for t in turns if t.key is not None]
-        if keys:
-            await connection.execute(INSERT_IDEMPOTENCY_KEY, keys)
+# ---- One statement a group: each table's rows as one array per column
 
 
-async def _write_one(connection: AsyncConnection, turn: FirstTurn) -> None:
-    """One submit alone; without a key, as one statement that is its own transaction."""
-    if turn.key is not None:
-        await _write(connection, [turn])
-        return
-    fields = tuple(name for name in turn.values if name != "conversation_id")
-    statement = _FIRST_TURN.get(fields)
-    if statement is None:
-        statement = _FIRST_TURN[fields] = _first_turn_statement(fields)
-    params = {**turn.values, "title": turn.values["prompt"][:TITLE_CHARS], "now": turn.now}
-    alone = await connection.execution_options(isolation_level="AUTOCOMMIT")
-    await alone.execute(statement, {f"p_{name}": value for name, value in params.items()})
+def _written_columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The columns an INSERT of `rows` writes, in the table's order: those any row sets, and
+    those SQLAlchemy fills from the model's default when a row leaves them out (`_column`)."""
+    given = {name for row in rows for name in row}
+    return tuple(c.name for c in table.c if c.name in given or c.default is not None)
+
+
+def _sql_type(table: Table, column: str) -> str:
+    """An array element's type: JSON as text (cast back in the INSERT), and a string's type
+    without its length, so that a value too long is refused as by an INSERT of it, not cut
+    short (an explicit cast to VARCHAR(n) truncates)."""
+    if isinstance(table.c[column].type, JSON):
+        return "TEXT"
+    return re.sub(r"\([0-9, ]*\)", "", table.c[column].type.compile(driver.DIALECT))
+
+
+def _insert(table: Table, columns: Sequence[str], first: int, alias: str) -> str:
+    """INSERT of `table`'s rows from one array per column, its parameters numbered from `first`;
+    each array a scalar subquery, so PostgreSQL estimates its rows alike for a custom and a
+    generic plan and settles on the generic one (see `finishes._array`)."""
+    arrays = ", ".join(
+        f"(SELECT ${first + i}::{_sql_type(table, c)}[])" for i, c in enumerate(columns)
+    )
+    names = ", ".join(_quote(c) for c in columns)
+    values = ", ".join(
+        f"{alias}.{_quote(c)}" + ("::JSON" if isinstance(table.c[c].type, JSON) else "")
+        for c in columns
+    )
+    return (
+        f"INSERT INTO {table.name} ({names}) "
+        f"SELECT {values} FROM unnest({arrays}) AS {alias}({names})"
+    )
+
+
+# Where a group's rows go, by table name (`first_turns_sql`'s key).
+TABLES = {t.name: t for t in (CONVERSATIONS, TASKS, IDEMPOTENCY_KEYS, MESSAGES)}
+# A table and the columns its INSERT writes.
+Written = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@functools.cache
+def first_turns_sql(written: Written) -> str:
+    """The statement writing a group's rows: an INSERT per table of `written`, the last the
+    statement's own and the others its CTEs, their parameters one array per column in that
+    order. One text per set of columns: a surface may set task columns another leaves out, and a
+    group without idempotency keys leaves their INSERT out."""
+    inserts, first = [], 1
+    for i, (name, columns) in enumerate(written):
+        inserts.append(_insert(TABLES[name], columns, first, f"r{i}"))
+        first += len(columns)
+    *ctes, last = inserts
+    return "WITH " + ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(ctes)) + " " + last
+
+
+def _column(table: Table, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """One column of `rows` as SQLAlchemy's INSERT writes it: a row that leaves it out gets the
+    model's default (as a multi-row INSERT of the rows without it would), else SQL NULL; JSON as
+    its text (`None` given is JSON `null`, as SQLAlchemy's JSON type sends it)."""
+    column = table.c[name]
+    is_json = isinstance(column.type, JSON)
+    default = column.default
+    values: list[Any] = []
+    for row in rows:
+        if name in row:
+            value = row[name]
+        elif default is None:
+            values.append(None)
+            continue
+        elif default.is_scalar:
+            value = default.arg  # type: ignore[attr-defined]
+        elif default.is_callable:
+            value = default.arg(None)  # type: ignore[attr-defined]  # wrapped: takes a context
+        else:
+            raise ValueError(f"{table.name}.{name}: a default only SQL can make")
+        values.append(json.dumps(value) if is_json else value)
+    return values
+
+
+def first_turns_args(turns: Sequence[FirstTurn]) -> tuple[str, list[list[Any]]]:
+    """The group statement for `turns` and its parameters."""
+    keys = [t.key for t in turns if t.key is not None]
+    rows = (
+        (CONVERSATIONS, [t.conversation() for t in turns]),
+        (TASKS, [t.task() for t in turns]),
+        *(((IDEMPOTENCY_KEYS, keys),) if keys else ()),
+        (MESSAGES, [t.message() for t in turns]),
+    )
+    written = tuple((table.name, _written_columns(table, of)) for table, of in rows)
+    args = [
+        _column(table, column, of)
+        for (table, of), (_name, columns) in zip(rows, written, strict=True)
+        for column in columns
+    ]
+    return first_turns_sql(written), args
+
+
+async def _write(engine: AsyncEngine, turns: Sequence[FirstTurn]) -> None:
+    """The rows of `turns` in one statement, sent by asyncpg itself (`OnPostgres`: through
+    SQLAlchemy after an error of the driver's, which begins and commits only then)."""
+    sql, args = first_turns_args(turns)
+    async with engine.connect() as connection, connection.begin():
+        await OnPostgres(connection, await driver.driver_of(connection)).fetch(sql, args)
 
 
 async def _commit(engine: AsyncEngine, turns: list[FirstTurn]) -> list[BaseException | None]:
-    """Write `turns` in one transaction; what stopped each one, or None."""
+    """Write `turns` in one statement; what stopped each one, or None."""
     try:
-        async with engine.connect() as connection:
-            if len(turns) == 1:
-                await _write_one(connection, turns[0])
-            else:
-                await _write(connection, turns)
+        await _write(engine, turns)
     except Exception as exc:
         if len(turns) == 1 or isinstance(translated(exc), DatabaseUnavailable):
             # An outage fails the group as it would each alone: written again, a group whose
-            # COMMIT was lost on the way back would find its own rows and fail otherwise.
+            # commit was lost on the way back would find its own rows and fail otherwise.
             return [exc] * len(turns)
         # Some row failed the group: each on its own, so only that one's request fails.
         alone = await asyncio.gather(*(_commit(engine, [one]) for one in turns))
