@@ -220,9 +220,9 @@ async def test_only_what_fastapi_would_refuse_is_handed_on(
     handed_on: list[bytes] = []
     hand_on = submit_route._hand_on
 
-    async def counted(scope: Any, receive: Any, send: Any, body: bytes) -> None:
+    async def counted(router: Any, scope: Any, receive: Any, send: Any, body: bytes) -> None:
         handed_on.append(body)
-        await hand_on(scope, receive, send, body)
+        await hand_on(router, scope, receive, send, body)
 
     monkeypatch.setattr(submit_route, "_hand_on", counted)
     async with keyed_app("embedded", tmp_path) as app:

@@ -15,13 +15,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.routing import Mount
 
 from aitasks import __version__, telemetry
 from aitasks.api.auth import KeyCache
 from aitasks.api.body_limit import BodySizeLimit
 from aitasks.api.error_handlers import install_error_handlers
 from aitasks.api.front_door import open_front_door
-from aitasks.api.openai import create_openai_app
+from aitasks.api.openai import create_openai_app, serve_chat_first
 from aitasks.api.poll import serve_polls_first
 from aitasks.api.routes import (
     batches,
@@ -147,7 +148,9 @@ def create_app(
     poll = serve_polls_first(app, tasks.router.prefix + tasks.READ_PATH)  # the most frequent, first
     app.mount("/static", StaticFiles(directory=web.WEB), name="static")
     openai_app = create_openai_app()
-    app.mount("/openai", openai_app)
+    openai_chat = serve_chat_first(openai_app)
+    openai = Mount("/openai", app=openai_app)  # what `app.mount` makes, kept for the front door
+    app.router.routes.append(openai)
     # Keys looked up lately, shared by both apps.
     app.state.key_cache = openai_app.state.key_cache = KeyCache(settings.key_cache_seconds)
     app.add_middleware(
@@ -156,5 +159,5 @@ def create_app(
         upload_bytes=settings.max_image_bytes,
         batch_bytes=settings.max_batch_bytes,
     )
-    open_front_door(app, [poll, *submits])
+    open_front_door(app, [poll, *submits], mounted=[(openai, [openai_chat])])
     return app

@@ -1,16 +1,18 @@
-"""The seed's submits (`POST /v1/chat/completions`, `POST /v1/images/generations`), every task's
-first request, served by a plain Starlette route placed ahead of FastAPI's routing when the request
-is well-formed; anything else is handed on to FastAPI's route, as if this one were not there.
+"""The submits, every task's first request (the seed's `POST /v1/chat/completions` and
+`POST /v1/images/generations`, and the OpenAI surface's `POST /openai/v1/chat/completions`), served
+by a plain Starlette route placed ahead of FastAPI's routing when the request is well-formed;
+anything else is handed on to FastAPI's route, as if this one were not there.
 
 FastAPI's per-request work (its two exit stacks, solving the dependencies, reading the headers and
 the body into models, each step timed for its telemetry) was a third of a submit's CPU. This route
 reads the body as FastAPI does (JSON by the same `json.loads`, for the same content types) and
 validates it with the same model; only when the body and the headers would pass FastAPI's checks
-does it answer by itself, through the very functions FastAPI's route calls (`routes/submit.py`), so
-the key, the limits and every answer are the same. A request that FastAPI would refuse (malformed
-JSON, a missing or invalid field, another content type, an `Idempotency-Key` over its length) is
-answered by FastAPI's own route, with the body read here handed to it again: every 400 and 422 keeps
-its bytes. The FastAPI routes stay, for the OpenAPI schema and those answers.
+does it answer by itself, through the very function FastAPI's route calls (`routes/submit.py`,
+`openai/routes.py`), so the key, the limits and every answer are the same. A request that FastAPI
+would refuse (malformed JSON, a missing or invalid field, another content type, an
+`Idempotency-Key` over its length) is answered by FastAPI's own route, with the body read here
+handed to it again: every 400 and 422 keeps its bytes, in its app's error shape. The FastAPI
+routes stay, for the OpenAPI schema and those answers.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from pydantic import BaseModel
 from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aitasks.api.call import Call, get_call
+from aitasks.api.call import get_call
 from aitasks.api.routes import submit
 from aitasks.api.schemas import ChatSubmitRequest, SubmitRequest
 
@@ -40,7 +42,8 @@ JSON_CONTENT_TYPES = frozenset({"application/json"})
 # FastAPI's `Idempotency-Key` header declaration (`routes/submit.IdempotencyKey`): its length.
 IDEMPOTENCY_KEY_MAX = 200
 
-Answer = Callable[[Call, Any, str | None, str | None], Awaitable[Response]]
+# What a route answers a well-formed request with: (call, body, Idempotency-Key, *its headers').
+Answer = Callable[..., Awaitable[Response]]
 
 
 async def _body(request: Request) -> bytes:
@@ -68,13 +71,24 @@ async def _served_by_handle(_request: Request) -> Response:  # pragma: no cover
 
 class SubmitRoute(Route):
     """Matches POST only (other methods pass on to the routes behind, for their 405s), and no
-    scope it handed on itself."""
+    scope it handed on itself. A well-formed request is answered by `answer(call, body,
+    idempotency_key, *values)`, the values those of `headers` (lower-case names; None when
+    absent); the rest is handed on to `router`, the router it stands first in."""
 
-    def __init__(self, path: str, name: str, model: type[BaseModel], answer: Answer) -> None:
+    def __init__(
+        self,
+        path: str,
+        name: str,
+        model: type[BaseModel],
+        answer: Answer,
+        *,
+        router: ASGIApp,
+        headers: tuple[bytes, ...] = (),
+    ) -> None:
         super().__init__(
             path, _served_by_handle, methods=["POST"], name=name, include_in_schema=False
         )
-        self.model, self.answer = model, answer
+        self.model, self.answer, self.router, self.headers = model, answer, router, headers
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http" or scope["method"] != "POST" or HANDED_ON in scope:
@@ -108,17 +122,20 @@ class SubmitRoute(Route):
                 handed_on = body
                 return
             call = await get_call(request)
-            prefer = _one_header(scope, b"prefer")
-            response = await self.answer(call, submission[0], submission[1], prefer)
+            values = [_one_header(scope, name) for name in self.headers]
+            response = await self.answer(call, submission[0], submission[1], *values)
             await response(scope, receive, send)
 
         await wrap_app_handling_exceptions(app, request)(scope, receive, send)
         if handed_on is not None:
-            await _hand_on(scope, receive, send, handed_on)
+            await _hand_on(self.router, scope, receive, send, handed_on)
 
 
-async def _hand_on(scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
-    """Route the request again, as if this route were not there, its body read once more."""
+async def _hand_on(
+    router: ASGIApp, scope: Scope, receive: Receive, send: Send, body: bytes
+) -> None:
+    """Route the request again through `router`, as if this route were not there, its body read
+    once more. (Not `scope["router"]`: in a mounted app that is the outer app's router.)"""
     replayed = False
 
     async def receive_again() -> Message:
@@ -129,7 +146,6 @@ async def _hand_on(scope: Scope, receive: Receive, send: Send, body: bytes) -> N
         return await receive()
 
     scope[HANDED_ON] = True
-    router = scope["router"]
     if FASTAPI_FILES_STACK not in scope:
         # Come through the front door (`api/front_door.py`), which a FastAPI route needs this for.
         router = AsyncExitStackMiddleware(router)
@@ -138,13 +154,15 @@ async def _hand_on(scope: Scope, receive: Receive, send: Send, body: bytes) -> N
 
 def serve_submits_first(app: FastAPI) -> list[SubmitRoute]:
     """Put the submits' routes ahead of every other route of `app`; returns them."""
-    routes: list[Any] = app.router.routes
-    prefix = submit.router.prefix
-    chat = SubmitRoute(
-        prefix + submit.CHAT_PATH, "chat_submit", ChatSubmitRequest, submit.submit_chat
-    )
-    image = SubmitRoute(
-        prefix + submit.IMAGE_PATH, "image_submit", SubmitRequest, submit.submit_image
-    )
-    routes[0:0] = [chat, image]
-    return [chat, image]
+    prefix, router, prefer = submit.router.prefix, app.router, (b"prefer",)
+    chat = SubmitRoute(prefix + submit.CHAT_PATH, "chat_submit", ChatSubmitRequest,
+                       submit.submit_chat, router=router, headers=prefer)  # fmt: skip
+    image = SubmitRoute(prefix + submit.IMAGE_PATH, "image_submit", SubmitRequest,
+                        submit.submit_image, router=router, headers=prefer)  # fmt: skip
+    return serve_first(app, [chat, image])
+
+
+def serve_first(app: FastAPI, routes: list[SubmitRoute]) -> list[SubmitRoute]:
+    """Put `routes` ahead of every other route of `app`; returns them."""
+    app.router.routes[0:0] = routes
+    return routes

@@ -8,7 +8,9 @@ from fastapi_offline import FastAPIOffline
 
 from aitasks.api.openai import batches, conversations, files, responses
 from aitasks.api.openai.error_shape import install_openai_error_handlers
-from aitasks.api.openai.routes import router
+from aitasks.api.openai.routes import CHAT_PATH, answer_chat, router
+from aitasks.api.openai.wire import ChatCompletionRequest
+from aitasks.api.submit_route import SubmitRoute, serve_first
 
 
 def create_openai_app() -> FastAPI:
@@ -23,3 +25,11 @@ def create_openai_app() -> FastAPI:
     app.include_router(responses.router)
     app.include_router(conversations.router)
     return app
+
+
+def serve_chat_first(app: FastAPI) -> SubmitRoute:
+    """Put the chat completions' plain route (`api/submit_route.py`) ahead of every other route of
+    `app` (made by `create_openai_app`); returns it."""
+    chat = SubmitRoute(router.prefix + CHAT_PATH, "openai_chat", ChatCompletionRequest,
+                       answer_chat, router=app.router)  # fmt: skip
+    return serve_first(app, [chat])[0]

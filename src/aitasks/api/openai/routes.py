@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from aitasks.api.auth import CallerDep, authenticate
+from aitasks.api.call import Call
 from aitasks.api.deps import LinksDep, ServicesDep
 from aitasks.api.live import wait_for_task
 from aitasks.api.openai.error_shape import openai_error
@@ -148,13 +149,32 @@ def _completion(task: Task) -> dict[str, Any]:
     }
 
 
-@router.post("/chat/completions")
+# Served by `factory.serve_chat_first`'s plain route when well-formed, which stands ahead of this
+# one; this one documents it in the OpenAPI schema and answers what that one hands on.
+CHAT_PATH = "/chat/completions"
+
+
+@router.post(CHAT_PATH)
 async def chat_completions(
     body: ChatCompletionRequest,
     services: ServicesDep,
     caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    return await complete_chat(services, caller, body, idempotency_key)
+
+
+async def answer_chat(
+    call: Call, body: ChatCompletionRequest, idempotency_key: str | None
+) -> Response:
+    """What the plain route (`api/submit_route.py`) answers: `chat_completions`' answer."""
+    return await complete_chat(call.services, call.caller, body, idempotency_key)
+
+
+async def complete_chat(
+    services: Services, caller: Caller, body: ChatCompletionRequest, idempotency_key: str | None
+) -> Response:
+    """A chat completion: the task's reply once it finishes, or its stream (`stream: true`)."""
     _refuse_unsupported(body)
     refuse_oversized(body, services.settings)
     prompt, turn = chat_turn(body, services.settings)
