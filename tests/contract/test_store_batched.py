@@ -210,3 +210,25 @@ async def test_a_finish_whose_ack_was_lost_is_dropped_when_delivered_again(
         assert (stored.status, stored.attempts, stored.result) == (
             TaskStatus.SUCCESS, 1, {"text": f"r{i}"}
         )  # fmt: skip
+
+
+async def test_a_value_too_long_is_refused_not_cut_and_a_long_served_model_is_cut(
+    db: Database,
+) -> None:
+    """The flush's arrays carry strings without their columns' lengths (an explicit cast to
+    VARCHAR(n) cuts silently): on PostgreSQL a value too long fails the flush, which writes
+    nothing, as an INSERT of it would. The one exception is deliberate: the model a provider
+    says it served is cut to its column rather than refuse the result it came with."""
+    task = await held(db, (await submit(db)).id)
+    if db.engine.dialect.name == "postgresql":  # SQLite keeps any length
+        too_long = finishes.success(task, text="x", provider="p" * 51)
+        with pytest.raises(Exception, match="too long"):
+            await finish(db, [too_long])
+        assert (await row(db, task.id)).status == TaskStatus.RUNNING
+
+    long_name = "m" * (finishes.SERVED_MODEL_CHARS + 40)
+    assert await finish(db, [finishes.success(task, text="ok", served_model=long_name)])
+    done = await row(db, task.id)
+    assert (done.status, done.served_model) == (
+        TaskStatus.SUCCESS, long_name[: finishes.SERVED_MODEL_CHARS]
+    )  # fmt: skip

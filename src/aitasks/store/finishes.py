@@ -19,17 +19,17 @@ which has neither arrays nor writes in a WITH, writes it statement by statement.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from aitasks.priority import Placement, QueuedTask
 from aitasks.store import driver
+from aitasks.store.array_rows import array_of, element_type, quote, sent, value_of
 from aitasks.store.models import (
     Message,
     Role,
@@ -93,6 +93,8 @@ WAITING_TURNS = (
 
 # ---- PostgreSQL: a flush of any size in one statement, its rows sent as arrays
 
+# `tasks.served_model`'s length.
+SERVED_MODEL_CHARS: int = TASKS.c.served_model.type.length  # type: ignore[attr-defined]
 # The columns an outcome may set (`Outcome.values`), beside its status and times.
 SETTABLE = ("result", "usage", "served_model", "provider", "error")
 MESSAGE_COLUMNS = ("conversation_id", "turn", "role", "content", "files", "data", "task_id")
@@ -100,7 +102,6 @@ FILE_COLUMNS = ("id", "task_id", "content_type", "size", "storage_key")
 DELIVERY_COLUMNS = (
     "id", "task_id", "event", "url", "status", "attempts", "next_attempt_at", "created_at",
 )  # fmt: skip
-_quote = driver.DIALECT.identifier_preparer.quote
 
 
 class _Positions:
@@ -116,28 +117,14 @@ class _Positions:
 
 
 def _array(at: _Positions, name: str, table: Table, column: str) -> str:
-    """An array parameter for `unnest`, as a scalar subquery: PostgreSQL then estimates the rows
-    alike whether it plans for the values at hand or for any (a generic plan), so it settles on
-    the generic plan after five, as for any statement. Seen as values, a custom plan estimated
-    the very number of rows and always looked cheaper: the statement was planned at every flush
-    (0.3-0.8 ms of PostgreSQL's CPU, more than a lone finish's execution)."""
-    sql_type = "TEXT" if _is_json(table, column) else table.c[column].type.compile(driver.DIALECT)
-    return f"(SELECT {at(name, f'{sql_type}[]')})"
-
-
-def _is_json(table: Table, column: str) -> bool:
-    return isinstance(table.c[column].type, JSON)
+    """The array parameter `name` of `column`'s values, for `unnest` (see `array_rows`)."""
+    return array_of(at(name, f"{element_type(table, column)}[]"))
 
 
 def _unnest(at: _Positions, table: Table, columns: Sequence[str], alias: str) -> str:
-    """Rows from one array per column (JSON sent as text: `_value` casts it back), as `alias`."""
+    """Rows from one array per column (JSON sent as text: `value_of` casts it back), as `alias`."""
     arrays = ", ".join(_array(at, f"{alias}.{column}", table, column) for column in columns)
-    return f"unnest({arrays}) AS {alias}({', '.join(_quote(c) for c in columns)})"
-
-
-def _value(table: Table, alias: str, column: str) -> str:
-    cast = "::JSON" if _is_json(table, column) else ""
-    return f"{alias}.{_quote(column)}{cast}"
+    return f"unnest({arrays}) AS {alias}({', '.join(quote(c) for c in columns)})"
 
 
 def _insert_finished(
@@ -145,10 +132,10 @@ def _insert_finished(
 ) -> str:
     """INSERT of the rows (one array per column) whose task the statement finished."""
     names = [*columns, "created_at"] if created_now else list(columns)
-    values = [_value(table, alias, c) for c in columns]
+    values = [value_of(table, alias, c) for c in columns]
     values += [at("now", "TIMESTAMP WITH TIME ZONE")] if created_now else []
     return (
-        f"INSERT INTO {table.name} ({', '.join(_quote(c) for c in names)}) "
+        f"INSERT INTO {table.name} ({', '.join(quote(c) for c in names)}) "
         f"SELECT {', '.join(values)} FROM {_unnest(at, table, columns, alias)} "
         f"JOIN finished ON finished.id = {alias}.task_id"
     )
@@ -170,15 +157,15 @@ def flush_sql(messages: bool, files: bool, hooks: bool) -> tuple[str, tuple[str,
     outcome_arrays = ", ".join(
         [
             *(_array(at, f"o.{c}", TASKS, c) for c in outcome_columns),
-            *(f"(SELECT {at(f'o.{flag}', 'BOOLEAN[]')})" for flag in flags),
+            *(array_of(at(f"o.{flag}", "BOOLEAN[]")) for flag in flags),
         ]
     )
     now = at("now", "TIMESTAMP WITH TIME ZONE")
     sets = ", ".join(
-        f"{_quote(c)} = CASE WHEN o.{flag} THEN {_value(TASKS, 'o', c)} ELSE tasks.{_quote(c)} END"
+        f"{quote(c)} = CASE WHEN o.{flag} THEN {value_of(TASKS, 'o', c)} ELSE tasks.{quote(c)} END"
         for c, flag in zip(SETTABLE, flags, strict=True)
     )
-    names = ", ".join(_quote(c) for c in [*outcome_columns, *flags])
+    names = ", ".join(quote(c) for c in [*outcome_columns, *flags])
     sql = (
         f"WITH o AS (SELECT * FROM unnest({outcome_arrays}) AS o({names})), "
         f"held AS (SELECT tasks.id FROM tasks JOIN o ON tasks.id = o.id "
@@ -244,9 +231,7 @@ def _flush_args(
         for column in SETTABLE:
             given = column in o.values
             value = o.values.get(column)
-            columns[f"o.{column}"].append(
-                json.dumps(value) if given and _is_json(TASKS, column) else value
-            )
+            columns[f"o.{column}"].append(sent(TASKS, column, value) if given else None)
             columns[f"o.set_{column}"].append(given)
     for alias, table, names in (
         ("mm", MESSAGES, MESSAGE_COLUMNS), ("ff", FILES, FILE_COLUMNS),
@@ -268,7 +253,7 @@ def _add_rows(
     for row in rows:
         for name in names:
             value = row[name]
-            columns[f"{alias}.{name}"].append(json.dumps(value) if _is_json(table, name) else value)
+            columns[f"{alias}.{name}"].append(sent(table, name, value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +303,9 @@ def success(
     values = {
         "result": result,
         "usage": usage,
-        "served_model": served_model or task.model,
+        # What the provider says it served, a label: one longer than its column is cut, not
+        # allowed to refuse the result it came with.
+        "served_model": (served_model or task.model)[:SERVED_MODEL_CHARS],
         "provider": provider or task.provider,
     }
     message = {

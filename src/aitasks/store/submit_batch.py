@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import re
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,12 +26,13 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aitasks.errors import DatabaseUnavailable
 from aitasks.grouping import Groups, groups_of
 from aitasks.store import driver
+from aitasks.store.array_rows import array_of, element_type, quote, sent, value_of
 from aitasks.store.database import translated
 from aitasks.store.models import Conversation, IdempotencyKey, Message, Role, Task, table_of
 from aitasks.store.on_driver import OnPostgres
@@ -48,7 +47,6 @@ CONVERSATIONS = table_of(Conversation)
 TASKS = table_of(Task)
 MESSAGES = table_of(Message)
 IDEMPOTENCY_KEYS = table_of(IdempotencyKey)
-_quote = driver.DIALECT.identifier_preparer.quote
 
 
 @dataclass(slots=True)
@@ -86,27 +84,14 @@ def _written_columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[s
     return tuple(c.name for c in table.c if c.name in given or c.default is not None)
 
 
-def _sql_type(table: Table, column: str) -> str:
-    """An array element's type: JSON as text (cast back in the INSERT), and a string's type
-    without its length, so that a value too long is refused as by an INSERT of it, not cut
-    short (an explicit cast to VARCHAR(n) truncates)."""
-    if isinstance(table.c[column].type, JSON):
-        return "TEXT"
-    return re.sub(r"\([0-9, ]*\)", "", table.c[column].type.compile(driver.DIALECT))
-
-
 def _insert(table: Table, columns: Sequence[str], first: int, alias: str) -> str:
-    """INSERT of `table`'s rows from one array per column, its parameters numbered from `first`;
-    each array a scalar subquery, so PostgreSQL estimates its rows alike for a custom and a
-    generic plan and settles on the generic one (see `finishes._array`)."""
+    """INSERT of `table`'s rows from one array per column (see `array_rows`), its parameters
+    numbered from `first`."""
     arrays = ", ".join(
-        f"(SELECT ${first + i}::{_sql_type(table, c)}[])" for i, c in enumerate(columns)
+        array_of(f"${first + i}::{element_type(table, c)}[]") for i, c in enumerate(columns)
     )
-    names = ", ".join(_quote(c) for c in columns)
-    values = ", ".join(
-        f"{alias}.{_quote(c)}" + ("::JSON" if isinstance(table.c[c].type, JSON) else "")
-        for c in columns
-    )
+    names = ", ".join(quote(c) for c in columns)
+    values = ", ".join(value_of(table, alias, c) for c in columns)
     return (
         f"INSERT INTO {table.name} ({names}) "
         f"SELECT {values} FROM unnest({arrays}) AS {alias}({names})"
@@ -135,11 +120,9 @@ def first_turns_sql(written: Written) -> str:
 
 def _column(table: Table, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     """One column of `rows` as SQLAlchemy's INSERT writes it: a row that leaves it out gets the
-    model's default (as a multi-row INSERT of the rows without it would), else SQL NULL; JSON as
-    its text (`None` given is JSON `null`, as SQLAlchemy's JSON type sends it)."""
-    column = table.c[name]
-    is_json = isinstance(column.type, JSON)
-    default = column.default
+    model's default (as a multi-row INSERT of the rows without it would), else SQL NULL; as its
+    array carries it (`array_rows.sent`)."""
+    default = table.c[name].default
     values: list[Any] = []
     for row in rows:
         if name in row:
@@ -153,7 +136,7 @@ def _column(table: Table, name: str, rows: Sequence[Mapping[str, Any]]) -> list[
             value = default.arg(None)  # type: ignore[attr-defined]  # wrapped: takes a context
         else:
             raise ValueError(f"{table.name}.{name}: a default only SQL can make")
-        values.append(json.dumps(value) if is_json else value)
+        values.append(sent(table, name, value))
     return values
 
 
