@@ -89,3 +89,5 @@ def install_openai_error_handlers(app: FastAPI) -> None:
         return openai_error(500, "the server hit an unexpected error", code="internal_error")
 
     install_database_handler(app, any_error)
+    # Anything else in OpenAI's shape too (Starlette's own answer is a plain-text 500).
+    app.add_exception_handler(Exception, any_error)
