@@ -211,13 +211,13 @@ async def claim_deliveries(
 async def _claim_plain_on_pool(
     db: Database, values: dict[str, Any]
 ) -> Sequence[Mapping[Any, Any]] | None:
-    """`CLAIM_PLAIN`'s rows on a connection of asyncpg's own pool (PostgreSQL), as a poll's read:
-    one autocommitted statement needs no SQLAlchemy connection checked out, and its commit is not
-    waited for on disk (`driver.READ_POOL_SETTINGS`: a claim lost in a crash is a task run again).
-    None without the pool, or after any error of the driver's (a failed statement took nothing),
-    for the caller to claim through SQLAlchemy, which tells an outage from the rest (that rare
-    claim is durable, as are `claim_tasks`': their EXPIRED ends and webhook rows are seen
-    outside, by clients and receivers, and must not be taken back)."""
+    """`CLAIM_PLAIN`'s rows on a connection of the read pool (`driver.ReadPool`, PostgreSQL), as
+    a poll's read: one autocommitted statement needs no SQLAlchemy connection checked out, and its
+    commit is not waited for on disk (`driver.READ_POOL_SETTINGS`: a claim lost in a crash is a
+    task run again). None without the pool, or after any error of the driver's (a failed
+    statement took nothing), for the caller to claim through SQLAlchemy, which tells an outage
+    from the rest (that rare claim is durable, as are `claim_tasks`': their EXPIRED ends and
+    webhook rows are seen outside, by clients and receivers, and must not be taken back)."""
     pool = await db.read_pool.get() if db.read_pool is not None else None
     if pool is None:
         return None

@@ -12,13 +12,13 @@ the rest (`database.database_boundary`) and invalidates a broken connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import functools
 import json
 import operator
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -163,11 +163,11 @@ async def fetch(connection: Driver, statement: DriverStatement, values: Mapping[
 
 
 async def fetch_pooled(
-    pool: asyncpg.Pool, statement: DriverStatement, values: Mapping[str, Any]
+    pool: LendingPool, statement: DriverStatement, values: Mapping[str, Any]
 ) -> Any:
-    """`fetch` on a connection of asyncpg's pool (`ReadPool`), acquired and released: a prepared
-    statement object dies with its acquisition there, so the statement is asyncpg's own, kept in
-    each connection's cache by its SQL (prepared once a connection too)."""
+    """`fetch` on a connection of the read pool (`ReadPool`), lent for this one statement: the
+    statement is asyncpg's own, kept in each connection's cache by its SQL (prepared once a
+    connection too) and prepared again at its age (`READ_POOL_REPLAN_SECONDS`)."""
     sql, args = statement.sql_and_args(values)
     return await pool.fetch(sql, *args)
 
@@ -204,14 +204,20 @@ def setting(statement: Any, columns: tuple[str, ...]) -> DriverStatement:
     return DriverStatement(statement.values({column: bindparam(column) for column in columns}))
 
 
-# asyncpg's own pool, for the lone statements sent most (a poll's read, a worker's claim): a
-# connection from it costs a quarter of one from SQLAlchemy's (measured: a read 56 against 133
-# µs of the gateway's CPU, issue 20).
-# Its connections add to the engine's: at most this many a process, one kept open while idle.
+# A pool of asyncpg connections of its own, for the lone statements sent most (a poll's read, a
+# worker's claim): a connection from asyncpg's pool cost a quarter of one from SQLAlchemy's
+# (measured: a read 56 against 133 µs of the gateway's CPU, issue 20), and this one less again.
+# Its connections only ever run a lone statement outside a transaction: nothing to reset.
+# Its connections add to the engine's: at most this many a process.
 READ_POOL_SIZE = 10
 # Its statements are asyncpg's own, prepared again once this old (see `REPLAN_FIRST_SECONDS`;
 # asyncpg's cache keeps one age for all).
 READ_POOL_REPLAN_SECONDS = 20.0
+# An idle connection beyond the last is closed once it has not been lent for this long (seen to
+# as connections come back), as asyncpg's pool did.
+READ_POOL_IDLE_SECONDS = 300.0
+# A connection closed politely (a Terminate message) within this, or dropped.
+READ_POOL_CLOSE_SECONDS = 5.0
 # After the pool could not be made (the database is out), this long before trying again; the
 # reads meanwhile go through SQLAlchemy, which answers the outage.
 READ_POOL_RETRY_SECONDS = 5.0
@@ -248,15 +254,144 @@ async def _json_codecs(connection: Driver) -> None:
     )  # fmt: skip
 
 
-async def _no_reset(_connection: Driver) -> None:
-    """Its connections only ever run a lone statement outside a transaction (a poll's SELECT, a
-    worker's claim): nothing to undo. asyncpg's default reset (`RESET ALL`, `UNLISTEN *`, ...) is
-    a round trip at every release."""
+class LendingPool:
+    """Up to `size` asyncpg connections, each lent for one statement (`fetch`, `fetchrow`): the
+    idle ones in a stack, the last given back lent first (so that the others age out), callers
+    waiting in turn while all are lent. A connection whose statement failed or was cancelled is
+    closed, never lent again: its state is unknown (an outage, a cancellation in flight). What
+    asyncpg's own pool does around each statement (a holder and a proxy, a reset, a timer rearmed,
+    a queue) cost as much CPU as the statement itself (measured: 46 against 23 µs a pooled
+    `fetchrow`); here it is a pop and an append."""
+
+    def __init__(self, connect: Callable[[], Awaitable[Driver]], size: int) -> None:
+        self._connect = connect
+        self._size = size
+        self._idle: collections.deque[tuple[Driver, float]] = collections.deque()  # and when
+        self._open = 0  # idle, lent, or being made
+        self._waiters: collections.deque[asyncio.Future[Driver | None]] = collections.deque()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        connection = await self._lend()
+        try:
+            rows = await connection.fetch(sql, *args)
+        except BaseException:
+            self._drop(connection)
+            raise
+        self._give_back(connection)
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        connection = await self._lend()
+        try:
+            row = await connection.fetchrow(sql, *args)
+        except BaseException:
+            self._drop(connection)
+            raise
+        self._give_back(connection)
+        return row
+
+    async def open(self) -> None:
+        """Make one connection now and keep it idle: the pool's first use fails here when the
+        database is out."""
+        self._give_back(await self._lend())
+
+    async def _lend(self) -> Driver:
+        while self._idle:
+            connection = self._idle.pop()[0]
+            if not connection.is_closed():
+                return connection
+            self._open -= 1  # lost while idle (the server restarted): its place is free
+        if self._closed:
+            raise asyncpg.InterfaceError("the read pool is closed")
+        if self._open < self._size:
+            self._open += 1
+        else:
+            waiter: asyncio.Future[Driver | None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():  # handed something as it was cancelled
+                    self._pass_on(waiter.result())
+                raise
+            if handed is not None:
+                return handed
+            # None: a connection was dropped, and its place handed to this caller to fill.
+        try:
+            return await self._connect()
+        except BaseException:
+            self._pass_on(None)
+            raise
+
+    def _give_back(self, connection: Driver) -> None:
+        if self._closed or connection.is_closed():
+            self._drop(connection)
+            return
+        self._pass_on(connection)
+
+    def _drop(self, connection: Driver) -> None:
+        connection.terminate()
+        self._pass_on(None)
+
+    def _pass_on(self, connection: Driver | None) -> None:
+        """Hand a connection, or the place of one that is gone (None), to the first caller
+        waiting; without one, keep the connection idle, or free the place."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        if connection is None:
+            self._open -= 1
+            return
+        now = time.monotonic()
+        self._idle.append((connection, now))
+        oldest, since = self._idle[0]
+        if len(self._idle) > 1 and now - since > READ_POOL_IDLE_SECONDS:
+            self._idle.popleft()
+            self._open -= 1
+            self._close_later(oldest)
+
+    def _close_later(self, connection: Driver) -> None:
+        closing = asyncio.create_task(_close_quietly(connection))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Close the idle connections, and each lent one as it comes back."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(asyncpg.InterfaceError("the read pool is closed"))
+        while self._idle:
+            connection, _since = self._idle.pop()
+            self._open -= 1
+            await _close_quietly(connection)
+        if self._closing:
+            await asyncio.wait(self._closing)
+
+    def terminate(self) -> None:
+        """Close the idle connections without awaiting (a pool of another loop)."""
+        self._closed = True
+        while self._idle:
+            self._idle.pop()[0].terminate()
+
+
+async def _close_quietly(connection: Driver) -> None:
+    """Close a connection politely, or drop it (it is of no more use either way)."""
+    try:
+        await connection.close(timeout=READ_POOL_CLOSE_SECONDS)
+    except Exception:
+        connection.terminate()
 
 
 class ReadPool:
-    """asyncpg's own pool on the engine's database, made at its first use on an event loop (an
-    asyncpg pool serves one loop) and closed by `close` (the database's `dispose`)."""
+    """The read pool (`LendingPool`) on the engine's database, made at its first use on an
+    event loop (asyncpg's connections serve one loop) and closed by `close` (the database's
+    `dispose`)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         _args, kwargs = engine.dialect.create_connect_args(engine.url)
@@ -265,12 +400,12 @@ class ReadPool:
             **self._connect.get("server_settings", {}),
             **READ_POOL_SETTINGS,
         }
-        self._pool: asyncpg.Pool | None = None
+        self._pool: LendingPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failed_at = -READ_POOL_RETRY_SECONDS
         self._making = asyncio.Lock()
 
-    async def get(self) -> asyncpg.Pool | None:
+    async def get(self) -> LendingPool | None:
         """The pool for the running loop; None while it cannot be made (the caller reads through
         SQLAlchemy instead)."""
         loop = asyncio.get_running_loop()
@@ -282,18 +417,27 @@ class ReadPool:
             return None  # another read is making it; this one need not wait
         async with self._making:
             if self._pool is not None and self._loop is not loop:
-                _terminate(self._pool)  # made on another loop: it cannot be awaited on this one
+                self._pool.terminate()  # made on another loop: it cannot be awaited on this one
                 self._pool = None
+            pool = LendingPool(self._connection, READ_POOL_SIZE)
             try:
-                self._pool = await asyncpg.create_pool(
-                    min_size=1, max_size=READ_POOL_SIZE, init=_json_codecs, reset=_no_reset,
-                    max_cached_statement_lifetime=READ_POOL_REPLAN_SECONDS, **self._connect,
-                )  # fmt: skip
+                await pool.open()
             except Exception:
                 self._failed_at = time.monotonic()
                 return None
-            self._loop = loop
-            return self._pool
+            self._pool, self._loop = pool, loop
+            return pool
+
+    async def _connection(self) -> Driver:
+        connection = await asyncpg.connect(
+            max_cached_statement_lifetime=READ_POOL_REPLAN_SECONDS, **self._connect
+        )
+        try:
+            await _json_codecs(connection)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -302,11 +446,4 @@ class ReadPool:
         if self._loop is asyncio.get_running_loop():
             await pool.close()
         else:
-            _terminate(pool)
-
-
-def _terminate(pool: asyncpg.Pool) -> None:
-    """Close a pool's connections without awaiting (a pool of another loop, which may be closed:
-    then its sockets are already gone with it)."""
-    with contextlib.suppress(Exception):
-        pool.terminate()
+            pool.terminate()
