@@ -108,7 +108,8 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # For a lone read: no BEGIN and ROLLBACK around it, two round trips fewer.
         self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        # PostgreSQL only: asyncpg's own pool for the hottest lone read (`tasks.read_task_from`).
+        # PostgreSQL only: asyncpg connections of our own for the hottest lone statements (a
+        # poll's read, `tasks.read_task_from`; a worker's plain claim): `driver.ReadPool`.
         self.read_pool = None if self.is_sqlite else ReadPool(self.engine)
 
     @property

@@ -372,9 +372,10 @@ async def read_task(connection: AsyncConnection, task_id: str, *, tenant: str) -
 
 
 async def read_task_from(db: Database, task_id: str, *, tenant: str) -> Task:
-    """`read_task` on a connection of asyncpg's own pool where there is one (PostgreSQL): it costs
-    the gateway a quarter of one from SQLAlchemy's. Without that pool, or after any error on it,
-    the read goes through SQLAlchemy's pool, which tells an outage from the rest."""
+    """`read_task` on a connection of the read pool where there is one (PostgreSQL,
+    `driver.ReadPool`): it costs the gateway a quarter of one from SQLAlchemy's. Without that
+    pool, or after any error on it, the read goes through SQLAlchemy's pool, which tells an outage
+    from the rest."""
     pool = await db.read_pool.get() if db.read_pool is not None else None
     task = await _read_on_driver(pool.fetchrow, task_id, tenant) if pool is not None else None
     if task is not None:
