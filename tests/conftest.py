@@ -13,13 +13,27 @@ import pytest
 from tests.support.processes import PROVIDER_VARIABLES
 from tests.support.redis_cluster import Cluster, running_cluster
 from tests.support.s3_server import S3Server, running_s3_server
-from tests.support.services import fresh_postgres_database, fresh_redis_prefix
+from tests.support.services import fresh_postgres_database, fresh_redis_prefix, shared_databases
+
+
+@pytest.fixture(scope="session", autouse=True)
+def databases() -> Iterator[None]:
+    """The session's migrated template and the thread that drops each test's database."""
+    with shared_databases():
+        yield
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for this test."""
     with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_postgres_url() -> Iterator[str]:
+    """A new PostgreSQL database for this test, its schema at the migrations' head."""
+    with fresh_postgres_database(migrated=True) as url:
         yield url
 
 

@@ -29,14 +29,21 @@ from tests.support.backends import (
 
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store of each kind: for tests of the migrations themselves."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
     return async_database_url(request.getfixturevalue("postgres_url"))
 
 
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
+@pytest.fixture(params=DATABASES)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A store of each kind, its schema made (on PostgreSQL, a copy of the session's migrated
+    template: the upgrade here finds it at the head)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = async_database_url(request.getfixturevalue("migrated_postgres_url"))
+    database = Database(url)
     await upgrade(database)
     yield database
     await database.dispose()

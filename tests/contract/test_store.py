@@ -75,7 +75,7 @@ async def test_a_later_turn_waits_for_the_earlier_one(db: Database) -> None:
 
 
 # PostgreSQL only: SQLite has one writer at a time, so the submit would wait for the finish.
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
 async def test_a_turn_submitted_while_the_earlier_one_finishes_is_not_left_waiting(
     db: Database,
 ) -> None:

@@ -73,7 +73,7 @@ async def keyed_app(
         async with _serving(settings, worker=worker, in_process=True) as app:
             yield app
         return
-    with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
+    with fresh_postgres_database(migrated=True) as database_url, fresh_redis_prefix() as prefix:
         settings = make_settings(
             folder,
             auth=True,

@@ -1,6 +1,12 @@
 """The real PostgreSQL and Redis the suite runs on: a fresh database and a fresh Redis key prefix
 per test, a migrated stack for service processes, and queries of what was stored.
 
+Within a pytest session (`shared_databases`, entered by tests/conftest.py) a migrated database is
+a copy of a template migrated once, and databases are dropped on a thread of their own: a DROP
+DATABASE waits for a checkpoint (0.1-0.9 s on a busy machine) that the next test need not wait
+for, and the migrations take 0.4-0.9 s where a copy's no-op upgrade takes under 0.1 s. Outside one
+(the benchmarks) each database is migrated and dropped in line.
+
 A service that is down fails the test, never skips it: the suite is meant to prove the real thing.
 """
 
@@ -8,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import secrets
+import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -51,18 +59,90 @@ def _admin(sql: str) -> None:
     run_async(run())
 
 
+def _drop(name: str) -> None:
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class SharedDatabases:
+    """What one pytest session's databases share: the template a migrated one is copied from,
+    made on first use, and the thread that drops them. `close` waits for every drop and raises
+    the first that failed."""
+
+    def __init__(self) -> None:
+        self._drops: queue.Queue[str | None] = queue.Queue()
+        self._failure: BaseException | None = None
+        self._template: str | None = None
+        self._templates: list[str] = []  # made, migrated or not: dropped by close()
+        # A daemon, so that a session that dies before close() does not hang at exit.
+        self._dropper = threading.Thread(target=self._drop_each, name="drop-db", daemon=True)
+        self._dropper.start()
+
+    def template(self) -> str:
+        """The name of a database at the migrations' head, that nothing stays connected to."""
+        if self._template is None:
+            name = f"aitasks_template_{secrets.token_hex(6)}"
+            _admin(f'CREATE DATABASE "{name}"')
+            self._templates.append(name)
+            run_async(_upgrade(_database_url(name)))
+            self._template = name
+        return self._template
+
+    def drop_later(self, name: str) -> None:
+        self._drops.put(name)
+
+    def _drop_each(self) -> None:
+        while (name := self._drops.get()) is not None:
+            try:
+                _drop(name)
+            except BaseException as exc:  # raised again by close()
+                self._failure = self._failure or exc
+
+    def close(self) -> None:
+        self._drops.put(None)
+        self._dropper.join()
+        for name in self._templates:
+            _drop(name)
+        if self._failure is not None:
+            raise self._failure
+
+
+_shared: SharedDatabases | None = None
+
+
 @contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """Create an empty database; yield its plain `postgresql://` URL; drop it afterwards."""
-    name = f"aitasks_test_{secrets.token_hex(6)}"
+def shared_databases() -> Iterator[SharedDatabases]:
+    """The session's template and dropper, for `fresh_postgres_database` to use meanwhile."""
+    global _shared
+    _shared = SharedDatabases()
     try:
-        _admin(f'CREATE DATABASE "{name}"')
+        yield _shared
+    finally:
+        shared, _shared = _shared, None
+        shared.close()
+
+
+@contextmanager
+def fresh_postgres_database(*, migrated: bool = False) -> Iterator[str]:
+    """Create a database, empty or (`migrated`) at the migrations' head; yield its plain
+    `postgresql://` URL; drop it afterwards."""
+    name = f"aitasks_test_{secrets.token_hex(6)}"
+    shared = _shared
+    template = ""
+    try:
+        if migrated and shared is not None:
+            template = f' TEMPLATE "{shared.template()}"'
+        _admin(f'CREATE DATABASE "{name}"{template}')
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.fail(f"PostgreSQL is not usable at {PG_ADMIN_URL}: {exc}")
     try:
+        if migrated and not template:
+            run_async(_upgrade(_database_url(name)))
         yield _database_url(name)
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if shared is not None:
+            shared.drop_later(name)
+        else:
+            _drop(name)
 
 
 def new_redis_prefix() -> str:
@@ -92,7 +172,7 @@ def fresh_redis_prefix() -> Iterator[str]:
 def upgraded_stack(folder: Path, **settings: str) -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database (schema made) and Redis prefix: yields the environment of
     service processes on them, with `settings`; what a distributed test starts its processes in."""
-    with fresh_postgres_database() as database_url, fresh_redis_prefix() as prefix:
+    with fresh_postgres_database(migrated=True) as database_url, fresh_redis_prefix() as prefix:
         yield migrated_env(folder, database_url, REDIS_URL, prefix, **settings)
 
 
