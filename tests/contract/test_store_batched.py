@@ -232,3 +232,31 @@ async def test_a_value_too_long_is_refused_not_cut_and_a_long_served_model_is_cu
     assert (done.status, done.served_model) == (
         TaskStatus.SUCCESS, long_name[: finishes.SERVED_MODEL_CHARS]
     )  # fmt: skip
+
+
+async def test_a_flush_that_fails_part_way_writes_nothing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All or none: the next turns' read failing after the finishing write leaves the task
+    held and unwritten, so that the worker's retry of the flush finds it still its own (had the
+    first statement committed alone, the retry would find the task finished by someone and
+    drop the reply, its files and its done event)."""
+    first = await submit(db)
+    later = await submit(db, first.conversation_id)
+    task = await held(db, first.id)
+
+    def broken(_row: object) -> None:
+        raise RuntimeError("the next turn could not be read")
+
+    monkeypatch.setattr(finishes, "queued_task", broken)
+    with pytest.raises(RuntimeError, match="next turn"):
+        await finish(db, [finishes.success(task, text="fine")])
+    assert (await row(db, first.id)).status == TaskStatus.RUNNING
+    async with db.session() as session:
+        replies = select(Message).where(Message.role == "assistant")
+        assert (await session.execute(replies)).all() == []
+    monkeypatch.undo()
+    (written,) = await finish(db, [finishes.success(task, text="fine")])
+    assert written is not None and written.next_turn is not None
+    assert written.next_turn.id == later.id
+    assert (await row(db, first.id)).status == TaskStatus.SUCCESS

@@ -9,7 +9,7 @@ transaction records each task's files, its assistant message and its webhook, an
 conversation's next waiting turn after the lock, so a turn submitted meanwhile is claimed only
 once this one has ended (the claim waits on the lock; see `claims.claim_tasks`).
 
-On PostgreSQL a flush of any size is two statements sent by asyncpg itself, each committed alone:
+On PostgreSQL a flush of any size is two statements sent by asyncpg itself in one transaction:
 one that locks, finishes and records (`flush_sql`, its rows sent as arrays), then the read of the
 next turns (`NEXT_TURNS_SQL`); after an error of the driver's the same SQL goes through
 SQLAlchemy's connection, so an outage or a refused row is reported as everywhere else. SQLite,
@@ -40,7 +40,7 @@ from aitasks.store.models import (
     table_of,
     utcnow,
 )
-from aitasks.store.on_driver import OnPostgres
+from aitasks.store.on_driver import Fetch, OnPostgres
 from aitasks.store.webhooks import add_delivery, delivery_row
 
 TASKS = table_of(Task)
@@ -344,20 +344,27 @@ async def finish_tasks(
 async def _finish_on_postgres(
     on: OnPostgres, outcomes: Sequence[Outcome], worker_id: str, now: datetime
 ) -> tuple[list[Outcome], dict[str, QueuedTask]]:
-    """A flush on PostgreSQL in two statements, whatever its size: `flush_sql` locks and finishes
-    the held tasks and inserts their messages, files and webhooks, then `NEXT_TURNS_SQL` reads
-    each finished task's next turn. The read is a statement of its own because a statement reads
-    as of its start: only one that starts after the lock sees a turn submitted while it waited
-    (see `claims.claim_tasks`)."""
+    """A flush on PostgreSQL in two statements, whatever its size, in one transaction:
+    `flush_sql` locks and finishes the held tasks and inserts their messages, files and webhooks,
+    then `NEXT_TURNS_SQL` reads each finished task's next turn. The read is a statement of its
+    own because a statement reads as of its start: only one that starts after the lock sees a
+    turn submitted while it waited (see `claims.claim_tasks`). One transaction, because a flush
+    whose second statement failed after the first had committed would be retried by the worker
+    and find its tasks finished by someone: the reply dropped, its files deleted, its task's
+    `done` never told."""
     unique = list({o.task.id: o for o in outcomes}.values())  # a task twice: the later outcome
     sql, args = _flush_args(unique, worker_id, now)
-    finished = {row[0] for row in await on.fetch(sql, args)}
-    mine = [o for o in unique if o.task.id in finished]
-    if not mine:
-        return [], {}
-    looked = [[o.task.id for o in mine], [o.task.conversation_id for o in mine]]
-    rows = await on.fetch(NEXT_TURNS_SQL, [*looked, [o.task.turn for o in mine]])
-    return mine, {row[0]: queued_task(row[1:]) for row in rows}
+
+    async def flush(fetch: Fetch) -> tuple[list[Outcome], dict[str, QueuedTask]]:
+        finished = {row[0] for row in await fetch(sql, args)}
+        mine = [o for o in unique if o.task.id in finished]
+        if not mine:
+            return [], {}
+        looked = [[o.task.id for o in mine], [o.task.conversation_id for o in mine]]
+        rows = await fetch(NEXT_TURNS_SQL, [*looked, [o.task.turn for o in mine]])
+        return mine, {row[0]: queued_task(row[1:]) for row in rows}
+
+    return await on.in_transaction(flush)
 
 
 async def _finish_stepwise(
