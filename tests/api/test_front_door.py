@@ -5,8 +5,6 @@ front door and again through FastAPI's full stack, on the same app, and the answ
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from aitasks import lifecycle
-from aitasks.api.front_door import FrontDoor
+from tests.support.front_door import full_stack
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
 
 CHAT = "/v1/chat/completions"
@@ -24,17 +22,6 @@ JSON = {"Content-Type": "application/json"}
 
 def asgi_app(app: KeyedApp) -> FastAPI:
     return cast(FastAPI, cast(httpx.ASGITransport, app.http._transport).app)
-
-
-@contextmanager
-def full_stack(app: FastAPI) -> Iterator[None]:
-    door = app.middleware_stack
-    assert isinstance(door, FrontDoor)
-    app.middleware_stack = door.full
-    try:
-        yield
-    finally:
-        app.middleware_stack = door
 
 
 async def both(app: KeyedApp, method: str, path: str, **options: Any) -> list[httpx.Response]:

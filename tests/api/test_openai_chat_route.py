@@ -24,11 +24,11 @@ from fastapi import FastAPI
 from PIL import Image
 from starlette.routing import Match, Mount
 
-from aitasks.api import submit_route
 from aitasks.api.front_door import FrontDoor
 from aitasks.api.openai import routes as openai_routes
 from aitasks.api.submit_route import SubmitRoute
 from aitasks.errors import ServiceUnavailable
+from tests.support.front_door import full_stack, handed_on_bodies
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
 
 CHAT = "/openai/v1/chat/completions"
@@ -53,18 +53,6 @@ def openai_app(app: FastAPI) -> FastAPI:
     (mount,) = [route for route in app.router.routes if isinstance(route, Mount)
                 and route.path == "/openai"]  # fmt: skip
     return cast(FastAPI, mount.app)
-
-
-@contextmanager
-def full_stack(app: FastAPI) -> Iterator[None]:
-    """The app's full stack, no front door: the mount, then the OpenAI app's own stack."""
-    door = app.middleware_stack
-    assert isinstance(door, FrontDoor)
-    app.middleware_stack = door.full
-    try:
-        yield
-    finally:
-        app.middleware_stack = door
 
 
 @contextmanager
@@ -315,14 +303,7 @@ async def test_the_plain_route_stands_first_and_serves_posts_only(tmp_path: Path
 async def test_only_what_fastapi_would_refuse_is_handed_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handed_on: list[bytes] = []
-    hand_on = submit_route._hand_on
-
-    async def counted(router: Any, scope: Any, receive: Any, send: Any, body: bytes) -> None:
-        handed_on.append(body)
-        await hand_on(router, scope, receive, send, body)
-
-    monkeypatch.setattr(submit_route, "_hand_on", counted)
+    handed_on = handed_on_bodies(monkeypatch)
     async with keyed_app("embedded", tmp_path, worker=True) as app:
         key = {**(await app.key("alice")), **JSON}
         for body in (chat(), chat(model="no-such-model"), chat(messages=[]), b"[]"):

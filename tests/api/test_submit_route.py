@@ -18,9 +18,9 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Match
 
-from aitasks.api import submit_route
 from aitasks.api.front_door import FrontDoor
 from aitasks.api.submit_route import SubmitRoute
+from tests.support.front_door import handed_on_bodies
 from tests.support.keyed_app import MODES, KeyedApp, keyed_app
 
 CHAT = "/v1/chat/completions"
@@ -217,14 +217,7 @@ async def test_the_plain_routes_stand_ahead_and_serve_posts_only(tmp_path: Path)
 async def test_only_what_fastapi_would_refuse_is_handed_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handed_on: list[bytes] = []
-    hand_on = submit_route._hand_on
-
-    async def counted(router: Any, scope: Any, receive: Any, send: Any, body: bytes) -> None:
-        handed_on.append(body)
-        await hand_on(router, scope, receive, send, body)
-
-    monkeypatch.setattr(submit_route, "_hand_on", counted)
+    handed_on = handed_on_bodies(monkeypatch)
     async with keyed_app("embedded", tmp_path) as app:
         key = {**(await app.key("alice")), **JSON}
         for body in (VALID, {**VALID, "model": "no-such-model"}, {**VALID, "prompt": " "}, []):
