@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +27,7 @@ from aitasks.store.models import Conversation, IdempotencyKey, Message, Task, ta
 from aitasks.store.submit_batch import FirstTurn
 from aitasks.store.tasks import Callback, Owner, task_values
 from tests.support.services import fresh_postgres_database
+from tests.support.statements import GROUP_STATEMENT, connection_cut_at
 
 SPEC = ModelTable.load(environ={}).resolve("mock-chat")
 OWNER = Owner(LOCAL_TENANT, api_key_id="key1")
@@ -223,21 +223,9 @@ async def test_a_refused_value_fails_only_its_own_submit(pg: Database) -> None:
 
 async def test_an_outage_fails_every_submit_of_the_group(postgres_url: str) -> None:
     db = await database(postgres_url)
-    cut: list[int] = []
-    real = driver.prepared
-
-    async def cut_first_group(connection: Any, sql: str) -> Any:
-        if not cut and sql.startswith("WITH w0 AS (INSERT INTO conversations"):
-            pid = connection.get_server_pid()
-            with psycopg.connect(postgres_url, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-            cut.append(pid)
-        return await real(connection, sql)
-
     try:
         turns = first_turns(keyed=True)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(driver, "prepared", cut_first_group)
+        with connection_cut_at(postgres_url, GROUP_STATEMENT) as cut:
             outcomes = await batch._commit(db.engine, turns)
         assert cut
         assert all(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +26,7 @@ from aitasks.store.models import (
     as_utc,
 )
 from aitasks.store.tasks import Owner, Submission
+from tests.support.statements import GROUP_STATEMENT, connection_cut_at
 
 SPEC = ModelTable.load(environ={}).resolve("mock-chat")
 OWNER = Owner(LOCAL_TENANT)
@@ -109,7 +109,7 @@ async def test_postgresql_writes_concurrent_submits_in_few_statements(db: Databa
 
     async def counted(connection: Any, sql: str) -> Any:
         statement = await real(connection, sql)
-        if not sql.startswith("WITH w0 AS (INSERT INTO conversations"):
+        if not sql.startswith(GROUP_STATEMENT):
             return statement
 
         class Counted:
@@ -147,20 +147,8 @@ async def test_a_group_cut_short_by_an_outage_acknowledges_nothing_it_did_not_co
 ) -> None:
     db = Database(async_database_url(postgres_url))
     await upgrade(db)
-    cut: list[int] = []
-    real = driver.prepared
-
-    async def cut_first_group(connection: Any, sql: str) -> Any:
-        # The group's connection dies as its statement is sent.
-        if not cut and sql.startswith("WITH w0 AS (INSERT INTO conversations"):
-            pid = connection.get_server_pid()
-            with psycopg.connect(postgres_url, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-            cut.append(pid)
-        return await real(connection, sql)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(driver, "prepared", cut_first_group)
+    # The group's connection dies as its statement is sent.
+    with connection_cut_at(postgres_url, GROUP_STATEMENT) as cut:
         answers = await asyncio.gather(
             *(submit(db, f"p {i}") for i in range(30)), return_exceptions=True
         )

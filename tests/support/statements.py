@@ -3,17 +3,21 @@ hot paths' statements, `store/driver.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+import pytest
 from sqlalchemy import event
 
 from aitasks.store import driver
 from aitasks.store.database import Database
 
 SQLALCHEMY, DRIVER = "sqlalchemy", "driver"
+# How the statement of a group of first turns starts (`submit_batch.first_turns_sql`).
+GROUP_STATEMENT = "WITH w0 AS (INSERT INTO conversations"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +58,24 @@ async def statements(db: Database) -> AsyncIterator[list[Sent]]:
         event.remove(engine, "before_cursor_execute", by_sqlalchemy)
         driver.prepared = prepare  # type: ignore[assignment]
         driver.fetch_pooled = fetch_pooled  # type: ignore[assignment]
+
+
+@contextmanager
+def connection_cut_at(postgres_url: str, sql_start: str) -> Iterator[list[int]]:
+    """The first connection of the driver's to prepare a statement starting with `sql_start` is
+    killed (`pg_terminate_backend`) as it does: its statement is sent to a dead connection.
+    Yields the killed backends' pids (one, once it has happened)."""
+    cut: list[int] = []
+    real = driver.prepared
+
+    async def cut_first(connection: Any, sql: str) -> Any:
+        if not cut and sql.startswith(sql_start):
+            pid = connection.get_server_pid()
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+            cut.append(pid)
+        return await real(connection, sql)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(driver, "prepared", cut_first)
+        yield cut
