@@ -19,8 +19,7 @@ def test_a_batch_survives_a_killed_worker_and_an_empty_redis(
     own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
     system = own_redis_system(AITASKS_MOCK_LATENCY_MS="100", AITASKS_WORKER_CONCURRENCY="4")
-    _, base_url = system.gateway()
-    doomed, _ = system.worker(), system.worker()
+    [(_, base_url)], [doomed, _] = system.up(gateways=1, workers=2)
     sdk = openai_at(base_url)
     requests = "".join(
         json.dumps({"custom_id": f"line-{n}", "method": "POST", "url": "/v1/chat/completions",

@@ -37,8 +37,7 @@ def test_a_worker_killed_mid_task_loses_nothing(
         database_url=postgres_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
         AITASKS_MOCK_LATENCY_MS="1500", AITASKS_WORKER_CONCURRENCY="4",
     )  # fmt: skip
-    _, base_url = system.gateway()
-    doomed, survivor = system.worker(), system.worker()
+    [(_, base_url)], [doomed, survivor] = system.up(gateways=1, workers=2)
     task_ids = submit_many(base_url, [f"question {n}" for n in range(16)])
     wait_until(lambda: system.running_on(doomed.popen.pid, task_ids) >= 2)
     doomed.kill()  # SIGKILL, mid-task: no chance to hand anything back
@@ -53,8 +52,7 @@ def test_redis_restarted_empty_loses_nothing(
     own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
     system = own_redis_system(AITASKS_MOCK_LATENCY_MS="300", AITASKS_WORKER_CONCURRENCY="2")
-    _, base_url = system.gateway()
-    system.worker()
+    [(_, base_url)], _ = system.up(gateways=1, workers=1)
     before = submit_many(base_url, [f"before {n}" for n in range(20)])
     time.sleep(0.5)  # some running, most still queued
     redis_server.kill()
@@ -74,8 +72,7 @@ def test_a_postgres_outage_is_a_503_and_loses_nothing(
         database_url=proxied_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
         AITASKS_MOCK_LATENCY_MS="1000",
     )  # fmt: skip
-    _, base_url = system.gateway()
-    system.worker()
+    [(_, base_url)], _ = system.up(gateways=1, workers=1)
     task_ids = submit_many(base_url, [f"question {n}" for n in range(10)])
     time.sleep(0.3)
     proxy.kill()
@@ -104,8 +101,7 @@ def test_a_killed_gateway_leaves_nothing_half_done(
         database_url=postgres_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
         AITASKS_MOCK_LATENCY_MS="20",
     )  # fmt: skip
-    gateway, base_url = system.gateway()
-    system.worker()
+    [(gateway, base_url)], _ = system.up(gateways=1, workers=1)
 
     acknowledged: list[str] = []
 
@@ -139,8 +135,7 @@ def test_sigterm_hands_unfinished_work_to_another_worker(
         database_url=postgres_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
         AITASKS_MOCK_LATENCY_MS="6000", AITASKS_WORKER_CONCURRENCY="4",
     )  # fmt: skip
-    _, base_url = system.gateway()
-    leaving = system.worker()
+    [(_, base_url)], [leaving] = system.up(gateways=1, workers=1)
     task_ids = submit_many(base_url, [f"long {n}" for n in range(4)])
     wait_until(lambda: system.running_on(leaving.popen.pid, task_ids) == 4)
     # SIGTERM at once, the other worker started after: a worker's start (1-5 s on a busy

@@ -134,8 +134,7 @@ def test_a_postgres_restart_under_load_fails_nothing_and_answers_only_503s(
         database_url=cluster.url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
         AITASKS_WORKER_CONCURRENCY="16",
     )  # fmt: skip
-    gateway, base_url = system.gateway()
-    worker = system.worker()
+    [(gateway, base_url)], [worker] = system.up(gateways=1, workers=1)
 
     traffic, done = Traffic(), threading.Event()
     in_flight: list[int] = []
@@ -209,8 +208,7 @@ def test_a_read_only_postgres_is_a_503_until_it_is_writable_again(
         database_url=cluster.url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
         AITASKS_MOCK_LATENCY_MS="10",
     )  # fmt: skip
-    gateway, base_url = system.gateway()
-    system.worker()
+    [(gateway, base_url)], _ = system.up(gateways=1, workers=1)
     body = {"prompt": "while read-only", "model": "mock-chat"}
     with httpx.Client(base_url=base_url, timeout=10) as client:
         assert client.post(CHAT, json=body).status_code == 202  # the pool holds live sessions

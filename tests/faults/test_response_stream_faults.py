@@ -20,9 +20,7 @@ def test_a_stream_resumes_on_another_gateway_after_its_worker_died_and_redis_was
     own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
     system = own_redis_system(AITASKS_MOCK_LATENCY_MS="5000", AITASKS_SSE_HEARTBEAT_SECONDS="1")
-    _, one_url = system.gateway()
-    _, two_url = system.gateway()
-    doomed = system.worker()
+    [(_, one_url), (_, two_url)], [doomed] = system.up(gateways=2, workers=1)
     with openai_at(one_url) as one, openai_at(two_url) as two:
         first = a_few_events(one, "a story to outlive its worker")
         response_id = first[0].response.id

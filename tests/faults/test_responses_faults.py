@@ -15,8 +15,7 @@ def test_background_responses_survive_a_killed_worker_and_an_empty_redis(
     own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
     system = own_redis_system(AITASKS_MOCK_LATENCY_MS="1500", AITASKS_WORKER_CONCURRENCY="4")
-    _, base_url = system.gateway()
-    doomed, _ = system.worker(), system.worker()
+    [(_, base_url)], [doomed, _] = system.up(gateways=1, workers=2)
     sdk = openai_at(base_url)
     queued = [
         sdk.responses.create(model="mock-chat", input=f"question {n}", background=True)

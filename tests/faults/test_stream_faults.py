@@ -80,8 +80,7 @@ def test_a_redis_killed_under_open_streams_ends_each_with_an_error(
     own_redis_system: OwnRedisSystem, redis_server: Background
 ) -> None:
     system = own_redis_system(AITASKS_MOCK_LATENCY_MS="6000", AITASKS_SSE_HEARTBEAT_SECONDS="1")
-    gateway, base_url = system.gateway()
-    system.worker()
+    [(gateway, base_url)], _ = system.up(gateways=1, workers=1)
     task_ids = [submit(base_url, f"a long reply {n}") for n in range(4)]
     readers = [Reader(base_url, task_id) for task_id in task_ids]
     chats = [ChatReader(base_url, f"a long chat {n}") for n in range(2)]
@@ -132,8 +131,8 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_into_the_next_attempt(
         database_url=postgres_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
         AITASKS_MOCK_LATENCY_MS="5000",
     )  # fmt: skip
-    _, base_url = system.gateway()
-    workers = {w.popen.pid: w for w in (system.worker(), system.worker())}
+    [(_, base_url)], started = system.up(gateways=1, workers=2)
+    workers = {w.popen.pid: w for w in started}
     task_id = submit(base_url, "a long reply, streamed")
     wait_until(lambda: holder(system, task_id)[0] is not None, timeout=30)
     time.sleep(1.5)  # some of its text is out

@@ -64,6 +64,19 @@ class System:
         wait_until_up(base_url, process)
         return process, base_url
 
+    def up(self, *, gateways: int, workers: int) -> tuple[list[tuple[Process, str]], list[Process]]:
+        """Gateways and workers started side by side, returned once every one is up: each start
+        is mostly an interpreter importing the service (1-4 s), which two cores do at once."""
+        ports = [free_port() for _ in range(gateways)]
+        started = [self.start("api", "--port", str(port)) for port in ports]
+        taking = [self.start("worker") for _ in range(workers)]
+        serving = [(p, f"http://127.0.0.1:{port}") for p, port in zip(started, ports, strict=True)]
+        for process, base_url in serving:
+            wait_until_up(base_url, process)
+        for worker in taking:
+            worker.wait_for_log("on queues")
+        return serving, taking
+
     def running_on(self, worker_pid: int, task_ids: list[str]) -> int:
         """How many of `task_ids` the worker process `worker_pid` is running now."""
         ids = ", ".join(f"'{i}'" for i in task_ids)
