@@ -19,7 +19,7 @@ from aitasks.store.database import Database
 from aitasks.store.models import LOCAL_TENANT, Message, Task, TaskStatus, WebhookDelivery, utcnow
 from aitasks.store.tasks import Callback, Owner
 from tests.support.backends import REDELIVER_AFTER
-from tests.support.statements import statements
+from tests.support.statements import connection_cut_at, statements
 
 SPEC = ModelTable.load(environ={}).resolve("mock-chat")
 OWNER = Owner(LOCAL_TENANT)
@@ -234,16 +234,29 @@ async def test_a_value_too_long_is_refused_not_cut_and_a_long_served_model_is_cu
     )  # fmt: skip
 
 
-async def test_a_flush_that_fails_part_way_writes_nothing(
+async def test_a_flush_is_never_both_written_and_failed(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """All or none: the next turns' read failing after the finishing write leaves the task
-    held and unwritten, so that the worker's retry of the flush finds it still its own (had the
-    first statement committed alone, the retry would find the task finished by someone and
-    drop the reply, its files and its done event)."""
+    """The next turns' read failing after the finishing write. A flush that had written and
+    then raised would be written again by the worker, find its tasks finished by someone and
+    drop the reply, its files and its `done`. On PostgreSQL the finish has committed alone by
+    then: it stands, and the next turn is left to the reconciler. On SQLite the read is in the
+    flush's transaction: nothing is written, and the retry finds the task still held."""
     first = await submit(db)
     later = await submit(db, first.conversation_id)
     task = await held(db, first.id)
+    if db.engine.dialect.name == "postgresql":
+        # The flush's connection dies as the read is sent, as in an outage.
+        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with connection_cut_at(url, finishes.NEXT_TURNS_SQL) as cut:
+            written = await finish(db, [finishes.success(task, text="fine")])
+        assert cut and written == [finishes.Finished()]
+        # The cut connection went back to the pool, as connections do in an outage (no ping on
+        # checkout: its next user is told the database is unavailable). Start afresh.
+        await db.engine.dispose()
+        assert (await row(db, first.id)).status == TaskStatus.SUCCESS
+        assert (await row(db, later.id)).status == TaskStatus.PENDING
+        return
 
     def broken(_row: object) -> None:
         raise RuntimeError("the next turn could not be read")

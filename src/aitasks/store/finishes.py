@@ -9,7 +9,7 @@ transaction records each task's files, its assistant message and its webhook, an
 conversation's next waiting turn after the lock, so a turn submitted meanwhile is claimed only
 once this one has ended (the claim waits on the lock; see `claims.claim_tasks`).
 
-On PostgreSQL a flush of any size is two statements sent by asyncpg itself in one transaction:
+On PostgreSQL a flush of any size is two statements sent by asyncpg itself, each committed alone:
 one that locks, finishes and records (`flush_sql`, its rows sent as arrays), then the read of the
 next turns (`NEXT_TURNS_SQL`); after an error of the driver's the same SQL goes through
 SQLAlchemy's connection, so an outage or a refused row is reported as everywhere else. SQLite,
@@ -19,6 +19,7 @@ which has neither arrays nor writes in a WITH, writes it statement by statement.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,8 +41,10 @@ from aitasks.store.models import (
     table_of,
     utcnow,
 )
-from aitasks.store.on_driver import Fetch, OnPostgres
+from aitasks.store.on_driver import OnPostgres, Rows
 from aitasks.store.webhooks import add_delivery, delivery_row
+
+log = logging.getLogger(__name__)
 
 TASKS = table_of(Task)
 MESSAGES = table_of(Message)
@@ -344,27 +347,39 @@ async def finish_tasks(
 async def _finish_on_postgres(
     on: OnPostgres, outcomes: Sequence[Outcome], worker_id: str, now: datetime
 ) -> tuple[list[Outcome], dict[str, QueuedTask]]:
-    """A flush on PostgreSQL in two statements, whatever its size, in one transaction:
-    `flush_sql` locks and finishes the held tasks and inserts their messages, files and webhooks,
-    then `NEXT_TURNS_SQL` reads each finished task's next turn. The read is a statement of its
-    own because a statement reads as of its start: only one that starts after the lock sees a
-    turn submitted while it waited (see `claims.claim_tasks`). One transaction, because a flush
-    whose second statement failed after the first had committed would be retried by the worker
-    and find its tasks finished by someone: the reply dropped, its files deleted, its task's
-    `done` never told."""
+    """A flush on PostgreSQL in two statements, whatever its size: `flush_sql` locks and finishes
+    the held tasks and inserts their messages, files and webhooks, then `NEXT_TURNS_SQL` reads
+    each finished task's next turn. The read is a statement of its own because a statement reads
+    as of its start: only one that starts after the lock sees a turn submitted while it waited
+    (see `claims.claim_tasks`). On the driver each commits alone, with no BEGIN and COMMIT round
+    trips around them; so once the first has committed the flush is written, whatever comes of
+    the read (`_next_turns_after_commit`)."""
     unique = list({o.task.id: o for o in outcomes}.values())  # a task twice: the later outcome
     sql, args = _flush_args(unique, worker_id, now)
+    finished = {row[0] for row in await on.fetch(sql, args)}
+    mine = [o for o in unique if o.task.id in finished]
+    if not mine:
+        return [], {}
+    looked: list[list[Any]] = [[o.task.id for o in mine], [o.task.conversation_id for o in mine],
+                               [o.task.turn for o in mine]]  # fmt: skip
+    if on.raw is None:  # written in the session's transaction: the read joins it, all or none
+        rows = await on.fetch(NEXT_TURNS_SQL, looked)
+    else:
+        rows = await _next_turns_after_commit(on, looked)
+    return mine, {row[0]: queued_task(row[1:]) for row in rows}
 
-    async def flush(fetch: Fetch) -> tuple[list[Outcome], dict[str, QueuedTask]]:
-        finished = {row[0] for row in await fetch(sql, args)}
-        mine = [o for o in unique if o.task.id in finished]
-        if not mine:
-            return [], {}
-        looked = [[o.task.id for o in mine], [o.task.conversation_id for o in mine]]
-        rows = await fetch(NEXT_TURNS_SQL, [*looked, [o.task.turn for o in mine]])
-        return mine, {row[0]: queued_task(row[1:]) for row in rows}
 
-    return await on.in_transaction(flush)
+async def _next_turns_after_commit(on: OnPostgres, looked: list[list[Any]]) -> Rows:
+    """The next turns' read once the finish has committed on the driver: its failure (the
+    database cut between the two) is no failure of the flush. Raised, it would have the worker
+    write the flush again, find its tasks finished by someone, and drop the replies, their files
+    and their tasks' `done`. The turns it did not read are left to the reconciler, which
+    publishes again every `PENDING` task no queue entry holds."""
+    try:
+        return await on.fetch_on_driver(NEXT_TURNS_SQL, looked)
+    except Exception as exc:
+        log.warning("the next turns of %d finished task(s) were not read: %r", len(looked[0]), exc)
+        return []
 
 
 async def _finish_stepwise(
