@@ -10,6 +10,7 @@ is what makes a doubled reply impossible rather than merely unlikely.
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast, overload
@@ -60,8 +61,16 @@ class Role(StrEnum):
 
 
 def new_id() -> str:
-    """A random, URL-safe, unguessable id (128 bits as 32 hex digits)."""
-    return secrets.token_hex(16)
+    """A URL-safe, unguessable id of 32 hex digits: the time in milliseconds (48 bits), then 80
+    random bits. Ids made later sort later, so each index keyed by one (tasks', conversations',
+    messages' by task) grows at its right edge, its pages filled, where random ones wrote all
+    over every such index: each insert dirtied a page of its own, half-filled pages split, and a
+    page first dirtied after a checkpoint is a full page in the WAL (`benchmarks.soak`, 250,000
+    tasks: 1,010 -> 1,093 tasks/s, conversations' indexes 37 -> 32 MB)."""
+    return f"{int(time.time() * 1000) & _MS_MASK:012x}{secrets.token_hex(10)}"
+
+
+_MS_MASK = (1 << 48) - 1
 
 
 def utcnow() -> datetime:
