@@ -273,24 +273,21 @@ class LendingPool:
         self._closed = False
 
     async def fetch(self, sql: str, *args: Any) -> Any:
-        connection = await self._lend()
-        try:
-            rows = await connection.fetch(sql, *args)
-        except BaseException:
-            self._drop(connection)
-            raise
-        self._give_back(connection)
-        return rows
+        return await self._on_lent(lambda connection: connection.fetch(sql, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self._on_lent(lambda connection: connection.fetchrow(sql, *args))
+
+    async def _on_lent(self, statement: Callable[[Driver], Awaitable[Any]]) -> Any:
+        """`statement` on a lent connection, given back after it, or dropped if it failed."""
         connection = await self._lend()
         try:
-            row = await connection.fetchrow(sql, *args)
+            answer = await statement(connection)
         except BaseException:
             self._drop(connection)
             raise
         self._give_back(connection)
-        return row
+        return answer
 
     async def open(self) -> None:
         """Make one connection now and keep it idle: the pool's first use fails here when the
